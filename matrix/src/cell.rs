@@ -1,0 +1,323 @@
+//! Cells: one measurable configuration (model × browser × platform × precision × scheme ×
+//! workload size), its content-derived stable id, and the WebNN precision semantics.
+
+use crate::family::{self, Modality, Resolved};
+use crate::quant::{Bits, Scheme};
+use crate::workload::WorkloadSize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Browser {
+    Chrome,
+    Chromium,
+    Edge,
+    Firefox,
+    Safari,
+}
+
+impl Browser {
+    pub const ALL: [Browser; 5] = [
+        Browser::Chrome,
+        Browser::Chromium,
+        Browser::Edge,
+        Browser::Firefox,
+        Browser::Safari,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Browser::Chrome => "chrome",
+            Browser::Chromium => "chromium",
+            Browser::Edge => "edge",
+            Browser::Firefox => "firefox",
+            Browser::Safari => "safari",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Browser> {
+        Browser::ALL.into_iter().find(|b| b.as_str() == s)
+    }
+}
+
+impl fmt::Display for Browser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Webgpu,
+    Webnn,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 2] = [Platform::Webgpu, Platform::Webnn];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Webgpu => "webgpu",
+            Platform::Webnn => "webnn",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Platform::Webgpu => "WebGPU",
+            Platform::Webnn => "WebNN",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Platform> {
+        Platform::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What was asked for and what will run. The difference is data, shown in the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Precision {
+    pub requested: Bits,
+    pub effective: Bits,
+    pub upgraded: bool,
+    /// Attention and embedding/head layers at 8 bits (see `quant::PrecisionPolicy::MIXED`).
+    pub mixed: bool,
+    /// WebNN only: run sub-8-bit requests as requested instead of upgrading them.
+    pub experimental: bool,
+}
+
+impl Precision {
+    /// Standard WebNN has no type narrower than 8 bits, so a 2/3/4-bit request runs at 8 and
+    /// says so. Experimental mode passes the request through; the browser answers at run time.
+    pub fn new(platform: Platform, requested: Bits, mixed: bool, experimental: bool) -> Precision {
+        let experimental = experimental && platform == Platform::Webnn;
+        let upgrade = platform == Platform::Webnn && !experimental && requested < Bits::B8;
+        Precision {
+            requested,
+            effective: if upgrade { Bits::B8 } else { requested },
+            upgraded: upgrade,
+            // mixed only differs from uniform below 8 bits
+            mixed: mixed && requested < Bits::B8,
+            experimental,
+        }
+    }
+}
+
+/// Content-derived: the same configuration gets the same id in every sweep.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CellId(pub String);
+
+impl fmt::Display for CellId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Cell {
+    pub id: CellId,
+    pub family: String,
+    pub model: String,
+    pub modality: Modality,
+    pub browser: Browser,
+    pub platform: Platform,
+    pub precision: Precision,
+    pub scheme: Scheme,
+    pub group_size: u32,
+    pub workload: WorkloadSize,
+}
+
+impl Cell {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        target: Resolved,
+        browser: Browser,
+        platform: Platform,
+        requested: Bits,
+        mixed: bool,
+        experimental: bool,
+        scheme: Scheme,
+        group_size: u32,
+        workload: WorkloadSize,
+    ) -> Cell {
+        let precision = Precision::new(platform, requested, mixed, experimental);
+        // fp16 has no groups; keep the id independent of an irrelevant knob
+        let (scheme, group_size) = if requested == Bits::B16 {
+            (Scheme::Symmetric, 0)
+        } else {
+            (scheme, group_size)
+        };
+        let mut cell = Cell {
+            id: CellId(String::new()),
+            family: target.family.key.to_string(),
+            model: target.model.id.to_string(),
+            modality: target.family.modality,
+            browser,
+            platform,
+            precision,
+            scheme,
+            group_size,
+            workload,
+        };
+        cell.id = cell.content_id();
+        cell
+    }
+
+    /// The id hashes what is measured, never how often or where: run counts, timeouts and
+    /// requirements may change between sweeps without breaking a cell's history.
+    fn content_id(&self) -> CellId {
+        let p = &self.precision;
+        let key = format!(
+            "cell/v1|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            self.model,
+            self.browser,
+            self.platform,
+            p.requested,
+            p.mixed,
+            p.experimental,
+            self.scheme,
+            self.group_size,
+            self.workload.layers,
+            self.workload.seq_len,
+            self.workload.head,
+        );
+        let digest = Sha256::digest(key.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        CellId(hex)
+    }
+
+    /// A short human label, e.g. `bert chromium webgpu 4-bit sym g32`.
+    pub fn label(&self) -> String {
+        let p = &self.precision;
+        let mut s = format!(
+            "{} {} {} {}-bit",
+            self.family, self.browser, self.platform, p.requested
+        );
+        if p.upgraded {
+            s.push_str(&format!("→{}", p.effective));
+        }
+        if p.requested != Bits::B16 {
+            let scheme = if self.scheme == Scheme::Symmetric {
+                "sym"
+            } else {
+                "asym"
+            };
+            s.push_str(&format!(" {scheme} g{}", self.group_size));
+        }
+        if p.mixed {
+            s.push_str(" mixed");
+        }
+        if p.experimental {
+            s.push_str(" experimental");
+        }
+        s
+    }
+
+    pub fn resolve(&self) -> Result<Resolved, family::UnknownName> {
+        family::resolve(&self.model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bert() -> Resolved {
+        family::resolve("bert").expect("bert")
+    }
+
+    fn cell(platform: Platform, bits: Bits, mixed: bool, experimental: bool) -> Cell {
+        Cell::new(
+            bert(),
+            Browser::Chromium,
+            platform,
+            bits,
+            mixed,
+            experimental,
+            Scheme::Symmetric,
+            32,
+            WorkloadSize::default(),
+        )
+    }
+
+    #[test]
+    fn webnn_standard_mode_upgrades_sub_8_bit_requests() {
+        for bits in [Bits::B2, Bits::B3, Bits::B4] {
+            let p = cell(Platform::Webnn, bits, false, false).precision;
+            assert_eq!(
+                (p.requested, p.effective, p.upgraded),
+                (bits, Bits::B8, true)
+            );
+        }
+        for bits in [Bits::B8, Bits::B16] {
+            let p = cell(Platform::Webnn, bits, false, false).precision;
+            assert_eq!((p.effective, p.upgraded), (bits, false));
+        }
+    }
+
+    #[test]
+    fn webnn_experimental_mode_runs_as_requested() {
+        let p = cell(Platform::Webnn, Bits::B4, false, true).precision;
+        assert_eq!(
+            (p.requested, p.effective, p.upgraded, p.experimental),
+            (Bits::B4, Bits::B4, false, true)
+        );
+    }
+
+    #[test]
+    fn webgpu_never_upgrades_and_ignores_experimental() {
+        let a = cell(Platform::Webgpu, Bits::B2, false, true);
+        assert_eq!(
+            (a.precision.effective, a.precision.experimental),
+            (Bits::B2, false)
+        );
+        assert_eq!(a.id, cell(Platform::Webgpu, Bits::B2, false, false).id);
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        // pinned: changing how ids are derived breaks every stored history
+        assert_eq!(
+            cell(Platform::Webgpu, Bits::B4, false, false).id.0,
+            "32ac6359b8927dc6"
+        );
+        let ids: std::collections::HashSet<_> = [
+            cell(Platform::Webgpu, Bits::B4, false, false),
+            cell(Platform::Webgpu, Bits::B4, true, false),
+            cell(Platform::Webnn, Bits::B4, false, false),
+            cell(Platform::Webnn, Bits::B4, false, true),
+            cell(Platform::Webgpu, Bits::B8, false, false),
+        ]
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+        assert_eq!(ids.len(), 5);
+    }
+
+    #[test]
+    fn mixed_is_dropped_where_it_changes_nothing() {
+        assert!(
+            !cell(Platform::Webgpu, Bits::B8, true, false)
+                .precision
+                .mixed
+        );
+        assert_eq!(
+            cell(Platform::Webgpu, Bits::B16, true, false).id,
+            cell(Platform::Webgpu, Bits::B16, false, false).id
+        );
+    }
+}

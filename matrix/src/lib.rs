@@ -1,0 +1,17 @@
+//! quantgrid's pure domain: the model-family registry, the matrix spec and its expansion into
+//! cells, quantization math, result types and the Markdown matrix. No I/O, no async.
+
+pub mod cell;
+pub mod family;
+pub mod quant;
+pub mod render;
+pub mod result;
+pub mod spec;
+pub mod workload;
+
+pub use cell::{Browser, Cell, CellId, Platform, Precision};
+pub use family::{Family, Modality, Model, Resolved};
+pub use quant::{Bits, Scheme};
+pub use result::{AdapterInfo, CellResult, Environment, Measurement, Status};
+pub use spec::{MatrixSpec, SpecError};
+pub use workload::{Layer, Role, Workload, WorkloadSize};

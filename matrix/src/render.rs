@@ -1,0 +1,626 @@
+//! The Markdown compatibility matrix: per-modality summary tables, a browser × platform × bits
+//! table per family, footnotes with the browsers' own error text, and the environments.
+//!
+//! Everything shown is derived from the entries passed in; "Recommended" is computed, never
+//! typed. Output is deterministic (no clock), so it can be snapshot-tested.
+
+use crate::cell::{Browser, Cell, Platform};
+use crate::family::{self, Modality};
+use crate::quant::{Bits, Scheme};
+use crate::result::{Environment, Status};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+/// The accepted outcome of a cell, as the store reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: Status,
+    pub error_text: Option<String>,
+    pub effective_bits: Bits,
+    /// Median of the stored raw samples.
+    pub p50_ms: Option<f64>,
+    pub samples: u32,
+    pub accuracy_rel_err: Option<f64>,
+    pub environment: Option<Environment>,
+    pub simulated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub cell: Cell,
+    /// `None`: the cell belongs to a sweep but has no result yet.
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report<'a> {
+    /// Where the data came from, e.g. the database path and result count.
+    pub source: &'a str,
+    pub entries: &'a [Entry],
+    pub accuracy_tolerance: f64,
+    /// Simulated results are dropped unless this is set; when set they are marked.
+    pub include_simulated: bool,
+}
+
+const SUPERSCRIPT: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
+
+fn superscript(n: usize) -> String {
+    n.to_string()
+        .bytes()
+        .map(|b| SUPERSCRIPT[usize::from(b - b'0')])
+        .collect()
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else if v >= 1.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.3} ms")
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+/// Footnotes numbered in order of first use; identical texts share a number.
+#[derive(Default)]
+struct Notes {
+    texts: Vec<String>,
+}
+
+impl Notes {
+    fn mark(&mut self, text: &str) -> String {
+        let n = match self.texts.iter().position(|t| t == text) {
+            Some(i) => i + 1,
+            None => {
+                self.texts.push(text.to_string());
+                self.texts.len()
+            }
+        };
+        superscript(n)
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn variant(c: &Cell) -> String {
+    let p = &c.precision;
+    let mut parts = Vec::new();
+    if p.requested != Bits::B16 {
+        parts.push(format!(
+            "{} g{}",
+            if c.scheme == Scheme::Symmetric {
+                "sym"
+            } else {
+                "asym"
+            },
+            c.group_size
+        ));
+    }
+    if p.mixed {
+        parts.push("mixed".into());
+    }
+    if p.experimental {
+        parts.push("experimental".into());
+    }
+    parts.join(" ")
+}
+
+fn accurate(o: &Outcome, tolerance: f64) -> bool {
+    o.accuracy_rel_err.is_some_and(|e| e <= tolerance)
+}
+
+/// One table cell: what was measured, in a few characters.
+fn show(cell: &Cell, o: Option<&Outcome>, tolerance: f64, notes: &mut Notes) -> String {
+    let Some(o) = o else {
+        return "— not run".into();
+    };
+    let sim = if o.simulated { " 🧪" } else { "" };
+    let note = |notes: &mut Notes, status: Status| {
+        let text = o
+            .error_text
+            .as_deref()
+            .unwrap_or("(no error text reported)");
+        notes.mark(&format!("{}: {}", status, escape(text)))
+    };
+    let text = match o.status {
+        Status::Pass => {
+            let time = o.p50_ms.map(ms).unwrap_or_else(|| "no samples".into());
+            let err = o
+                .accuracy_rel_err
+                .map(|e| format!(" · err {}", pct(e)))
+                .unwrap_or_default();
+            let icon = if accurate(o, tolerance) {
+                "✅"
+            } else {
+                "⚠️"
+            };
+            if cell.precision.upgraded {
+                format!(
+                    "⬆️ {}→{}-bit {time}{err}",
+                    cell.precision.requested, o.effective_bits
+                )
+            } else {
+                format!("{icon} {time}{err}")
+            }
+        }
+        Status::Fail => format!("❌ fail{}", note(notes, Status::Fail)),
+        Status::Unsupported => format!("❌ unsupported{}", note(notes, Status::Unsupported)),
+        Status::Error => format!("⚠️ error{}", note(notes, Status::Error)),
+        Status::Timeout => format!("⏱ timeout{}", note(notes, Status::Timeout)),
+        Status::Crash => format!("💥 crash{}", note(notes, Status::Crash)),
+        Status::NoCapableAgent => format!("🚫 no agent{}", note(notes, Status::NoCapableAgent)),
+    };
+    format!("{text}{sim}")
+}
+
+/// The best passing, accurate configuration: lowest time, then fewest bits.
+fn recommended<'e>(entries: &[&'e Entry], tolerance: f64) -> Option<(&'e Entry, f64)> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let o = e.outcome.as_ref()?;
+            (o.status == Status::Pass && accurate(o, tolerance)).then_some(())?;
+            Some((*e, o.p50_ms?))
+        })
+        .min_by(|a, b| {
+            a.1.total_cmp(&b.1)
+                .then(
+                    a.0.cell
+                        .precision
+                        .effective
+                        .cmp(&b.0.cell.precision.effective),
+                )
+                .then(a.0.cell.id.cmp(&b.0.cell.id))
+        })
+}
+
+/// The platform column of the summary table.
+fn summary(entries: &[&Entry], platform: Platform, tolerance: f64, notes: &mut Notes) -> String {
+    let on: Vec<&&Entry> = entries
+        .iter()
+        .filter(|e| e.cell.platform == platform)
+        .collect();
+    if on.is_empty() {
+        return "— not in matrix".into();
+    }
+    let ran: Vec<&&Entry> = on.iter().copied().filter(|e| e.outcome.is_some()).collect();
+    if ran.is_empty() {
+        return "— not run".into();
+    }
+    let passes = ran
+        .iter()
+        .filter(|e| e.outcome.as_ref().is_some_and(|o| o.status == Status::Pass))
+        .count();
+    let best = ran
+        .iter()
+        .filter(|e| e.outcome.as_ref().is_some_and(|o| o.status == Status::Pass))
+        .min_by(|a, b| {
+            let acc = |e: &Entry| !e.outcome.as_ref().is_some_and(|o| accurate(o, tolerance));
+            acc(a)
+                .cmp(&acc(b))
+                .then(a.cell.precision.effective.cmp(&b.cell.precision.effective))
+                .then_with(|| {
+                    let t = |e: &Entry| {
+                        e.outcome
+                            .as_ref()
+                            .and_then(|o| o.p50_ms)
+                            .unwrap_or(f64::MAX)
+                    };
+                    t(a).total_cmp(&t(b))
+                })
+        });
+    let tally = format!(" ({passes}/{} pass)", ran.len());
+    if let Some(best) = best {
+        let o = best.outcome.as_ref().expect("filtered on outcome");
+        let time = o.p50_ms.map(|t| format!(" {}", ms(t))).unwrap_or_default();
+        if best.cell.precision.upgraded {
+            return format!(
+                "⬆️ {}→{}-bit{time}{tally}",
+                best.cell.precision.requested, o.effective_bits
+            );
+        }
+        let icon = if accurate(o, tolerance) {
+            "✅"
+        } else {
+            "⚠️"
+        };
+        return format!("{icon} {}-bit{time}{tally}", o.effective_bits);
+    }
+    // nothing passed: show the most common way it ended
+    let mut by_status: BTreeMap<Status, Vec<&&Entry>> = BTreeMap::new();
+    for e in &ran {
+        if let Some(o) = &e.outcome {
+            by_status.entry(o.status).or_default().push(e);
+        }
+    }
+    let (_, worst) = by_status
+        .iter()
+        .max_by_key(|(s, v)| (v.len(), std::cmp::Reverse(**s)))
+        .expect("ran is not empty");
+    let first = worst[0];
+    format!(
+        "{}{tally}",
+        show(&first.cell, first.outcome.as_ref(), tolerance, notes)
+    )
+}
+
+pub fn render(report: &Report<'_>) -> String {
+    let entries: Vec<Entry> = report
+        .entries
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if !report.include_simulated && e.outcome.as_ref().is_some_and(|o| o.simulated) {
+                e.outcome = None;
+            }
+            e
+        })
+        .collect();
+    let tol = report.accuracy_tolerance;
+    let mut out = String::new();
+    let _ = writeln!(out, "# quantgrid compatibility matrix\n");
+    let measured = entries.iter().filter(|e| e.outcome.is_some()).count();
+    let _ = writeln!(
+        out,
+        "Source: {}. {} cells, {} with results. Times are medians of stored raw samples; \
+         `err` is the relative error against an fp32 reference computed outside the browser \
+         (accurate when ≤ {}).\n",
+        report.source,
+        entries.len(),
+        measured,
+        pct(tol)
+    );
+    if report.include_simulated
+        && entries
+            .iter()
+            .any(|e| e.outcome.as_ref().is_some_and(|o| o.simulated))
+    {
+        let _ = writeln!(
+            out,
+            "> **Contains simulated results (🧪)**: produced by the load-test executor, not by a browser.\n"
+        );
+    }
+    let mut by_family: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+    for e in &entries {
+        by_family.entry(e.cell.family.as_str()).or_default().push(e);
+    }
+    let mut notes = Notes::default();
+    let mut details = String::new();
+    for modality in Modality::ALL {
+        let fams: Vec<&family::Family> = family::families()
+            .iter()
+            .filter(|f| f.modality == modality && by_family.contains_key(f.key))
+            .collect();
+        if fams.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "## {}\n", modality.title());
+        let _ = writeln!(
+            out,
+            "| Model Family | Examples | WebNN | WebGPU | Recommended |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for f in fams {
+            let es = &by_family[f.key];
+            let models: BTreeSet<&str> = es.iter().map(|e| e.cell.model.as_str()).collect();
+            let examples: Vec<String> = models.iter().map(|m| format!("`{m}`")).collect();
+            let webnn = summary(es, Platform::Webnn, tol, &mut notes);
+            let webgpu = summary(es, Platform::Webgpu, tol, &mut notes);
+            let rec = match recommended(es, tol) {
+                Some((e, t)) => format!(
+                    "{} · {} · {}-bit {} ({})",
+                    e.cell.platform.title(),
+                    e.cell.browser,
+                    e.outcome
+                        .as_ref()
+                        .map_or(e.cell.precision.effective, |o| o.effective_bits),
+                    variant(&e.cell),
+                    ms(t)
+                )
+                .replace("  ", " "),
+                None => "— no accurate pass yet".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                f.display,
+                examples.join(", "),
+                webnn,
+                webgpu,
+                rec
+            );
+            family_table(&mut details, f, es, tol, &mut notes);
+        }
+        let _ = writeln!(out);
+    }
+    if !details.is_empty() {
+        let _ = writeln!(out, "## Per-family results\n");
+        out.push_str(&details);
+    }
+    if !notes.texts.is_empty() {
+        let _ = writeln!(out, "## Notes\n");
+        for (i, t) in notes.texts.iter().enumerate() {
+            let _ = writeln!(out, "{}. {t}", i + 1);
+        }
+        let _ = writeln!(out);
+    }
+    environments(&mut out, &entries);
+    out
+}
+
+fn family_table(out: &mut String, f: &family::Family, es: &[&Entry], tol: f64, notes: &mut Notes) {
+    let bits: BTreeSet<Bits> = es.iter().map(|e| e.cell.precision.requested).collect();
+    // one row per browser, platform, model and variant; one column per requested width
+    type RowKey = (Browser, Platform, String, String);
+    let mut rows: BTreeMap<RowKey, BTreeMap<Bits, &Entry>> = BTreeMap::new();
+    for e in es {
+        let mut v = variant(&e.cell);
+        if e.cell.precision.requested == Bits::B16 {
+            // fp16 has no scheme or group; file it with every variant row of its kind
+            v = String::new();
+        }
+        rows.entry((e.cell.browser, e.cell.platform, e.cell.model.clone(), v))
+            .or_default()
+            .insert(e.cell.precision.requested, e);
+    }
+    let multi_model = es.iter().any(|e| e.cell.model != es[0].cell.model);
+    let _ = writeln!(out, "### {}\n", f.display);
+    let mut header = String::from("| Browser | Platform |");
+    let mut rule = String::from("|---|---|");
+    if multi_model {
+        header.push_str(" Model |");
+        rule.push_str("---|");
+    }
+    header.push_str(" Variant |");
+    rule.push_str("---|");
+    for b in &bits {
+        let _ = write!(header, " {b}-bit |");
+        rule.push_str("---|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for ((browser, platform, model, v), by_bits) in &rows {
+        let mut line = format!("| {browser} | {} |", platform.title());
+        if multi_model {
+            let _ = write!(line, " `{model}` |");
+        }
+        let _ = write!(line, " {} |", if v.is_empty() { "—" } else { v });
+        for b in &bits {
+            let text = match by_bits.get(b) {
+                Some(e) => show(&e.cell, e.outcome.as_ref(), tol, notes),
+                None => " ".into(),
+            };
+            let _ = write!(line, " {text} |");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(out);
+}
+
+fn environments(out: &mut String, entries: &[Entry]) {
+    let mut envs: BTreeMap<String, &Environment> = BTreeMap::new();
+    for e in entries {
+        if let Some(env) = e.outcome.as_ref().and_then(|o| o.environment.as_ref()) {
+            envs.entry(format!("{}|{}", env.label(), env.id()))
+                .or_insert(env);
+        }
+    }
+    if envs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Environments\n");
+    let _ = writeln!(
+        out,
+        "| Browser | Driver | OS | WebGPU adapter | WebNN | Flags |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for env in envs.values() {
+        let adapter = env
+            .adapter
+            .as_ref()
+            .map(|a| escape(&a.label()))
+            .unwrap_or_else(|| "none reported".into());
+        let webnn = env.webnn_device_type.as_deref().unwrap_or("none reported");
+        let flags = if env.browser_flags.is_empty() {
+            "—".to_string()
+        } else {
+            env.browser_flags
+                .iter()
+                .map(|f| format!("`{}`", escape(f)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} {} | {} {} {} | {} | {} | {} |",
+            escape(&env.label()),
+            escape(&env.driver),
+            escape(&env.driver_version),
+            escape(&env.os),
+            escape(&env.os_version),
+            escape(&env.arch),
+            adapter,
+            escape(webnn),
+            flags
+        );
+    }
+    let _ = writeln!(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::AdapterInfo;
+    use crate::spec;
+
+    fn env(
+        browser: Browser,
+        version: &str,
+        adapter: Option<AdapterInfo>,
+        webnn: Option<&str>,
+    ) -> Environment {
+        Environment {
+            browser,
+            browser_channel: String::new(),
+            browser_version: version.into(),
+            browser_flags: vec!["--headless".into(), "--enable-unsafe-webgpu".into()],
+            driver: if browser == Browser::Firefox {
+                "geckodriver"
+            } else {
+                "chromedriver"
+            }
+            .into(),
+            driver_version: "0.37.1".into(),
+            os: "linux".into(),
+            os_version: "debian 12".into(),
+            arch: "x86_64".into(),
+            adapter,
+            webnn_device_type: webnn.map(str::to_string),
+            webnn_info: None,
+        }
+    }
+
+    fn swiftshader() -> AdapterInfo {
+        AdapterInfo {
+            vendor: "google".into(),
+            architecture: "swiftshader".into(),
+            device: String::new(),
+            description: String::new(),
+            is_fallback: true,
+        }
+    }
+
+    fn outcome(
+        status: Status,
+        bits: Bits,
+        p50: Option<f64>,
+        err: Option<&str>,
+        env: Environment,
+    ) -> Outcome {
+        Outcome {
+            status,
+            error_text: err.map(str::to_string),
+            effective_bits: bits,
+            p50_ms: p50,
+            samples: if p50.is_some() { 10 } else { 0 },
+            accuracy_rel_err: p50.map(|_| match bits {
+                Bits::B2 => 0.31,
+                Bits::B3 => 0.09,
+                Bits::B4 => 0.021,
+                _ => 0.002,
+            }),
+            environment: Some(env),
+            simulated: false,
+        }
+    }
+
+    fn entries() -> Vec<Entry> {
+        let s = spec::parse(
+            "version: 1\nname: snap\nfamilies: [bert, whisper]\nbrowsers: [chromium, firefox]\nplatforms: both\nbits: [2, 4, 8]\nexperimental_precision: [false, true]\n",
+            "snap.yaml",
+        )
+        .expect("spec");
+        let chromium = env(
+            Browser::Chromium,
+            "156.0.8078.108",
+            Some(swiftshader()),
+            None,
+        );
+        let firefox = env(
+            Browser::Firefox,
+            "153.8.0esr",
+            Some(AdapterInfo {
+                vendor: String::new(),
+                architecture: String::new(),
+                device: String::new(),
+                description: String::new(),
+                is_fallback: true,
+            }),
+            None,
+        );
+        s.expand()
+            .into_iter()
+            .map(|cell| {
+                let b = cell.precision.effective;
+                let e = if cell.browser == Browser::Firefox { firefox.clone() } else { chromium.clone() };
+                let outcome = match (cell.family.as_str(), cell.platform, cell.browser) {
+                    ("whisper", _, Browser::Firefox) => None,
+                    (_, Platform::Webnn, Browser::Firefox) => Some(outcome(Status::Unsupported, b, None, Some("WebNN API not found: navigator.ml is undefined"), e)),
+                    (_, Platform::Webnn, _) if cell.precision.experimental && b < Bits::B4 => {
+                        Some(outcome(Status::Unsupported, b, None, Some("WebNN has no 2-bit operand type; opSupportLimits().dequantizeLinear.input.dataTypes = [int4, uint8, int8, int32]"), e))
+                    }
+                    (_, Platform::Webnn, _) => Some(outcome(Status::Pass, b, Some(3.2 + f64::from(b.get())), None, e)),
+                    ("whisper", Platform::Webgpu, _) if b == Bits::B2 => Some(outcome(Status::Timeout, b, None, Some("cell exceeded 120 s"), e)),
+                    (_, Platform::Webgpu, _) => Some(outcome(Status::Pass, b, Some(20.0 - f64::from(b.get())), None, e)),
+                };
+                Entry { cell, outcome }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matrix_snapshot() {
+        let es = entries();
+        let md = render(&Report {
+            source: "`snap.duckdb` (test fixture)",
+            entries: &es,
+            accuracy_tolerance: 0.05,
+            include_simulated: false,
+        });
+        insta::assert_snapshot!(md);
+    }
+
+    #[test]
+    fn simulated_results_are_hidden_unless_asked_for() {
+        let mut es = entries();
+        for e in &mut es {
+            if let Some(o) = &mut e.outcome {
+                o.simulated = true;
+            }
+        }
+        let hidden = render(&Report {
+            source: "x",
+            entries: &es,
+            accuracy_tolerance: 0.05,
+            include_simulated: false,
+        });
+        assert!(!hidden.contains('✅'), "simulated passes leaked:\n{hidden}");
+        assert!(!hidden.contains("🧪"));
+        let shown = render(&Report {
+            source: "x",
+            entries: &es,
+            accuracy_tolerance: 0.05,
+            include_simulated: true,
+        });
+        assert!(shown.contains("Contains simulated results"));
+        assert!(shown.contains("✅") && shown.contains("🧪"));
+    }
+
+    #[test]
+    fn empty_matrix_says_not_run() {
+        let es: Vec<Entry> = entries()
+            .into_iter()
+            .map(|e| Entry { outcome: None, ..e })
+            .collect();
+        let md = render(&Report {
+            source: "x",
+            entries: &es,
+            accuracy_tolerance: 0.05,
+            include_simulated: false,
+        });
+        assert!(md.contains("— not run"));
+        assert!(md.contains("— no accurate pass yet"));
+        assert!(!md.contains("## Environments"));
+    }
+
+    #[test]
+    fn superscripts_compose() {
+        assert_eq!(superscript(1), "¹");
+        assert_eq!(superscript(12), "¹²");
+    }
+}
