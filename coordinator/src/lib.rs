@@ -1,0 +1,6 @@
+//! The quantgrid coordinator: the results store, sweeps and the matrix report. The grid
+//! service and scheduler arrive with the grid issue.
+
+pub mod report;
+pub mod store;
+pub mod sweep;

@@ -1,0 +1,221 @@
+//! The results store: the only module that knows DuckDB. It owns the schema and migrations,
+//! batched writes (one writer thread, Appenders), and the reads behind the matrix and
+//! `quantgrid results`.
+
+mod read;
+mod schema;
+mod write;
+mod writer;
+
+pub use read::{ResultRow, SweepSummary};
+pub use writer::StoreWriter;
+
+use duckdb::Connection;
+use quantgrid_matrix::spec::RunParams;
+use quantgrid_matrix::{Cell, CellResult};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open results database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: duckdb::Error,
+    },
+    #[error(
+        "results database {path} has schema version {found}, newer than this quantgrid ({supported}); upgrade quantgrid"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i32,
+        supported: i32,
+    },
+    #[error("database error while {doing}")]
+    Db {
+        doing: &'static str,
+        #[source]
+        source: duckdb::Error,
+    },
+    #[error("stored row is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("a batched write failed and was rolled back: {0}")]
+    BatchFailed(String),
+    #[error("the store writer has stopped")]
+    WriterGone,
+}
+
+trait Doing<T> {
+    fn doing(self, what: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Doing<T> for Result<T, duckdb::Error> {
+    fn doing(self, what: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Db {
+            doing: what,
+            source,
+        })
+    }
+}
+
+/// Microseconds since the Unix epoch, the unit DuckDB timestamps use.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A sweep as submitted: the spec text is kept verbatim so a sweep can be re-run or audited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepRecord {
+    pub sweep_id: String,
+    pub name: String,
+    pub spec_file: String,
+    pub spec_yaml: String,
+    pub client_request_id: Option<String>,
+    pub priority: i32,
+    pub accuracy_tolerance: f64,
+    pub run: RunParams,
+    pub created_at_us: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub agent_id: String,
+    pub name: String,
+    pub version: String,
+    pub os: String,
+    pub arch: String,
+    pub labels: BTreeMap<String, String>,
+    pub registered_at_us: i64,
+}
+
+/// One try at one cell by one agent, and why it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub attempt_id: String,
+    pub sweep_id: String,
+    pub cell_id: String,
+    pub attempt_no: u32,
+    pub agent_id: Option<String>,
+    pub started_at_us: i64,
+    pub ended_at_us: Option<i64>,
+    pub end_reason: Option<String>,
+}
+
+/// A result to store. `accepted` marks the one attempt whose result the matrix shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRecord {
+    pub attempt_id: String,
+    pub sweep_id: String,
+    pub result: CellResult,
+    pub accepted: bool,
+    pub recorded_at_us: i64,
+}
+
+/// Everything the store writes. A batch of records is written in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Sweep(SweepRecord, Vec<Cell>),
+    Agent(AgentRecord),
+    Attempt(AttemptRecord),
+    Result(ResultRecord),
+}
+
+/// A connection to the results database. Single-threaded: share it through [`StoreWriter`].
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Environments already stored, so the hot path skips the lookup.
+    known_environments: HashSet<String>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Store::init(conn, path.to_path_buf())
+    }
+
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: PathBuf::from(":memory:"),
+            source,
+        })?;
+        Store::init(conn, PathBuf::from(":memory:"))
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
+        let mut store = Store {
+            conn,
+            path,
+            known_environments: HashSet::new(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn schema_version(&self) -> Result<i32, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(max(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .doing("reading the schema version")
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_version (
+                    version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)",
+            )
+            .doing("creating schema_version")?;
+        let current = self.schema_version()?;
+        let latest = schema::MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > latest {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: current,
+                supported: latest,
+            });
+        }
+        for (version, sql) in schema::MIGRATIONS.iter().filter(|m| m.0 > current) {
+            let tx = self.conn.transaction().doing("starting a migration")?;
+            tx.execute_batch(sql).doing("migrating the schema")?;
+            tx.execute(
+                "INSERT INTO schema_version VALUES (?, current_timestamp::TIMESTAMP)",
+                [version],
+            )
+            .doing("recording the schema version")?;
+            tx.commit().doing("committing a migration")?;
+        }
+        Ok(())
+    }
+
+    /// Writes `records` in one transaction: all or nothing.
+    pub fn write(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        write::write(self, records)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! Reads: the accepted result of every cell for the matrix, result listings, sweep summaries.
+
+use super::{Doing, Store, StoreError};
+use duckdb::Row;
+use quantgrid_matrix::render::{Entry, Outcome};
+use quantgrid_matrix::result::{AdapterInfo, Environment};
+use quantgrid_matrix::{Bits, Browser, Cell, Platform, Scheme, Status, WorkloadSize, family};
+use serde::Serialize;
+
+/// One stored result, flattened for `quantgrid results`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResultRow {
+    pub sweep_id: String,
+    pub attempt_id: String,
+    pub cell_id: String,
+    pub label: String,
+    pub status: Status,
+    pub effective_bits: u32,
+    pub samples: usize,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub weight_bytes: Option<u64>,
+    pub accuracy_rel_err: Option<f64>,
+    pub error_text: Option<String>,
+    pub browser_version: Option<String>,
+    pub adapter: Option<String>,
+    pub simulated: bool,
+    pub accepted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweepSummary {
+    pub sweep_id: String,
+    pub name: String,
+    pub state: String,
+    pub cells: u64,
+    pub results: u64,
+    pub accuracy_tolerance: f64,
+}
+
+const CELL_COLUMNS: &str = "c.cell_id, c.model, c.browser, c.platform, c.requested_bits, \
+    c.mixed_precision, c.experimental_precision, c.scheme, c.group_size, c.layers, c.seq_len, c.head";
+
+/// Rebuilds a cell from `CELL_COLUMNS` starting at `at`, and checks its stored id.
+fn cell_at(row: &Row<'_>, at: usize) -> Result<Result<Cell, String>, duckdb::Error> {
+    let id: String = row.get(at)?;
+    let model: String = row.get(at + 1)?;
+    let browser: String = row.get(at + 2)?;
+    let platform: String = row.get(at + 3)?;
+    let bits: u8 = row.get(at + 4)?;
+    let scheme: String = row.get(at + 7)?;
+    let parsed = (|| {
+        let target = family::resolve(&model).map_err(|e| e.to_string())?;
+        let browser = Browser::parse(&browser).ok_or(format!("unknown browser {browser}"))?;
+        let platform = Platform::parse(&platform).ok_or(format!("unknown platform {platform}"))?;
+        let bits = Bits::from_u32(u32::from(bits)).ok_or(format!("bad bit width {bits}"))?;
+        let scheme = match scheme.as_str() {
+            "symmetric" => Scheme::Symmetric,
+            "asymmetric" => Scheme::Asymmetric,
+            other => return Err(format!("unknown scheme {other}")),
+        };
+        Ok((target, browser, platform, bits, scheme))
+    })();
+    let (target, browser, platform, bits, scheme) = match parsed {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(format!("cell {id}: {e}"))),
+    };
+    let cell = Cell::new(
+        target,
+        browser,
+        platform,
+        bits,
+        row.get(at + 5)?,
+        row.get(at + 6)?,
+        scheme,
+        row.get(at + 8)?,
+        WorkloadSize {
+            layers: row.get(at + 9)?,
+            seq_len: row.get(at + 10)?,
+            head: row.get(at + 11)?,
+        },
+    );
+    if cell.id.0 != id {
+        return Ok(Err(format!(
+            "cell {id} is stored with content that hashes to {}",
+            cell.id
+        )));
+    }
+    Ok(Ok(cell))
+}
+
+fn status(s: &str) -> Result<Status, StoreError> {
+    Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status `{s}`")))
+}
+
+impl Store {
+    /// Every cell of `sweep` (or of every sweep) with its latest accepted result. Simulated
+    /// results are left out unless `include_simulated`.
+    pub fn matrix_entries(
+        &self,
+        sweep: Option<&str>,
+        include_simulated: bool,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let sql = format!(
+            "WITH cell AS (
+                SELECT DISTINCT ON (cell_id) * FROM cells WHERE ($1 IS NULL OR sweep_id = $1)
+                ORDER BY cell_id, sweep_id
+            ), latest AS (
+                SELECT * FROM results
+                WHERE accepted AND ($1 IS NULL OR sweep_id = $1) AND (NOT simulated OR $2)
+                QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY recorded_at DESC, attempt_id DESC) = 1
+            )
+            SELECT {CELL_COLUMNS},
+                r.status, r.error_text, r.effective_bits, r.p50_ms, len(r.samples_ms),
+                r.accuracy_rel_err, r.simulated,
+                e.browser, e.browser_channel, e.browser_version, array_to_string(e.browser_flags, chr(31)),
+                e.driver, e.driver_version, e.os, e.os_version, e.arch,
+                e.adapter_vendor, e.adapter_architecture, e.adapter_device, e.adapter_description,
+                e.adapter_is_fallback, e.webnn_device_type, e.webnn_info
+            FROM cell c
+            LEFT JOIN latest r USING (cell_id)
+            LEFT JOIN environments e USING (environment_id)
+            ORDER BY c.family, c.cell_id"
+        );
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .doing("preparing the matrix query")?;
+        let mut rows = stmt
+            .query(duckdb::params![sweep, include_simulated])
+            .doing("running the matrix query")?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().doing("reading the matrix query")? {
+            let cell = cell_at(row, 0)
+                .doing("reading a cell")?
+                .map_err(StoreError::Corrupt)?;
+            let st: Option<String> = row.get(12).doing("reading a status")?;
+            let outcome = match st {
+                None => None,
+                Some(st) => Some(outcome(row, &st).doing("reading a result")??),
+            };
+            out.push(Entry { cell, outcome });
+        }
+        Ok(out)
+    }
+
+    /// Stored results, newest first.
+    pub fn results(&self, sweep: Option<&str>, limit: usize) -> Result<Vec<ResultRow>, StoreError> {
+        let sql = format!(
+            "WITH cell AS (SELECT DISTINCT ON (cell_id) * FROM cells ORDER BY cell_id, sweep_id)
+            SELECT {CELL_COLUMNS},
+                r.sweep_id, r.attempt_id, r.status, r.effective_bits, len(r.samples_ms), r.p50_ms,
+                r.p90_ms, r.weight_bytes, r.accuracy_rel_err, r.error_text, e.browser_version,
+                e.adapter_vendor || ' ' || e.adapter_architecture
+                    || CASE WHEN e.adapter_is_software THEN ' (software)' ELSE '' END,
+                r.simulated, r.accepted
+            FROM results r
+            JOIN cell c USING (cell_id)
+            LEFT JOIN environments e USING (environment_id)
+            WHERE ($1 IS NULL OR r.sweep_id = $1)
+            ORDER BY r.recorded_at DESC, r.attempt_id
+            LIMIT $2"
+        );
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .doing("preparing the results query")?;
+        let mut rows = stmt
+            .query(duckdb::params![sweep, limit as u64])
+            .doing("running the results query")?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().doing("reading results")? {
+            let cell = cell_at(row, 0)
+                .doing("reading a cell")?
+                .map_err(StoreError::Corrupt)?;
+            let st: String = row.get(14).doing("reading a status")?;
+            let st = status(&st)?;
+            let read = |row: &Row<'_>| -> Result<ResultRow, duckdb::Error> {
+                Ok(ResultRow {
+                    sweep_id: row.get(12)?,
+                    attempt_id: row.get(13)?,
+                    cell_id: cell.id.0.clone(),
+                    label: cell.label(),
+                    status: st,
+                    effective_bits: row.get::<_, u8>(15)?.into(),
+                    samples: row.get::<_, Option<u64>>(16)?.unwrap_or(0) as usize,
+                    p50_ms: row.get(17)?,
+                    p90_ms: row.get(18)?,
+                    weight_bytes: row.get(19)?,
+                    accuracy_rel_err: row.get(20)?,
+                    error_text: row.get(21)?,
+                    browser_version: row.get(22)?,
+                    adapter: row.get(23)?,
+                    simulated: row.get(24)?,
+                    accepted: row.get(25)?,
+                })
+            };
+            out.push(read(row).doing("reading a result")?);
+        }
+        Ok(out)
+    }
+
+    pub fn sweeps(&self) -> Result<Vec<SweepSummary>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT s.sweep_id, s.name, s.state,
+                    (SELECT count(*) FROM cells c WHERE c.sweep_id = s.sweep_id),
+                    (SELECT count(*) FROM results r WHERE r.sweep_id = s.sweep_id),
+                    s.accuracy_tolerance
+                FROM sweeps s ORDER BY s.created_at, s.sweep_id",
+            )
+            .doing("preparing the sweeps query")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SweepSummary {
+                    sweep_id: r.get(0)?,
+                    name: r.get(1)?,
+                    state: r.get(2)?,
+                    cells: r.get(3)?,
+                    results: r.get(4)?,
+                    accuracy_tolerance: r.get(5)?,
+                })
+            })
+            .doing("running the sweeps query")?;
+        rows.collect::<Result<_, _>>().doing("reading sweeps")
+    }
+
+    pub fn result_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM results", [], |r| r.get(0))
+            .doing("counting results")
+    }
+}
+
+fn outcome(row: &Row<'_>, st: &str) -> Result<Result<Outcome, StoreError>, duckdb::Error> {
+    let status = match status(st) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let bits: u8 = row.get(14)?;
+    let Some(effective_bits) = Bits::from_u32(u32::from(bits)) else {
+        return Ok(Err(StoreError::Corrupt(format!(
+            "bad effective bit width {bits}"
+        ))));
+    };
+    let browser: Option<String> = row.get(19)?;
+    let environment = match browser.as_deref().and_then(Browser::parse) {
+        None => None,
+        Some(browser) => {
+            let flags: String = row.get(22)?;
+            let vendor: Option<String> = row.get(28)?;
+            let adapter = match vendor {
+                None => None,
+                Some(vendor) => Some(AdapterInfo {
+                    vendor,
+                    architecture: row.get::<_, Option<String>>(29)?.unwrap_or_default(),
+                    device: row.get::<_, Option<String>>(30)?.unwrap_or_default(),
+                    description: row.get::<_, Option<String>>(31)?.unwrap_or_default(),
+                    is_fallback: row.get::<_, Option<bool>>(32)?.unwrap_or(false),
+                }),
+            };
+            Some(Environment {
+                browser,
+                browser_channel: row.get(20)?,
+                browser_version: row.get(21)?,
+                browser_flags: flags
+                    .split('\u{1f}')
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                driver: row.get(23)?,
+                driver_version: row.get(24)?,
+                os: row.get(25)?,
+                os_version: row.get(26)?,
+                arch: row.get(27)?,
+                adapter,
+                webnn_device_type: row.get(33)?,
+                webnn_info: row.get(34)?,
+            })
+        }
+    };
+    Ok(Ok(Outcome {
+        status,
+        error_text: row.get(13)?,
+        effective_bits,
+        p50_ms: row.get(15)?,
+        samples: row.get::<_, Option<u64>>(16)?.unwrap_or(0) as u32,
+        accuracy_rel_err: row.get(17)?,
+        environment,
+        simulated: row.get(18)?,
+    }))
+}

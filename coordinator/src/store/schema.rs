@@ -1,0 +1,110 @@
+//! The results database schema and its forward-only migrations. `docs/SCHEMA.md` documents
+//! every table for people querying the file with the stock `duckdb` CLI or Python.
+
+/// Migrations run in order; `schema_version` records each one applied. Never edit a shipped
+/// migration: add the next one.
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+
+const V1: &str = r#"
+CREATE TABLE sweeps (
+    sweep_id            VARCHAR PRIMARY KEY,
+    name                VARCHAR NOT NULL,
+    spec_file           VARCHAR NOT NULL,
+    spec_yaml           VARCHAR NOT NULL,
+    client_request_id   VARCHAR,
+    priority            INTEGER NOT NULL,
+    accuracy_tolerance  DOUBLE NOT NULL,
+    warmup              INTEGER NOT NULL,
+    repetitions         INTEGER NOT NULL,
+    timeout_secs        INTEGER NOT NULL,
+    retries             INTEGER NOT NULL,
+    state               VARCHAR NOT NULL CHECK (state IN ('running', 'finished', 'cancelled')),
+    created_at          TIMESTAMP NOT NULL,
+    finished_at         TIMESTAMP
+);
+
+CREATE TABLE cells (
+    sweep_id                VARCHAR NOT NULL,
+    cell_id                 VARCHAR NOT NULL,
+    family                  VARCHAR NOT NULL,
+    model                   VARCHAR NOT NULL,
+    modality                VARCHAR NOT NULL,
+    browser                 VARCHAR NOT NULL,
+    platform                VARCHAR NOT NULL,
+    requested_bits          UTINYINT NOT NULL,
+    effective_bits          UTINYINT NOT NULL,
+    upgraded                BOOLEAN NOT NULL,
+    mixed_precision         BOOLEAN NOT NULL,
+    experimental_precision  BOOLEAN NOT NULL,
+    scheme                  VARCHAR NOT NULL,
+    group_size              UINTEGER NOT NULL,
+    layers                  UINTEGER NOT NULL,
+    seq_len                 UINTEGER NOT NULL,
+    head                    BOOLEAN NOT NULL,
+    PRIMARY KEY (sweep_id, cell_id)
+);
+
+CREATE TABLE agents (
+    agent_id       VARCHAR PRIMARY KEY,
+    name           VARCHAR NOT NULL,
+    version        VARCHAR NOT NULL,
+    os             VARCHAR NOT NULL,
+    arch           VARCHAR NOT NULL,
+    labels         VARCHAR NOT NULL,
+    registered_at  TIMESTAMP NOT NULL
+);
+
+CREATE TABLE environments (
+    environment_id        VARCHAR PRIMARY KEY,
+    browser               VARCHAR NOT NULL,
+    browser_channel       VARCHAR NOT NULL,
+    browser_version       VARCHAR NOT NULL,
+    browser_flags         VARCHAR[] NOT NULL,
+    driver                VARCHAR NOT NULL,
+    driver_version        VARCHAR NOT NULL,
+    os                    VARCHAR NOT NULL,
+    os_version            VARCHAR NOT NULL,
+    arch                  VARCHAR NOT NULL,
+    adapter_vendor        VARCHAR,
+    adapter_architecture  VARCHAR,
+    adapter_device        VARCHAR,
+    adapter_description   VARCHAR,
+    adapter_is_fallback   BOOLEAN,
+    adapter_is_software   BOOLEAN,
+    webnn_device_type     VARCHAR,
+    webnn_info            VARCHAR
+);
+
+CREATE TABLE attempts (
+    attempt_id  VARCHAR NOT NULL,
+    sweep_id    VARCHAR NOT NULL,
+    cell_id     VARCHAR NOT NULL,
+    attempt_no  UINTEGER NOT NULL,
+    agent_id    VARCHAR,
+    started_at  TIMESTAMP NOT NULL,
+    ended_at    TIMESTAMP,
+    end_reason  VARCHAR
+);
+
+CREATE TABLE results (
+    attempt_id          VARCHAR NOT NULL,
+    sweep_id            VARCHAR NOT NULL,
+    cell_id             VARCHAR NOT NULL,
+    status              VARCHAR NOT NULL,
+    error_text          VARCHAR,
+    effective_bits      UTINYINT NOT NULL,
+    build_ms            DOUBLE,
+    first_run_ms        DOUBLE,
+    warmup              UINTEGER,
+    samples_ms          DOUBLE[],
+    p50_ms              DOUBLE,
+    p90_ms              DOUBLE,
+    weight_bytes        UBIGINT,
+    kernel_max_abs_err  DOUBLE,
+    accuracy_rel_err    DOUBLE,
+    environment_id      VARCHAR,
+    simulated           BOOLEAN NOT NULL,
+    accepted            BOOLEAN NOT NULL,
+    recorded_at         TIMESTAMP NOT NULL
+);
+"#;

@@ -1,0 +1,290 @@
+use super::*;
+use quantgrid_matrix::result::{AdapterInfo, Environment, Measurement};
+use quantgrid_matrix::{Bits, Browser, CellId, Status, spec};
+
+const SPEC: &str = "version: 1
+name: store-test
+families: [bert, gpt2]
+browsers: [chromium, firefox]
+platforms: both
+bits: [4, 8]
+";
+
+pub(crate) fn sweep(id: &str) -> (SweepRecord, Vec<Cell>) {
+    let s = spec::parse(SPEC, "store-test.yaml").expect("spec");
+    let rec = SweepRecord {
+        sweep_id: id.into(),
+        name: s.name.clone(),
+        spec_file: "store-test.yaml".into(),
+        spec_yaml: SPEC.into(),
+        client_request_id: Some(format!("req-{id}")),
+        priority: 0,
+        accuracy_tolerance: s.accuracy_tolerance,
+        run: s.run,
+        created_at_us: 1_700_000_000_000_000,
+    };
+    (rec, s.expand())
+}
+
+pub(crate) fn env(browser: Browser) -> Environment {
+    Environment {
+        browser,
+        browser_channel: "stable".into(),
+        browser_version: "156.0.8078.108".into(),
+        browser_flags: vec!["--headless".into(), "--enable-features=A,B".into()],
+        driver: "chromedriver".into(),
+        driver_version: "156.0.8078.108".into(),
+        os: "linux".into(),
+        os_version: "debian 12".into(),
+        arch: "x86_64".into(),
+        adapter: Some(AdapterInfo {
+            vendor: "google".into(),
+            architecture: "swiftshader".into(),
+            device: String::new(),
+            description: String::new(),
+            is_fallback: true,
+        }),
+        webnn_device_type: None,
+        webnn_info: None,
+    }
+}
+
+pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> CellResult {
+    CellResult {
+        cell_id: cell.id.clone(),
+        status,
+        error_text: (status != Status::Pass).then(|| format!("browser said no #{n}")),
+        effective_bits: cell.precision.effective,
+        measurement: (status == Status::Pass).then(|| Measurement {
+            build_ms: 4.0,
+            first_run_ms: 3.0,
+            warmup: 3,
+            samples_ms: vec![1.0 + n as f64, 2.0, 3.0],
+            weight_bytes: 1 << 20,
+            kernel_max_abs_err: 1e-6,
+            accuracy_rel_err: 0.01,
+        }),
+        environment: Some(env(cell.browser)),
+        simulated,
+    }
+}
+
+fn record(sweep: &str, cell: &Cell, n: usize, status: Status, at: i64) -> Record {
+    Record::Result(ResultRecord {
+        attempt_id: format!("{sweep}-{}-{n}", cell.id),
+        sweep_id: sweep.into(),
+        result: result(cell, n, status, false),
+        accepted: true,
+        recorded_at_us: at,
+    })
+}
+
+#[test]
+fn round_trip_on_a_real_file_survives_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("results.duckdb");
+    let (sw, cells) = sweep("s1");
+    {
+        let mut store = Store::open(&path).expect("open");
+        assert_eq!(store.schema_version().expect("version"), 1);
+        let mut batch = vec![
+            Record::Sweep(sw.clone(), cells.clone()),
+            Record::Agent(AgentRecord {
+                agent_id: "a1".into(),
+                name: "lab-linux-1".into(),
+                version: "0.1.0".into(),
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                labels: [("pool".to_string(), "nightly".to_string())].into(),
+                registered_at_us: 1,
+            }),
+            Record::Attempt(AttemptRecord {
+                attempt_id: "s1-x-0".into(),
+                sweep_id: "s1".into(),
+                cell_id: cells[0].id.0.clone(),
+                attempt_no: 1,
+                agent_id: Some("a1".into()),
+                started_at_us: 10,
+                ended_at_us: Some(20),
+                end_reason: Some("result".into()),
+            }),
+        ];
+        batch.push(record("s1", &cells[0], 0, Status::Pass, 100));
+        batch.push(record("s1", &cells[1], 1, Status::Unsupported, 100));
+        store.write(&batch).expect("write");
+    }
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(store.schema_version().expect("version"), 1);
+    let entries = store.matrix_entries(Some("s1"), false).expect("entries");
+    assert_eq!(entries.len(), cells.len());
+    let by_id = |id: &CellId| entries.iter().find(|e| &e.cell.id == id).expect("entry");
+    let pass = by_id(&cells[0].id).outcome.clone().expect("outcome");
+    assert_eq!(pass.status, Status::Pass);
+    assert_eq!(pass.p50_ms, Some(2.0));
+    assert_eq!(pass.samples, 3);
+    assert_eq!(pass.environment, Some(env(cells[0].browser)));
+    let unsupported = by_id(&cells[1].id).outcome.clone().expect("outcome");
+    assert_eq!(
+        unsupported.error_text.as_deref(),
+        Some("browser said no #1")
+    );
+    assert!(by_id(&cells[2].id).outcome.is_none());
+    assert_eq!(by_id(&cells[2].id).cell, cells[2]);
+    let rows = store.results(None, 10).expect("results");
+    assert_eq!(rows.len(), 2);
+    let sweeps = store.sweeps().expect("sweeps");
+    assert_eq!(
+        (sweeps[0].cells, sweeps[0].results),
+        (cells.len() as u64, 2)
+    );
+}
+
+#[test]
+fn plain_sql_reads_raw_samples_as_a_list() {
+    let mut store = Store::open_in_memory().expect("open");
+    let (sw, cells) = sweep("s1");
+    store
+        .write(&[
+            Record::Sweep(sw, cells.clone()),
+            record("s1", &cells[0], 4, Status::Pass, 1),
+        ])
+        .expect("write");
+    let (n, sum, flags): (i64, f64, String) = store
+        .conn
+        .query_row(
+            "SELECT len(samples_ms), list_sum(samples_ms), array_to_string(e.browser_flags, ' ')
+             FROM results JOIN environments e USING (environment_id)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("query");
+    assert_eq!((n, sum), (3, 10.0));
+    assert_eq!(flags, "--headless --enable-features=A,B");
+}
+
+#[test]
+fn latest_accepted_result_wins_and_simulated_is_hidden() {
+    let mut store = Store::open_in_memory().expect("open");
+    let (sw, cells) = sweep("s1");
+    let c = &cells[0];
+    let late = ResultRecord {
+        attempt_id: "late".into(),
+        sweep_id: "s1".into(),
+        result: result(c, 9, Status::Crash, false),
+        accepted: false,
+        recorded_at_us: 300,
+    };
+    let sim = ResultRecord {
+        attempt_id: "sim".into(),
+        sweep_id: "s1".into(),
+        result: result(c, 8, Status::Pass, true),
+        accepted: true,
+        recorded_at_us: 200,
+    };
+    store
+        .write(&[
+            Record::Sweep(sw, cells.clone()),
+            record("s1", c, 0, Status::Timeout, 50),
+            record("s1", c, 1, Status::Pass, 100),
+            Record::Result(late),
+            Record::Result(sim),
+        ])
+        .expect("write");
+    let get = |include_sim| {
+        store
+            .matrix_entries(None, include_sim)
+            .expect("entries")
+            .into_iter()
+            .find(|e| e.cell.id == c.id)
+            .and_then(|e| e.outcome)
+            .expect("outcome")
+    };
+    let real = get(false);
+    assert_eq!((real.status, real.simulated), (Status::Pass, false));
+    assert_eq!(real.p50_ms, Some(2.0));
+    // the simulated pass is newer than the real one, but only shows when asked for; the
+    // unaccepted late crash is newest of all and never shows
+    assert!(get(true).simulated);
+}
+
+#[test]
+fn failed_batch_rolls_back_and_keeps_earlier_data() {
+    let mut store = Store::open_in_memory().expect("open");
+    let (sw, cells) = sweep("s1");
+    store
+        .write(&[Record::Sweep(sw.clone(), cells.clone())])
+        .expect("first");
+    // the same sweep id again violates the primary key: nothing of this batch may land
+    let err = store
+        .write(&[
+            record("s1", &cells[0], 0, Status::Pass, 1),
+            Record::Sweep(sw, cells),
+        ])
+        .expect_err("duplicate sweep");
+    assert!(matches!(err, StoreError::Db { .. }), "{err}");
+    assert_eq!(store.result_count().expect("count"), 0);
+    assert_eq!(store.sweeps().expect("sweeps").len(), 1);
+}
+
+#[test]
+fn a_newer_schema_is_refused_not_clobbered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("future.duckdb");
+    {
+        let store = Store::open(&path).expect("open");
+        store
+            .conn
+            .execute(
+                "INSERT INTO schema_version VALUES (99, current_timestamp::TIMESTAMP)",
+                [],
+            )
+            .expect("bump");
+    }
+    let err = Store::open(&path).expect_err("too new");
+    assert!(
+        matches!(
+            err,
+            StoreError::TooNew {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn writer_thread_batches_concurrent_submissions() {
+    let store = Store::open_in_memory().expect("open");
+    let (sw, cells) = sweep("s1");
+    let (writer, handle) = StoreWriter::spawn(store);
+    writer
+        .write(vec![Record::Sweep(sw, cells.clone())])
+        .await
+        .expect("sweep");
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, c) in cells.iter().enumerate() {
+        let (w, c) = (writer.clone(), c.clone());
+        tasks.spawn(async move {
+            w.write(vec![record("s1", &c, n, Status::Pass, n as i64)])
+                .await
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("join").expect("write");
+    }
+    drop(writer);
+    let store = handle.join().expect("writer thread");
+    assert_eq!(store.result_count().expect("count"), cells.len() as u64);
+    assert_eq!(
+        store
+            .matrix_entries(None, false)
+            .expect("entries")
+            .iter()
+            .filter(|e| e.outcome.is_some())
+            .count(),
+        cells.len()
+    );
+    assert!(cells.iter().all(|c| c.precision.effective >= Bits::B4));
+}

@@ -1,0 +1,248 @@
+//! Batched writes: one transaction per batch, Appenders for the high-volume tables (results
+//! go in as one Arrow batch so raw samples land in a real `DOUBLE[]` column).
+
+use super::{Doing, Record, ResultRecord, Store, StoreError};
+use duckdb::arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Float64Builder, ListBuilder, StringArray,
+    TimestampMicrosecondArray, UInt8Array, UInt32Array, UInt64Array,
+};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::types::{TimeUnit, Value};
+use duckdb::{Transaction, params};
+use quantgrid_matrix::result::{Environment, Measurement};
+use std::sync::Arc;
+
+pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreError> {
+    let Store {
+        conn,
+        known_environments,
+        ..
+    } = store;
+    let tx = conn.transaction().doing("starting a write")?;
+    let mut new_envs = Vec::new();
+    let mut results: Vec<(&ResultRecord, Option<String>)> = Vec::new();
+    {
+        let mut cells = tx.appender("cells").doing("opening the cells appender")?;
+        let mut attempts = tx
+            .appender("attempts")
+            .doing("opening the attempts appender")?;
+        for record in records {
+            match record {
+                Record::Sweep(s, cell_list) => {
+                    tx.execute(
+                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL)",
+                        params![
+                            s.sweep_id,
+                            s.name,
+                            s.spec_file,
+                            s.spec_yaml,
+                            s.client_request_id,
+                            s.priority,
+                            s.accuracy_tolerance,
+                            s.run.warmup,
+                            s.run.repetitions,
+                            s.run.timeout_secs,
+                            s.run.retries,
+                            s.created_at_us,
+                        ],
+                    )
+                    .doing("inserting a sweep")?;
+                    for c in cell_list {
+                        let p = &c.precision;
+                        cells
+                            .append_row(params![
+                                s.sweep_id,
+                                c.id.0,
+                                c.family,
+                                c.model,
+                                c.modality.as_str(),
+                                c.browser.as_str(),
+                                c.platform.as_str(),
+                                p.requested.get() as u8,
+                                p.effective.get() as u8,
+                                p.upgraded,
+                                p.mixed,
+                                p.experimental,
+                                c.scheme.as_str(),
+                                c.group_size,
+                                c.workload.layers,
+                                c.workload.seq_len,
+                                c.workload.head,
+                            ])
+                            .doing("appending cells")?;
+                    }
+                }
+                Record::Agent(a) => {
+                    let labels = serde_json::to_string(&a.labels).unwrap_or_default();
+                    tx.execute(
+                        "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?, ?, ?, make_timestamp(?))",
+                        params![a.agent_id, a.name, a.version, a.os, a.arch, labels, a.registered_at_us],
+                    )
+                    .doing("inserting an agent")?;
+                }
+                Record::Attempt(a) => {
+                    attempts
+                        .append_row(params![
+                            a.attempt_id,
+                            a.sweep_id,
+                            a.cell_id,
+                            a.attempt_no,
+                            a.agent_id,
+                            Value::Timestamp(TimeUnit::Microsecond, a.started_at_us),
+                            a.ended_at_us
+                                .map(|t| Value::Timestamp(TimeUnit::Microsecond, t)),
+                            a.end_reason,
+                        ])
+                        .doing("appending attempts")?;
+                }
+                Record::Result(r) => {
+                    let env_id = r.result.environment.as_ref().map(|env| (env.id(), env));
+                    if let Some((id, env)) = &env_id {
+                        if !known_environments.contains(id) && !new_envs.contains(id) {
+                            insert_environment(&tx, id, env)?;
+                            new_envs.push(id.clone());
+                        }
+                    }
+                    results.push((r, env_id.map(|(id, _)| id)));
+                }
+            }
+        }
+        cells.flush().doing("flushing cells")?;
+        attempts.flush().doing("flushing attempts")?;
+    }
+    if !results.is_empty() {
+        let batch = results_batch(&results)?;
+        let mut app = tx
+            .appender("results")
+            .doing("opening the results appender")?;
+        app.append_record_batch(batch).doing("appending results")?;
+        app.flush().doing("flushing results")?;
+    }
+    tx.commit().doing("committing a write")?;
+    known_environments.extend(new_envs);
+    Ok(())
+}
+
+fn insert_environment(tx: &Transaction<'_>, id: &str, e: &Environment) -> Result<(), StoreError> {
+    let a = e.adapter.as_ref();
+    // flags may contain commas, so join on the unit separator rather than a list literal
+    let flags = e.browser_flags.join("\u{1f}");
+    tx.execute(
+        "INSERT OR IGNORE INTO environments VALUES (?, ?, ?, ?,
+            list_filter(string_split(?, chr(31)), f -> f <> ''), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            id,
+            e.browser.as_str(),
+            e.browser_channel,
+            e.browser_version,
+            flags,
+            e.driver,
+            e.driver_version,
+            e.os,
+            e.os_version,
+            e.arch,
+            a.map(|a| a.vendor.clone()),
+            a.map(|a| a.architecture.clone()),
+            a.map(|a| a.device.clone()),
+            a.map(|a| a.description.clone()),
+            a.map(|a| a.is_fallback),
+            a.map(|a| a.is_software()),
+            e.webnn_device_type,
+            e.webnn_info,
+        ],
+    )
+    .doing("inserting an environment")?;
+    Ok(())
+}
+
+fn meas(r: &ResultRecord) -> Option<&Measurement> {
+    r.result.measurement.as_ref()
+}
+
+fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordBatch, StoreError> {
+    let rs: Vec<&ResultRecord> = with_env.iter().map(|(r, _)| *r).collect();
+    let strings = |f: &dyn for<'a> Fn(&'a ResultRecord) -> Option<&'a str>| -> ArrayRef {
+        Arc::new(rs.iter().map(|r| f(r)).collect::<StringArray>())
+    };
+    let floats = |f: &dyn Fn(&ResultRecord) -> Option<f64>| -> ArrayRef {
+        Arc::new(rs.iter().map(|r| f(r)).collect::<Float64Array>())
+    };
+    let bools = |f: &dyn Fn(&ResultRecord) -> bool| -> ArrayRef {
+        Arc::new(rs.iter().map(|r| Some(f(r))).collect::<BooleanArray>())
+    };
+    let mut samples = ListBuilder::new(Float64Builder::new());
+    for r in &rs {
+        match &r.result.measurement {
+            Some(meas) => {
+                samples.values().append_slice(&meas.samples_ms);
+                samples.append(true);
+            }
+            None => samples.append(false),
+        }
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("attempt_id", strings(&|r| Some(&r.attempt_id))),
+        ("sweep_id", strings(&|r| Some(&r.sweep_id))),
+        ("cell_id", strings(&|r| Some(&r.result.cell_id.0))),
+        ("status", strings(&|r| Some(r.result.status.as_str()))),
+        ("error_text", strings(&|r| r.result.error_text.as_deref())),
+        (
+            "effective_bits",
+            Arc::new(
+                rs.iter()
+                    .map(|r| Some(r.result.effective_bits.get() as u8))
+                    .collect::<UInt8Array>(),
+            ),
+        ),
+        ("build_ms", floats(&|r| meas(r).map(|m| m.build_ms))),
+        ("first_run_ms", floats(&|r| meas(r).map(|m| m.first_run_ms))),
+        (
+            "warmup",
+            Arc::new(
+                rs.iter()
+                    .map(|r| r.result.measurement.as_ref().map(|m| m.warmup))
+                    .collect::<UInt32Array>(),
+            ),
+        ),
+        ("samples_ms", Arc::new(samples.finish())),
+        ("p50_ms", floats(&|r| meas(r).and_then(Measurement::p50_ms))),
+        ("p90_ms", floats(&|r| meas(r).and_then(Measurement::p90_ms))),
+        (
+            "weight_bytes",
+            Arc::new(
+                rs.iter()
+                    .map(|r| r.result.measurement.as_ref().map(|m| m.weight_bytes))
+                    .collect::<UInt64Array>(),
+            ),
+        ),
+        (
+            "kernel_max_abs_err",
+            floats(&|r| meas(r).map(|m| m.kernel_max_abs_err)),
+        ),
+        (
+            "accuracy_rel_err",
+            floats(&|r| meas(r).map(|m| m.accuracy_rel_err)),
+        ),
+        (
+            "environment_id",
+            Arc::new(
+                with_env
+                    .iter()
+                    .map(|(_, id)| id.as_deref())
+                    .collect::<StringArray>(),
+            ),
+        ),
+        ("simulated", bools(&|r| r.result.simulated)),
+        ("accepted", bools(&|r| r.accepted)),
+        (
+            "recorded_at",
+            Arc::new(
+                rs.iter()
+                    .map(|r| Some(r.recorded_at_us))
+                    .collect::<TimestampMicrosecondArray>(),
+            ),
+        ),
+    ];
+    RecordBatch::try_from_iter(columns)
+        .map_err(|e| StoreError::Corrupt(format!("results batch: {e}")))
+}

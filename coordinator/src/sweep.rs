@@ -1,0 +1,37 @@
+//! Turning a validated spec into a stored sweep.
+
+use crate::store::{Record, SweepRecord, now_micros};
+use quantgrid_matrix::MatrixSpec;
+use sha2::{Digest, Sha256};
+
+/// A new sweep id: unique per submission (time, process, content), short enough to type.
+pub fn new_sweep_id(spec_yaml: &str) -> String {
+    let seed = format!("{}|{}|{spec_yaml}", now_micros(), std::process::id());
+    let digest = Sha256::digest(seed.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sw-{hex}")
+}
+
+/// The record that stores `spec` and all its cells as one sweep.
+pub fn sweep_record(
+    sweep_id: &str,
+    spec: &MatrixSpec,
+    spec_file: &str,
+    spec_yaml: &str,
+    client_request_id: Option<String>,
+) -> Record {
+    Record::Sweep(
+        SweepRecord {
+            sweep_id: sweep_id.to_string(),
+            name: spec.name.clone(),
+            spec_file: spec_file.to_string(),
+            spec_yaml: spec_yaml.to_string(),
+            client_request_id,
+            priority: spec.priority,
+            accuracy_tolerance: spec.accuracy_tolerance,
+            run: spec.run,
+            created_at_us: now_micros(),
+        },
+        spec.expand(),
+    )
+}
