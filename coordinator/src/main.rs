@@ -1,1 +1,269 @@
-fn main() {}
+//! `quantgrid`: the coordinator's command line.
+
+mod cli;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use cli::{Cli, Command, MatrixArgs, RunArgs};
+use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
+use quantgrid_coordinator::store::Store;
+use quantgrid_coordinator::sweep;
+use quantgrid_matrix::spec::{self, MatrixSpec};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let Cli {
+        command,
+        generate_matrix,
+        db_path,
+        output,
+        verbose: _,
+    } = cli;
+    match command {
+        Some(Command::Validate { configs }) => validate(&configs),
+        Some(Command::Expand {
+            config,
+            count,
+            json,
+            narrow,
+        }) => {
+            let (spec, _) = load_spec(&config)?;
+            let filter = narrow.filter()?;
+            let cells: Vec<_> = spec
+                .expand()
+                .into_iter()
+                .filter(|c| filter.matches(c))
+                .collect();
+            let mut out = std::io::stdout().lock();
+            if count {
+                writeln!(out, "{}", cells.len())?;
+            } else {
+                for c in &cells {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(c)?)?;
+                    } else {
+                        writeln!(out, "{}  {}", c.id, c.label())?;
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Matrix(args)) => matrix(db_path.as_deref(), output.as_deref(), &args),
+        None if generate_matrix => matrix(
+            db_path.as_deref(),
+            output.as_deref(),
+            &MatrixArgs {
+                sweep: None,
+                include_simulated: false,
+                accuracy_tolerance: None,
+            },
+        ),
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            Ok(ExitCode::from(2))
+        }
+        Some(Command::Results { sweep, limit, json }) => {
+            let store = open_existing(db_path.as_deref())?;
+            results(&store, sweep.as_deref(), limit, json)
+        }
+        Some(Command::Run(args)) => run_sweep(
+            &args,
+            db_path.unwrap_or_else(|| PathBuf::from("results.duckdb")),
+            output.or_else(|| generate_matrix.then(|| PathBuf::from("matrix.md"))),
+        ),
+        Some(Command::Schema) => {
+            print!("{}", spec::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_spec(path: &Path) -> Result<(MatrixSpec, String)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read matrix spec {}", path.display()))?;
+    let spec = spec::parse(&text, &path.display().to_string())?;
+    Ok((spec, text))
+}
+
+fn validate(configs: &[PathBuf]) -> Result<ExitCode> {
+    let mut bad = 0;
+    for path in configs {
+        match load_spec(path) {
+            Ok((spec, _)) => println!("ok {}: {} cells", path.display(), spec.expand().len()),
+            Err(e) => {
+                bad += 1;
+                eprintln!("error: {e:#}");
+            }
+        }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// Read-only commands must not create an empty database where the user mistyped a path.
+fn open_existing(db_path: Option<&Path>) -> Result<Store> {
+    let Some(path) = db_path else {
+        bail!("--db-path is required");
+    };
+    if !path.exists() {
+        bail!("results database {} does not exist", path.display());
+    }
+    Ok(Store::open(path)?)
+}
+
+/// Writes next to `path` and renames, so a failure never leaves a half-written file behind.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("md.partial");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+}
+
+fn matrix(db_path: Option<&Path>, output: Option<&Path>, args: &MatrixArgs) -> Result<ExitCode> {
+    let store = open_existing(db_path)?;
+    if let Some(t) = args.accuracy_tolerance {
+        if !(t.is_finite() && t > 0.0) {
+            bail!("--accuracy-tolerance must be a positive number, not {t}");
+        }
+    }
+    let md = matrix_markdown(
+        &store,
+        &MatrixOptions {
+            sweep: args.sweep.as_deref(),
+            include_simulated: args.include_simulated,
+            accuracy_tolerance: args.accuracy_tolerance,
+        },
+    )?;
+    match output {
+        Some(path) => {
+            write_atomically(path, &md)?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{md}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn results(store: &Store, sweep: Option<&str>, limit: usize, json: bool) -> Result<ExitCode> {
+    let rows = store.results(sweep, limit)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        for r in &rows {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<10} {:<16} {:<46} {:<16} {:>4} {:>7} {:>10} {:>8}  note",
+        "sweep", "cell", "configuration", "status", "bits", "samples", "p50 ms", "err"
+    )?;
+    for r in &rows {
+        let note = match (&r.error_text, r.simulated, r.accepted) {
+            (_, true, _) => "simulated".to_string(),
+            (_, _, false) => "not accepted".to_string(),
+            (Some(e), _, _) => e
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(60)
+                .collect(),
+            (None, _, _) => r.adapter.clone().unwrap_or_default(),
+        };
+        writeln!(
+            out,
+            "{:<10} {:<16} {:<46} {:<16} {:>4} {:>7} {:>10} {:>8}  {note}",
+            r.sweep_id,
+            r.cell_id,
+            r.label,
+            r.status.as_str(),
+            r.effective_bits,
+            r.samples,
+            r.p50_ms.map_or("-".into(), |v| format!("{v:.3}")),
+            r.accuracy_rel_err
+                .map_or("-".into(), |v| format!("{:.2}%", v * 100.0)),
+        )?;
+    }
+    if rows.is_empty() {
+        writeln!(out, "(no results stored)")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_sweep(args: &RunArgs, db_path: PathBuf, output: Option<PathBuf>) -> Result<ExitCode> {
+    let (spec, yaml, file) = match &args.config {
+        Some(path) => {
+            let (spec, yaml) = load_spec(path)?;
+            (spec, yaml, path.display().to_string())
+        }
+        None => {
+            let yaml = args.narrow.to_spec_yaml(args.test_all_families)?;
+            let spec = spec::parse(&yaml, "<command line>")?;
+            (spec, yaml, "<command line>".to_string())
+        }
+    };
+    // a spec from a file can still be narrowed by flags
+    let filter = args.narrow.filter()?;
+    let cells: Vec<_> = spec
+        .expand()
+        .into_iter()
+        .filter(|c| filter.matches(c))
+        .collect();
+    if cells.is_empty() {
+        bail!("the flags leave no cell of {file} to run");
+    }
+    let n = cells.len();
+    let mut store = Store::open(&db_path)?;
+    let sweep_id = sweep::new_sweep_id(&yaml);
+    store.write(&[sweep::sweep_record(
+        &sweep_id, &spec, cells, &file, &yaml, None,
+    )])?;
+    eprintln!(
+        "recorded sweep {sweep_id} ({n} cells) in {}; no agent executes cells yet, so every cell shows as not run",
+        db_path.display()
+    );
+    if let Some(out) = output {
+        let md = matrix_markdown(
+            &store,
+            &MatrixOptions {
+                sweep: Some(&sweep_id),
+                include_simulated: false,
+                accuracy_tolerance: None,
+            },
+        )?;
+        write_atomically(&out, &md)?;
+        eprintln!("wrote {}", out.display());
+    }
+    println!("{sweep_id}");
+    Ok(ExitCode::SUCCESS)
+}

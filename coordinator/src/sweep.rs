@@ -1,7 +1,7 @@
 //! Turning a validated spec into a stored sweep.
 
 use crate::store::{Record, SweepRecord, now_micros};
-use quantgrid_matrix::MatrixSpec;
+use quantgrid_matrix::{Cell, MatrixSpec};
 use sha2::{Digest, Sha256};
 
 /// A new sweep id: unique per submission (time, process, content), short enough to type.
@@ -12,10 +12,11 @@ pub fn new_sweep_id(spec_yaml: &str) -> String {
     format!("sw-{hex}")
 }
 
-/// The record that stores `spec` and all its cells as one sweep.
+/// The record that stores `spec` and the `cells` chosen from it as one sweep.
 pub fn sweep_record(
     sweep_id: &str,
     spec: &MatrixSpec,
+    cells: Vec<Cell>,
     spec_file: &str,
     spec_yaml: &str,
     client_request_id: Option<String>,
@@ -32,6 +33,6 @@ pub fn sweep_record(
             run: spec.run,
             created_at_us: now_micros(),
         },
-        spec.expand(),
+        cells,
     )
 }

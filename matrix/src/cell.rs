@@ -104,7 +104,8 @@ impl Precision {
     /// Standard WebNN has no type narrower than 8 bits, so a 2/3/4-bit request runs at 8 and
     /// says so. Experimental mode passes the request through; the browser answers at run time.
     pub fn new(platform: Platform, requested: Bits, mixed: bool, experimental: bool) -> Precision {
-        let experimental = experimental && platform == Platform::Webnn;
+        // experimental mode only changes sub-8-bit WebNN requests
+        let experimental = experimental && platform == Platform::Webnn && requested < Bits::B8;
         let upgrade = platform == Platform::Webnn && !experimental && requested < Bits::B8;
         Precision {
             requested,

@@ -1,0 +1,330 @@
+//! The `quantgrid` command line: argument types (clap derive) and how flags become a spec or a
+//! cell filter. Flag names follow the tool quantgrid replaces.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use quantgrid_matrix::spec::Filter;
+use quantgrid_matrix::{Bits, Browser, Modality, Platform, family};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "quantgrid",
+    version,
+    about = "Measure how browsers run quantized ML models through WebGPU and WebNN",
+    after_help = "Exit codes: 0 ok; 1 some cell did not pass; 2 usage, config, input or database error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Same as `quantgrid matrix` (kept for the flags of the tool quantgrid replaces).
+    #[arg(long, global = true)]
+    pub generate_matrix: bool,
+
+    /// Results database (DuckDB file).
+    #[arg(long, global = true, value_name = "DB")]
+    pub db_path: Option<PathBuf>,
+
+    /// Where to write the Markdown matrix.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// More logging; repeat for more (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check matrix specs and report the first error in each, with file:line:col.
+    Validate {
+        #[arg(required = true, value_name = "CONFIG")]
+        configs: Vec<PathBuf>,
+    },
+    /// List the cells a spec expands to.
+    Expand {
+        #[arg(value_name = "CONFIG")]
+        config: PathBuf,
+        /// Print only the number of cells.
+        #[arg(long)]
+        count: bool,
+        /// Print cells as JSON lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        narrow: Narrow,
+    },
+    /// Render the Markdown compatibility matrix from stored results.
+    Matrix(MatrixArgs),
+    /// List stored results.
+    Results {
+        /// Only this sweep.
+        #[arg(long)]
+        sweep: Option<String>,
+        /// At most this many rows, newest first.
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a sweep from a spec or from flags. Executing cells needs the browser agent, which
+    /// is not built yet: for now the sweep's cells are stored and shown as "not run".
+    Run(RunArgs),
+    /// Print the JSON schema of matrix specs (`configs/spec.schema.json`).
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// Only this sweep (default: the latest result of every cell in the database).
+    #[arg(long)]
+    pub sweep: Option<String>,
+    /// Show results of the simulated load-test executor (marked 🧪).
+    #[arg(long)]
+    pub include_simulated: bool,
+    /// Relative error against fp32 that still counts as accurate (default: the sweep's).
+    #[arg(long)]
+    pub accuracy_tolerance: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A matrix spec; without it the flags below describe the matrix.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Every family in the registry.
+    #[arg(long)]
+    pub test_all_families: bool,
+    /// Run browsers headless.
+    #[arg(long)]
+    pub headless: bool,
+    #[command(flatten)]
+    pub narrow: Narrow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlatformArg {
+    Webgpu,
+    Webnn,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelType {
+    Auto,
+    Text,
+    TextGeneration,
+    Vision,
+    Audio,
+    Multimodal,
+}
+
+/// Flags that pick part of a matrix.
+#[derive(Debug, Args, Default)]
+pub struct Narrow {
+    /// Only these families (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', value_name = "FAMILY")]
+    pub test_family: Vec<String>,
+    /// Only these models: an id, an alias or a family name.
+    #[arg(long, value_delimiter = ',', value_name = "MODEL")]
+    pub model: Vec<String>,
+    /// Only this modality (`auto`: whatever --model resolves to).
+    #[arg(long, value_enum)]
+    pub model_type: Option<ModelType>,
+    #[arg(long, value_enum)]
+    pub platform: Option<PlatformArg>,
+    /// Only these browsers (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', value_parser = parse_browser)]
+    pub browser: Vec<Browser>,
+    /// Only these bit widths (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', value_parser = parse_bits)]
+    pub bits: Vec<Bits>,
+    /// Only mixed-precision cells (attention and heads at 8 bits).
+    #[arg(long)]
+    pub mixed_precision: bool,
+    /// Only WebNN experimental-precision cells (sub-8-bit run as requested).
+    #[arg(long)]
+    pub experimental_precision: bool,
+}
+
+fn parse_browser(s: &str) -> Result<Browser, String> {
+    Browser::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
+        format!("unknown browser `{s}`; expected chrome, chromium, edge, firefox or safari")
+    })
+}
+
+fn parse_bits(s: &str) -> Result<Bits, String> {
+    s.parse::<u32>()
+        .ok()
+        .and_then(Bits::from_u32)
+        .ok_or_else(|| format!("bits must be one of 2, 3, 4, 8, 16, not `{s}`"))
+}
+
+impl ModelType {
+    fn modality(self) -> Option<Modality> {
+        match self {
+            ModelType::Auto => None,
+            ModelType::Text => Some(Modality::Text),
+            ModelType::TextGeneration => Some(Modality::TextGeneration),
+            ModelType::Vision => Some(Modality::Vision),
+            ModelType::Audio => Some(Modality::Audio),
+            ModelType::Multimodal => Some(Modality::Multimodal),
+        }
+    }
+}
+
+impl Narrow {
+    pub fn filter(&self) -> Result<Filter, family::UnknownName> {
+        Ok(Filter {
+            families: self
+                .test_family
+                .iter()
+                .map(|f| family::resolve_family(f))
+                .collect::<Result<_, _>>()?,
+            models: self
+                .model
+                .iter()
+                .map(|m| family::resolve(m))
+                .collect::<Result<_, _>>()?,
+            modality: self.model_type.and_then(ModelType::modality),
+            browsers: self.browser.clone(),
+            platforms: match self.platform {
+                None | Some(PlatformArg::Both) => Vec::new(),
+                Some(PlatformArg::Webgpu) => vec![Platform::Webgpu],
+                Some(PlatformArg::Webnn) => vec![Platform::Webnn],
+            },
+            bits: self.bits.clone(),
+            mixed: self.mixed_precision.then_some(true),
+            experimental: self.experimental_precision.then_some(true),
+        })
+    }
+
+    /// The spec the old tool's flags describe, as YAML, so it is validated and stored exactly
+    /// like a file would be.
+    pub fn to_spec_yaml(&self, all_families: bool) -> Result<String, family::UnknownName> {
+        let filter = self.filter()?;
+        let mut y = String::from("version: 1\nname: command-line\n");
+        let modality_families = |m: Modality| -> Vec<&'static str> {
+            family::families()
+                .iter()
+                .filter(|f| f.modality == m)
+                .map(|f| f.key)
+                .collect()
+        };
+        if all_families {
+            match filter.modality {
+                Some(m) => y.push_str(&format!(
+                    "families: [{}]\n",
+                    modality_families(m).join(", ")
+                )),
+                None => y.push_str("families: all\n"),
+            }
+        } else if !filter.families.is_empty() {
+            let keys: Vec<&str> = filter.families.iter().map(|f| f.key).collect();
+            y.push_str(&format!("families: [{}]\n", keys.join(", ")));
+        } else if filter.models.is_empty() {
+            match filter.modality {
+                Some(m) => y.push_str(&format!(
+                    "families: [{}]\n",
+                    modality_families(m).join(", ")
+                )),
+                None => y.push_str("families: [bert]\n"),
+            }
+        }
+        if !filter.models.is_empty() {
+            let ids: Vec<String> = filter
+                .models
+                .iter()
+                .map(|m| format!("\"{}\"", m.model.id))
+                .collect();
+            y.push_str(&format!("models: [{}]\n", ids.join(", ")));
+        }
+        let browsers: Vec<&str> = if self.browser.is_empty() {
+            vec!["chromium"]
+        } else {
+            self.browser.iter().map(|b| b.as_str()).collect()
+        };
+        y.push_str(&format!("browsers: [{}]\n", browsers.join(", ")));
+        let platforms = match self.platform {
+            None | Some(PlatformArg::Both) => "both",
+            Some(PlatformArg::Webgpu) => "webgpu",
+            Some(PlatformArg::Webnn) => "webnn",
+        };
+        y.push_str(&format!("platforms: {platforms}\n"));
+        let bits: Vec<String> = if self.bits.is_empty() {
+            vec!["4".into()]
+        } else {
+            self.bits.iter().map(|b| b.to_string()).collect()
+        };
+        y.push_str(&format!("bits: [{}]\n", bits.join(", ")));
+        y.push_str(&format!("mixed_precision: [{}]\n", self.mixed_precision));
+        y.push_str(&format!(
+            "experimental_precision: [{}]\n",
+            self.experimental_precision
+        ));
+        Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quantgrid_matrix::spec;
+
+    fn narrow(args: &[&str]) -> Narrow {
+        let mut full = vec!["quantgrid", "expand", "x.yaml"];
+        full.extend(args);
+        match Cli::parse_from(full).command {
+            Some(Command::Expand { narrow, .. }) => narrow,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn old_flags_become_a_valid_spec() {
+        let n = narrow(&[
+            "--model",
+            "llama-7b",
+            "--platform",
+            "webnn",
+            "--bits",
+            "4,8",
+            "--experimental-precision",
+        ]);
+        let yaml = n.to_spec_yaml(false).expect("yaml");
+        let s = spec::parse(&yaml, "<command line>").expect("spec");
+        let cells = s.expand();
+        assert_eq!(cells.len(), 2);
+        assert!(cells.iter().all(|c| c.model == "meta-llama/Llama-2-7b-hf"));
+        // experimental mode only changes the sub-8-bit request
+        let experimental: Vec<_> = cells.iter().filter(|c| c.precision.experimental).collect();
+        assert_eq!(experimental.len(), 1);
+        assert_eq!(
+            experimental[0].precision.effective,
+            quantgrid_matrix::Bits::B4
+        );
+    }
+
+    #[test]
+    fn all_families_of_one_modality() {
+        let n = narrow(&["--model-type", "audio"]);
+        let s = spec::parse(&n.to_spec_yaml(true).expect("yaml"), "<command line>").expect("spec");
+        assert_eq!(s.targets.len(), 5);
+    }
+
+    #[test]
+    fn bad_flag_values_name_the_culprit() {
+        let err = Cli::try_parse_from(["quantgrid", "expand", "x.yaml", "--bits", "5"])
+            .expect_err("bits");
+        assert!(
+            err.to_string()
+                .contains("bits must be one of 2, 3, 4, 8, 16, not `5`"),
+            "{err}"
+        );
+        let err = narrow(&["--test-family", "bret"])
+            .filter()
+            .expect_err("family");
+        assert!(err.to_string().contains("did you mean bert"), "{err}");
+    }
+}
