@@ -21,6 +21,7 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
     let tx = conn.transaction().doing("starting a write")?;
     let mut new_envs = Vec::new();
     let mut results: Vec<(&ResultRecord, Option<String>)> = Vec::new();
+    let mut seen_envs: Vec<(&Environment, String)> = Vec::new();
     {
         let mut cells = tx.appender("cells").doing("opening the cells appender")?;
         let mut attempts = tx
@@ -96,7 +97,20 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
                         .doing("appending attempts")?;
                 }
                 Record::Result(r) => {
-                    let env_id = r.result.environment.as_ref().map(|env| (env.id(), env));
+                    // a batch holds few distinct environments: hash each once
+                    let env_id = r.result.environment.as_ref().map(|env| {
+                        match seen_envs.iter().find(|(prev, _)| *prev == env) {
+                            Some((_, id)) => (id.clone(), env),
+                            None => {
+                                let id = env.id();
+                                // bounded, so a batch of all-different environments stays linear
+                                if seen_envs.len() < 64 {
+                                    seen_envs.push((env, id.clone()));
+                                }
+                                (id, env)
+                            }
+                        }
+                    });
                     if let Some((id, env)) = &env_id {
                         if !known_environments.contains(id) && !new_envs.contains(id) {
                             insert_environment(&tx, id, env)?;
