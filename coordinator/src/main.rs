@@ -150,10 +150,10 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
 
 fn matrix(db_path: Option<&Path>, output: Option<&Path>, args: &MatrixArgs) -> Result<ExitCode> {
     let store = open_existing(db_path)?;
-    if let Some(t) = args.accuracy_tolerance {
-        if !(t.is_finite() && t > 0.0) {
-            bail!("--accuracy-tolerance must be a positive number, not {t}");
-        }
+    if let Some(t) = args.accuracy_tolerance
+        && !(t.is_finite() && t > 0.0)
+    {
+        bail!("--accuracy-tolerance must be a positive number, not {t}");
     }
     let md = matrix_markdown(
         &store,

@@ -22,7 +22,7 @@ pub fn sweep_record(
     client_request_id: Option<String>,
 ) -> Record {
     Record::Sweep(
-        SweepRecord {
+        Box::new(SweepRecord {
             sweep_id: sweep_id.to_string(),
             name: spec.name.clone(),
             spec_file: spec_file.to_string(),
@@ -32,7 +32,7 @@ pub fn sweep_record(
             accuracy_tolerance: spec.accuracy_tolerance,
             run: spec.run,
             created_at_us: now_micros(),
-        },
+        }),
         cells,
     )
 }

@@ -118,7 +118,7 @@ pub struct ResultRecord {
 /// Everything the store writes. A batch of records is written in one transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    Sweep(SweepRecord, Vec<Cell>),
+    Sweep(Box<SweepRecord>, Vec<Cell>),
     Agent(AgentRecord),
     Attempt(AttemptRecord),
     Result(ResultRecord),

@@ -88,7 +88,7 @@ fn round_trip_on_a_real_file_survives_reopening() {
         let mut store = Store::open(&path).expect("open");
         assert_eq!(store.schema_version().expect("version"), 1);
         let mut batch = vec![
-            Record::Sweep(sw.clone(), cells.clone()),
+            Record::Sweep(Box::new(sw.clone()), cells.clone()),
             Record::Agent(AgentRecord {
                 agent_id: "a1".into(),
                 name: "lab-linux-1".into(),
@@ -145,7 +145,7 @@ fn plain_sql_reads_raw_samples_as_a_list() {
     let (sw, cells) = sweep("s1");
     store
         .write(&[
-            Record::Sweep(sw, cells.clone()),
+            Record::Sweep(Box::new(sw), cells.clone()),
             record("s1", &cells[0], 4, Status::Pass, 1),
         ])
         .expect("write");
@@ -183,7 +183,7 @@ fn latest_accepted_result_wins_and_simulated_is_hidden() {
     };
     store
         .write(&[
-            Record::Sweep(sw, cells.clone()),
+            Record::Sweep(Box::new(sw), cells.clone()),
             record("s1", c, 0, Status::Timeout, 50),
             record("s1", c, 1, Status::Pass, 100),
             Record::Result(late),
@@ -212,13 +212,13 @@ fn failed_batch_rolls_back_and_keeps_earlier_data() {
     let mut store = Store::open_in_memory().expect("open");
     let (sw, cells) = sweep("s1");
     store
-        .write(&[Record::Sweep(sw.clone(), cells.clone())])
+        .write(&[Record::Sweep(Box::new(sw.clone()), cells.clone())])
         .expect("first");
     // the same sweep id again violates the primary key: nothing of this batch may land
     let err = store
         .write(&[
             record("s1", &cells[0], 0, Status::Pass, 1),
-            Record::Sweep(sw, cells),
+            Record::Sweep(Box::new(sw), cells),
         ])
         .expect_err("duplicate sweep");
     assert!(matches!(err, StoreError::Db { .. }), "{err}");
@@ -260,7 +260,7 @@ async fn writer_thread_batches_concurrent_submissions() {
     let (sw, cells) = sweep("s1");
     let (writer, handle) = StoreWriter::spawn(store);
     writer
-        .write(vec![Record::Sweep(sw, cells.clone())])
+        .write(vec![Record::Sweep(Box::new(sw), cells.clone())])
         .await
         .expect("sweep");
     let mut tasks = tokio::task::JoinSet::new();

@@ -111,11 +111,12 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
                             }
                         }
                     });
-                    if let Some((id, env)) = &env_id {
-                        if !known_environments.contains(id) && !new_envs.contains(id) {
-                            insert_environment(&tx, id, env)?;
-                            new_envs.push(id.clone());
-                        }
+                    if let Some((id, env)) = &env_id
+                        && !known_environments.contains(id)
+                        && !new_envs.contains(id)
+                    {
+                        insert_environment(&tx, id, env)?;
+                        new_envs.push(id.clone());
                     }
                     results.push((r, env_id.map(|(id, _)| id)));
                 }
