@@ -116,6 +116,8 @@ pub struct ResultRecord {
 }
 
 /// Everything the store writes. A batch of records is written in one transaction.
+// results are the hot variant and the biggest; boxing them would add an allocation per result
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Sweep(Box<SweepRecord>, Vec<Cell>),
