@@ -2,5 +2,6 @@
 //! service and scheduler arrive with the grid issue.
 
 pub mod report;
+pub mod scheduler;
 pub mod store;
 pub mod sweep;

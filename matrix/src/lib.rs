@@ -1,6 +1,7 @@
 //! quantgrid's pure domain: the model-family registry, the matrix spec and its expansion into
 //! cells, quantization math, result types and the Markdown matrix. No I/O, no async.
 
+pub mod agent;
 pub mod cell;
 pub mod family;
 pub mod quant;

@@ -88,6 +88,10 @@ pub struct RawSpec {
     /// Which agents may run the cells.
     #[serde(default)]
     pub requirements: RawRequirements,
+    /// How long a cell may wait for an agent that could run it before it ends as
+    /// `no_capable_agent`.
+    #[serde(default = "default_agent_wait")]
+    pub agent_wait_secs: u32,
     /// Extra cells; a dimension a rule leaves out spans the spec's values.
     #[serde(default)]
     #[schemars(with = "Vec<RawRule>")]
@@ -132,6 +136,9 @@ fn default_timeout() -> Spanned<u32> {
 }
 fn default_retries() -> u32 {
     2
+}
+fn default_agent_wait() -> u32 {
+    300
 }
 fn default_accuracy_tolerance() -> Spanned<f64> {
     unspanned(0.05)
@@ -464,6 +471,7 @@ pub struct MatrixSpec {
     pub run: RunParams,
     pub accuracy_tolerance: f64,
     pub requirements: Requirements,
+    pub agent_wait_secs: u32,
     pub include: Vec<Rule>,
     pub exclude: Vec<Rule>,
     pub max_cells: u32,
@@ -689,6 +697,7 @@ pub fn validate(raw: RawSpec, file: &str) -> Result<MatrixSpec, SpecError> {
         },
         accuracy_tolerance: tol,
         requirements: raw.requirements,
+        agent_wait_secs: raw.agent_wait_secs,
         include,
         exclude,
         max_cells: raw.max_cells.value,

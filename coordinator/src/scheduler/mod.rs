@@ -1,0 +1,774 @@
+//! The scheduler: a synchronous state machine, `handle(event, now) -> actions`, that matches
+//! cells to agents, leases them, retries infrastructure failures, and decides when a cell and a
+//! sweep are done. No I/O and no clock of its own: time is passed in, so tests drive it.
+
+use quantgrid_matrix::agent::Capabilities;
+use quantgrid_matrix::spec::{Requirements, RunParams};
+use quantgrid_matrix::{Browser, Cell, CellId, CellResult, Platform, Status};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+#[cfg(test)]
+mod tests;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// How long a lease lives without a heartbeat naming it.
+    pub lease_ttl_ms: u64,
+    /// How long an agent's stream may be gone before its leases are reclaimed.
+    pub disconnect_grace_ms: u64,
+    /// Past the cell timeout, how long to wait for the agent's own timeout report.
+    pub timeout_margin_ms: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            lease_ttl_ms: 30_000,
+            disconnect_grace_ms: 10_000,
+            timeout_margin_ms: 30_000,
+        }
+    }
+}
+
+/// A sweep handed to the scheduler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepInput {
+    pub id: String,
+    pub priority: i32,
+    pub cells: Vec<Cell>,
+    pub requirements: Requirements,
+    pub run: RunParams,
+    pub agent_wait_ms: u64,
+}
+
+/// A sweep rebuilt from the store after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredSweep {
+    pub input: SweepInput,
+    /// Cells with an accepted result.
+    pub done: HashSet<CellId>,
+    /// Highest attempt number used per cell, so new lease ids never repeat old ones.
+    pub attempts: HashMap<CellId, u32>,
+    /// Leases that were out when the coordinator stopped.
+    pub outstanding: Vec<RestoredLease>,
+    /// Leases that already have a stored result: a resent result is a duplicate.
+    pub reported: HashSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredLease {
+    pub lease_id: String,
+    pub cell_id: CellId,
+    pub agent: String,
+    pub attempt_no: u32,
+    pub started_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An agent registered or its session (re)opened.
+    AgentUp { agent: String, caps: Capabilities },
+    /// An agent's session stream ended.
+    AgentDown { agent: String },
+    Heartbeat { agent: String, leases: Vec<String> },
+    Report { agent: String, lease: String, result: CellResult },
+    Submit(SweepInput),
+    Cancel { sweep: String },
+    Drain { agent: String, draining: bool },
+    Tick,
+}
+
+/// Why an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Reported(Status),
+    LeaseExpired,
+    AgentLost,
+    /// The agent never reported, past the cell timeout and margin.
+    TimedOut,
+    Cancelled,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> String {
+        match self {
+            EndReason::Reported(s) => format!("reported {s}"),
+            EndReason::LeaseExpired => "lease expired".into(),
+            EndReason::AgentLost => "agent lost".into(),
+            EndReason::TimedOut => "no report before the timeout".into(),
+            EndReason::Cancelled => "sweep cancelled".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    pub lease_id: String,
+    pub sweep: String,
+    pub cell: Cell,
+    pub run: RunParams,
+    pub attempt_no: u32,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepEnd {
+    Finished,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send the lease to the agent; persist it as outstanding.
+    Offer { agent: String, offer: Offer },
+    /// Tell the agent to stop working on a lease.
+    Revoke { agent: String, lease_id: String },
+    /// Persist the attempt and forget the outstanding lease.
+    AttemptEnded {
+        lease_id: String,
+        sweep: String,
+        cell_id: CellId,
+        agent: String,
+        attempt_no: u32,
+        started_at: Millis,
+        ended_at: Millis,
+        reason: EndReason,
+    },
+    /// Persist a result. Only an accepted one counts in the matrix.
+    StoreResult {
+        lease_id: String,
+        sweep: String,
+        result: CellResult,
+        accepted: bool,
+    },
+    Progress(Progress),
+    SweepDone { sweep: String, end: SweepEnd },
+    /// A report that was not stored, and why (duplicate, unknown lease).
+    Ignored { agent: String, lease_id: String, why: &'static str },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub total: u32,
+    pub done: u32,
+    pub passed: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentView {
+    pub agent: String,
+    pub connected: bool,
+    pub draining: bool,
+    pub busy: u32,
+    pub slots: u32,
+}
+
+struct Agent {
+    caps: Capabilities,
+    connected: bool,
+    disconnected_at: Option<Millis>,
+    draining: bool,
+    leases: HashSet<String>,
+}
+
+impl Agent {
+    fn free(&self) -> u32 {
+        self.caps.slots.saturating_sub(self.leases.len() as u32)
+    }
+    fn accepting(&self) -> bool {
+        self.connected && !self.draining && self.free() > 0
+    }
+}
+
+struct Slot {
+    cell: Cell,
+    attempts: u32,
+    done: bool,
+}
+
+type Queue = (Browser, Platform);
+
+struct Sweep {
+    input_priority: i32,
+    seq: u64,
+    requirements: Requirements,
+    run: RunParams,
+    agent_wait_ms: u64,
+    waiting_since: Millis,
+    slots: Vec<Slot>,
+    index: HashMap<CellId, usize>,
+    pending: BTreeMap<Queue, VecDeque<usize>>,
+    outstanding: u32,
+    done: u32,
+    passed: u32,
+    /// Leases of this sweep that ended without a stored result (late reports are kept).
+    ended: HashSet<String>,
+    reported: HashSet<String>,
+}
+
+impl Sweep {
+    fn progress(&self) -> Progress {
+        Progress {
+            total: self.slots.len() as u32,
+            done: self.done,
+            passed: self.passed,
+        }
+    }
+    fn max_attempts(&self) -> u32 {
+        1 + self.run.retries
+    }
+}
+
+struct Lease {
+    sweep: String,
+    slot: usize,
+    agent: String,
+    attempt_no: u32,
+    started_at: Millis,
+    expires_at: Millis,
+    deadline: Millis,
+}
+
+/// Statuses that say the infrastructure failed, not the browser: worth another attempt.
+fn retryable(status: Status) -> bool {
+    matches!(status, Status::Error | Status::Crash)
+}
+
+pub struct Scheduler {
+    config: SchedulerConfig,
+    agents: BTreeMap<String, Agent>,
+    sweeps: BTreeMap<String, Sweep>,
+    leases: HashMap<String, Lease>,
+    /// Restored leases whose agent has not come back yet.
+    orphans: HashMap<String, Vec<String>>,
+    next_seq: u64,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("agents", &self.agents.len())
+            .field("sweeps", &self.sweeps.len())
+            .field("leases", &self.leases.len())
+            .finish()
+    }
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig) -> Scheduler {
+        Scheduler {
+            config,
+            agents: BTreeMap::new(),
+            sweeps: BTreeMap::new(),
+            leases: HashMap::new(),
+            orphans: HashMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    /// Rebuilds state after a restart. Leases that were out get a fresh expiry from `now`: an
+    /// agent that is still running them can reconnect and report.
+    pub fn restore(config: SchedulerConfig, sweeps: Vec<RestoredSweep>, now: Millis) -> Scheduler {
+        let mut s = Scheduler::new(config);
+        for r in sweeps {
+            let id = r.input.id.clone();
+            s.add_sweep(r.input, now);
+            let sweep = s.sweeps.get_mut(&id).expect("just added");
+            sweep.reported = r.reported;
+            for (cell, n) in &r.attempts {
+                if let Some(&i) = sweep.index.get(cell) {
+                    sweep.slots[i].attempts = *n;
+                }
+            }
+            let mut out: HashSet<usize> = HashSet::new();
+            for l in &r.outstanding {
+                let Some(&i) = sweep.index.get(&l.cell_id) else { continue };
+                out.insert(i);
+                sweep.outstanding += 1;
+                s.orphans.entry(l.agent.clone()).or_default().push(l.lease_id.clone());
+                let deadline = now + u64::from(sweep.run.timeout_secs) * 1000 + config.timeout_margin_ms;
+                s.leases.insert(
+                    l.lease_id.clone(),
+                    Lease {
+                        sweep: id.clone(),
+                        slot: i,
+                        agent: l.agent.clone(),
+                        attempt_no: l.attempt_no,
+                        started_at: l.started_at,
+                        expires_at: now + config.lease_ttl_ms,
+                        deadline,
+                    },
+                );
+            }
+            let sweep = s.sweeps.get_mut(&id).expect("just added");
+            for slot in &mut sweep.slots {
+                if r.done.contains(&slot.cell.id) {
+                    slot.done = true;
+                    sweep.done += 1;
+                }
+            }
+            // rebuild the queues without done or outstanding cells
+            for q in sweep.pending.values_mut() {
+                q.retain(|i| !sweep.slots[*i].done && !out.contains(i));
+            }
+        }
+        s
+    }
+
+    pub fn agents(&self) -> Vec<AgentView> {
+        self.agents
+            .iter()
+            .map(|(name, a)| AgentView {
+                agent: name.clone(),
+                connected: a.connected,
+                draining: a.draining,
+                busy: a.leases.len() as u32,
+                slots: a.caps.slots,
+            })
+            .collect()
+    }
+
+    pub fn progress(&self, sweep: &str) -> Option<Progress> {
+        self.sweeps.get(sweep).map(Sweep::progress)
+    }
+
+    pub fn has_agent(&self, agent: &str) -> bool {
+        self.agents.contains_key(agent)
+    }
+
+    pub fn handle(&mut self, event: Event, now: Millis) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::AgentUp { agent, caps } => {
+                let a = self.agents.entry(agent.clone()).or_insert_with(|| Agent {
+                    caps: caps.clone(),
+                    connected: true,
+                    disconnected_at: None,
+                    draining: false,
+                    leases: HashSet::new(),
+                });
+                a.caps = caps;
+                a.connected = true;
+                a.disconnected_at = None;
+                // leases restored from the store belong to this agent again
+                for id in self.orphans.remove(&agent).unwrap_or_default() {
+                    if self.leases.contains_key(&id) {
+                        a.leases.insert(id);
+                    }
+                }
+                self.fill(&agent, now, &mut out);
+            }
+            Event::AgentDown { agent } => {
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.connected = false;
+                    a.disconnected_at = Some(now);
+                }
+            }
+            Event::Heartbeat { agent, leases } => {
+                let ttl = self.config.lease_ttl_ms;
+                for id in leases {
+                    if let Some(l) = self.leases.get_mut(&id) {
+                        if l.agent == agent {
+                            l.expires_at = now + ttl;
+                        }
+                    }
+                }
+            }
+            Event::Report { agent, lease, result } => self.report(agent, lease, result, now, &mut out),
+            Event::Submit(input) => {
+                let id = input.id.clone();
+                if !self.sweeps.contains_key(&id) {
+                    self.add_sweep(input, now);
+                    if let Some(s) = self.sweeps.get(&id) {
+                        out.push(Action::Progress(s.progress()));
+                    }
+                    self.fill_all(now, &mut out);
+                }
+            }
+            Event::Cancel { sweep } => self.cancel(&sweep, now, &mut out),
+            Event::Drain { agent, draining } => {
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.draining = draining;
+                }
+                if !draining {
+                    self.fill(&agent, now, &mut out);
+                }
+            }
+            Event::Tick => self.tick(now, &mut out),
+        }
+        out
+    }
+
+    fn add_sweep(&mut self, input: SweepInput, now: Millis) {
+        let mut pending: BTreeMap<Queue, VecDeque<usize>> = BTreeMap::new();
+        let mut index = HashMap::new();
+        let mut slots = Vec::with_capacity(input.cells.len());
+        for (i, cell) in input.cells.into_iter().enumerate() {
+            pending.entry((cell.browser, cell.platform)).or_default().push_back(i);
+            index.insert(cell.id.clone(), i);
+            slots.push(Slot { cell, attempts: 0, done: false });
+        }
+        self.next_seq += 1;
+        self.sweeps.insert(
+            input.id,
+            Sweep {
+                input_priority: input.priority,
+                seq: self.next_seq,
+                requirements: input.requirements,
+                run: input.run,
+                agent_wait_ms: input.agent_wait_ms,
+                // a restarted coordinator gives agents the whole window to come back
+                waiting_since: now,
+                slots,
+                index,
+                pending,
+                outstanding: 0,
+                done: 0,
+                passed: 0,
+                ended: HashSet::new(),
+                reported: HashSet::new(),
+            },
+        );
+    }
+
+    /// Whether `agent` should get cells of queue `(b, p)`: it has the browser, and either it
+    /// reported the platform or no connected agent did (then the browser answers for itself).
+    fn eligible(&self, agent: &Agent, b: Browser, p: Platform) -> bool {
+        if agent.caps.has_platform(b, p) {
+            return true;
+        }
+        agent.caps.has_browser(b)
+            && !self
+                .agents
+                .values()
+                .any(|o| o.connected && o.caps.has_platform(b, p))
+    }
+
+    /// The next cell for `agent`: highest priority first; among equals, the sweep with the
+    /// fewest cells out (so a big sweep cannot starve a small one), then the oldest.
+    fn pick(&self, name: &str) -> Option<(String, Queue)> {
+        let agent = self.agents.get(name)?;
+        let mut best: Option<((i32, u32, u64), String, Queue)> = None;
+        for (id, s) in &self.sweeps {
+            if let Some(((prio, _, _), _, _)) = &best {
+                if s.input_priority < *prio {
+                    continue;
+                }
+            }
+            let queue = s.pending.iter().find_map(|(q, cells)| {
+                (!cells.is_empty()
+                    && agent.caps.meets(&s.requirements, q.0)
+                    && self.eligible(agent, q.0, q.1))
+                .then_some(*q)
+            });
+            let Some(q) = queue else { continue };
+            let key = (s.input_priority, s.outstanding, s.seq);
+            let better = match &best {
+                None => true,
+                Some((k, _, _)) => key.0 > k.0 || (key.0 == k.0 && (key.1, key.2) < (k.1, k.2)),
+            };
+            if better {
+                best = Some((key, id.clone(), q));
+            }
+        }
+        best.map(|(_, id, q)| (id, q))
+    }
+
+    fn fill(&mut self, agent: &str, now: Millis, out: &mut Vec<Action>) {
+        while self.agents.get(agent).is_some_and(Agent::accepting) {
+            let Some((sweep_id, q)) = self.pick(agent) else { return };
+            let ttl = self.config.lease_ttl_ms;
+            let margin = self.config.timeout_margin_ms;
+            let sweep = self.sweeps.get_mut(&sweep_id).expect("picked");
+            let slot_i = sweep.pending.get_mut(&q).and_then(VecDeque::pop_front).expect("picked");
+            let slot = &mut sweep.slots[slot_i];
+            slot.attempts += 1;
+            let lease_id = format!("{sweep_id}.{}.{}", slot.cell.id, slot.attempts);
+            let offer = Offer {
+                lease_id: lease_id.clone(),
+                sweep: sweep_id.clone(),
+                cell: slot.cell.clone(),
+                run: sweep.run,
+                attempt_no: slot.attempts,
+                expires_at: now + ttl,
+            };
+            sweep.outstanding += 1;
+            self.leases.insert(
+                lease_id.clone(),
+                Lease {
+                    sweep: sweep_id,
+                    slot: slot_i,
+                    agent: agent.to_string(),
+                    attempt_no: offer.attempt_no,
+                    started_at: now,
+                    expires_at: now + ttl,
+                    deadline: now + u64::from(sweep.run.timeout_secs) * 1000 + margin,
+                },
+            );
+            self.agents.get_mut(agent).expect("accepting").leases.insert(lease_id);
+            out.push(Action::Offer { agent: agent.to_string(), offer });
+        }
+    }
+
+    fn fill_all(&mut self, now: Millis, out: &mut Vec<Action>) {
+        let names: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.accepting())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in names {
+            self.fill(&n, now, out);
+        }
+    }
+
+    /// Ends a lease: frees the agent slot and records the attempt.
+    fn end_lease(&mut self, id: &str, reason: EndReason, now: Millis, out: &mut Vec<Action>) -> Option<Lease> {
+        let lease = self.leases.remove(id)?;
+        if let Some(a) = self.agents.get_mut(&lease.agent) {
+            a.leases.remove(id);
+        }
+        let sweep = self.sweeps.get_mut(&lease.sweep)?;
+        sweep.outstanding = sweep.outstanding.saturating_sub(1);
+        out.push(Action::AttemptEnded {
+            lease_id: id.to_string(),
+            sweep: lease.sweep.clone(),
+            cell_id: sweep.slots[lease.slot].cell.id.clone(),
+            agent: lease.agent.clone(),
+            attempt_no: lease.attempt_no,
+            started_at: lease.started_at,
+            ended_at: now,
+            reason,
+        });
+        Some(lease)
+    }
+
+    /// After an attempt without an accepted result: try again, or give up with `give_up`.
+    fn retry_or_finish(&mut self, lease_id: &str, lease: &Lease, give_up: CellResult, out: &mut Vec<Action>) {
+        let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else { return };
+        let slot = &sweep.slots[lease.slot];
+        if slot.done {
+            return;
+        }
+        if slot.attempts < sweep.max_attempts() {
+            let q = (slot.cell.browser, slot.cell.platform);
+            // retries go first: a sweep should finish what it started
+            sweep.pending.entry(q).or_default().push_front(lease.slot);
+        } else {
+            sweep.reported.insert(lease_id.to_string());
+            out.push(Action::StoreResult {
+                lease_id: lease_id.to_string(),
+                sweep: lease.sweep.clone(),
+                result: give_up,
+                accepted: true,
+            });
+            self.cell_done(&lease.sweep, lease.slot, false, out);
+        }
+    }
+
+    fn cell_done(&mut self, sweep_id: &str, slot: usize, passed: bool, out: &mut Vec<Action>) {
+        let Some(sweep) = self.sweeps.get_mut(sweep_id) else { return };
+        if sweep.slots[slot].done {
+            return;
+        }
+        sweep.slots[slot].done = true;
+        sweep.done += 1;
+        if passed {
+            sweep.passed += 1;
+        }
+        out.push(Action::Progress(sweep.progress()));
+        self.maybe_finished(sweep_id, out);
+    }
+
+    fn maybe_finished(&mut self, sweep_id: &str, out: &mut Vec<Action>) {
+        let Some(s) = self.sweeps.get(sweep_id) else { return };
+        if s.done as usize == s.slots.len() && s.outstanding == 0 {
+            self.sweeps.remove(sweep_id);
+            out.push(Action::SweepDone { sweep: sweep_id.to_string(), end: SweepEnd::Finished });
+        }
+    }
+
+    fn synthetic(cell: &Cell, status: Status, text: String) -> CellResult {
+        CellResult {
+            cell_id: cell.id.clone(),
+            status,
+            error_text: Some(text),
+            effective_bits: cell.precision.effective,
+            measurement: None,
+            environment: None,
+            simulated: false,
+        }
+    }
+
+    fn report(&mut self, agent: String, lease_id: String, result: CellResult, now: Millis, out: &mut Vec<Action>) {
+        let owned = self.leases.get(&lease_id).is_some_and(|l| l.agent == agent);
+        if !owned {
+            // a late or repeated report: keep a late one as an attempt, drop a repeat
+            let sweep = self
+                .sweeps
+                .iter_mut()
+                .find(|(_, s)| s.ended.contains(&lease_id) || s.reported.contains(&lease_id));
+            match sweep {
+                Some((id, s)) if !s.reported.contains(&lease_id) => {
+                    s.ended.remove(&lease_id);
+                    s.reported.insert(lease_id.clone());
+                    out.push(Action::StoreResult { lease_id, sweep: id.clone(), result, accepted: false });
+                }
+                Some(_) => out.push(Action::Ignored { agent, lease_id, why: "duplicate report" }),
+                None => out.push(Action::Ignored { agent, lease_id, why: "unknown lease" }),
+            }
+            return;
+        }
+        let status = result.status;
+        let Some(lease) = self.end_lease(&lease_id, EndReason::Reported(status), now, out) else { return };
+        let cell_ok = self
+            .sweeps
+            .get(&lease.sweep)
+            .is_some_and(|s| s.slots[lease.slot].cell.id == result.cell_id);
+        let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else { return };
+        sweep.reported.insert(lease_id.clone());
+        if !cell_ok {
+            let cell = sweep.slots[lease.slot].cell.clone();
+            let msg = format!("agent {agent} reported a result for cell {} on this cell's lease", result.cell_id);
+            out.push(Action::StoreResult {
+                lease_id: lease_id.clone(),
+                sweep: lease.sweep.clone(),
+                result: Self::synthetic(&cell, Status::Error, msg.clone()),
+                accepted: false,
+            });
+            let give_up = Self::synthetic(&cell, Status::Error, msg);
+            self.retry_or_finish(&lease_id, &lease, give_up, out);
+        } else if retryable(status) && sweep.slots[lease.slot].attempts < sweep.max_attempts() {
+            out.push(Action::StoreResult { lease_id: lease_id.clone(), sweep: lease.sweep.clone(), result, accepted: false });
+            let q = (sweep.slots[lease.slot].cell.browser, sweep.slots[lease.slot].cell.platform);
+            sweep.pending.entry(q).or_default().push_front(lease.slot);
+        } else {
+            out.push(Action::StoreResult { lease_id, sweep: lease.sweep.clone(), result, accepted: true });
+            self.cell_done(&lease.sweep, lease.slot, status == Status::Pass, out);
+        }
+        self.fill(&agent, now, out);
+        if retryable(status) {
+            self.fill_all(now, out);
+        }
+    }
+
+    fn cancel(&mut self, sweep_id: &str, now: Millis, out: &mut Vec<Action>) {
+        if !self.sweeps.contains_key(sweep_id) {
+            return;
+        }
+        let ids: Vec<String> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.sweep == sweep_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut freed = Vec::new();
+        for id in ids {
+            if let Some(l) = self.end_lease(&id, EndReason::Cancelled, now, out) {
+                out.push(Action::Revoke { agent: l.agent.clone(), lease_id: id });
+                freed.push(l.agent);
+            }
+        }
+        self.sweeps.remove(sweep_id);
+        out.push(Action::SweepDone { sweep: sweep_id.to_string(), end: SweepEnd::Cancelled });
+        for a in freed {
+            self.fill(&a, now, out);
+        }
+    }
+
+    fn tick(&mut self, now: Millis, out: &mut Vec<Action>) {
+        let grace = self.config.disconnect_grace_ms;
+        let lost_agents: HashSet<&String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.disconnected_at.is_some_and(|t| now >= t + grace))
+            .map(|(n, _)| n)
+            .collect();
+        let mut ended: Vec<(String, EndReason)> = Vec::new();
+        for (id, l) in &self.leases {
+            if now >= l.deadline {
+                ended.push((id.clone(), EndReason::TimedOut));
+            } else if lost_agents.contains(&l.agent) {
+                ended.push((id.clone(), EndReason::AgentLost));
+            } else if now >= l.expires_at {
+                ended.push((id.clone(), EndReason::LeaseExpired));
+            }
+        }
+        ended.sort_by(|a, b| a.0.cmp(&b.0));
+        let any = !ended.is_empty();
+        for (id, reason) in ended {
+            let Some(lease) = self.end_lease(&id, reason, now, out) else { continue };
+            let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else { continue };
+            let cell = sweep.slots[lease.slot].cell.clone();
+            let tries = sweep.slots[lease.slot].attempts;
+            if reason == EndReason::TimedOut {
+                out.push(Action::Revoke { agent: lease.agent.clone(), lease_id: id.clone() });
+                // a hang is the browser's answer, not an infrastructure failure
+                sweep.reported.insert(id.clone());
+                let text = format!(
+                    "no result within the {} s cell timeout (agent {})",
+                    sweep.run.timeout_secs, lease.agent
+                );
+                out.push(Action::StoreResult {
+                    lease_id: id.clone(),
+                    sweep: lease.sweep.clone(),
+                    result: Self::synthetic(&cell, Status::Timeout, text),
+                    accepted: true,
+                });
+                self.cell_done(&lease.sweep, lease.slot, false, out);
+            } else {
+                // a late report for this lease is still kept, as an unaccepted attempt
+                sweep.ended.insert(id.clone());
+                let text = format!("the agent running this cell was lost on all {tries} attempts (last: {})", reason.as_str());
+                self.retry_or_finish(&id, &lease, Self::synthetic(&cell, Status::Error, text), out);
+            }
+        }
+        self.no_capable_agent(now, out);
+        if any {
+            self.fill_all(now, out);
+        }
+    }
+
+    /// Cells that no known agent could ever run, once their sweep has waited long enough.
+    fn no_capable_agent(&mut self, now: Millis, out: &mut Vec<Action>) {
+        let mut hopeless: Vec<(String, usize)> = Vec::new();
+        for (id, s) in &self.sweeps {
+            if now < s.waiting_since + s.agent_wait_ms {
+                continue;
+            }
+            for (q, cells) in &s.pending {
+                if cells.is_empty() {
+                    continue;
+                }
+                let capable = self.agents.values().any(|a| a.caps.meets(&s.requirements, q.0));
+                if !capable {
+                    hopeless.extend(cells.iter().map(|i| (id.clone(), *i)));
+                }
+            }
+        }
+        for (sweep_id, i) in hopeless {
+            let Some(s) = self.sweeps.get_mut(&sweep_id) else { continue };
+            let cell = s.slots[i].cell.clone();
+            for q in s.pending.values_mut() {
+                q.retain(|x| *x != i);
+            }
+            let lease_id = format!("{sweep_id}.{}.none", cell.id);
+            s.reported.insert(lease_id.clone());
+            let text = format!(
+                "no registered agent has {} meeting the sweep's requirements after waiting {} s",
+                cell.browser,
+                s.agent_wait_ms / 1000
+            );
+            out.push(Action::StoreResult {
+                lease_id,
+                sweep: sweep_id.clone(),
+                result: Self::synthetic(&cell, Status::NoCapableAgent, text),
+                accepted: true,
+            });
+            self.cell_done(&sweep_id, i, false, out);
+        }
+    }
+}

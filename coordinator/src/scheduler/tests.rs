@@ -1,0 +1,433 @@
+use super::*;
+use quantgrid_matrix::agent::BrowserCapability;
+use quantgrid_matrix::result::AdapterInfo;
+use quantgrid_matrix::spec::{self, Os};
+
+const TTL: u64 = 30_000;
+
+fn config() -> SchedulerConfig {
+    SchedulerConfig { lease_ttl_ms: TTL, disconnect_grace_ms: 10_000, timeout_margin_ms: 5_000 }
+}
+
+fn cells(yaml_tail: &str) -> (Vec<Cell>, RunParams) {
+    let yaml = format!("version: 1\nname: t\n{yaml_tail}");
+    let s = spec::parse(&yaml, "t.yaml").expect("spec");
+    (s.expand(), s.run)
+}
+
+fn sweep(id: &str, priority: i32, yaml_tail: &str) -> SweepInput {
+    let (cells, run) = cells(yaml_tail);
+    SweepInput {
+        id: id.into(),
+        priority,
+        cells,
+        requirements: Requirements::default(),
+        run,
+        agent_wait_ms: 60_000,
+    }
+}
+
+const GPU4: &str = "families: [bert, gpt2]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4, 8]\nretries: 2\ntimeout_secs: 60\n";
+
+fn browser(b: Browser, version: &str, webgpu: bool, webnn: bool) -> BrowserCapability {
+    BrowserCapability {
+        browser: b,
+        channel: String::new(),
+        version: version.into(),
+        webgpu: webgpu.then(|| AdapterInfo {
+            vendor: "google".into(),
+            architecture: "swiftshader".into(),
+            device: String::new(),
+            description: String::new(),
+            is_fallback: true,
+        }),
+        webnn,
+    }
+}
+
+fn caps(browsers: Vec<BrowserCapability>, slots: u32) -> Capabilities {
+    Capabilities {
+        os: Some(Os::Linux),
+        arch: "x86_64".into(),
+        browsers,
+        gpu_vendors: vec![],
+        labels: Default::default(),
+        slots,
+    }
+}
+
+fn chromium(slots: u32) -> Capabilities {
+    caps(vec![browser(Browser::Chromium, "156.0.1", true, false)], slots)
+}
+
+fn up(s: &mut Scheduler, agent: &str, c: Capabilities, now: Millis) -> Vec<Action> {
+    s.handle(Event::AgentUp { agent: agent.into(), caps: c }, now)
+}
+
+fn offers(actions: &[Action]) -> Vec<(String, Offer)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Offer { agent, offer } => Some((agent.clone(), offer.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stored(actions: &[Action]) -> Vec<(String, Status, bool)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StoreResult { lease_id, result, accepted, .. } => {
+                Some((lease_id.clone(), result.status, *accepted))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn result(offer: &Offer, status: Status) -> CellResult {
+    CellResult {
+        cell_id: offer.cell.id.clone(),
+        status,
+        error_text: (status != Status::Pass).then(|| "said no".into()),
+        effective_bits: offer.cell.precision.effective,
+        measurement: None,
+        environment: None,
+        simulated: true,
+    }
+}
+
+fn report(s: &mut Scheduler, agent: &str, offer: &Offer, status: Status, now: Millis) -> Vec<Action> {
+    s.handle(
+        Event::Report { agent: agent.into(), lease: offer.lease_id.clone(), result: result(offer, status) },
+        now,
+    )
+}
+
+fn done(actions: &[Action]) -> Option<SweepEnd> {
+    actions.iter().find_map(|a| match a {
+        Action::SweepDone { end, .. } => Some(*end),
+        _ => None,
+    })
+}
+
+#[test]
+fn one_gpu_cell_at_a_time_per_agent_by_default() {
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
+    let first = offers(&up(&mut s, "a", chromium(1), 0));
+    assert_eq!(first.len(), 1);
+    let more = offers(&up(&mut s, "b", chromium(2), 0));
+    assert_eq!(more.len(), 2);
+    // a report frees the slot and the next cell follows at once
+    let next = offers(&report(&mut s, "a", &first[0].1, Status::Pass, 10));
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].0, "a");
+}
+
+#[test]
+fn runs_every_cell_once_and_finishes() {
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
+    let mut queue = offers(&up(&mut s, "a", chromium(1), 0));
+    let mut seen = HashSet::new();
+    let mut end = None;
+    let mut t = 0;
+    while let Some((agent, o)) = queue.pop() {
+        assert!(seen.insert(o.cell.id.clone()), "cell offered twice");
+        t += 10;
+        let actions = report(&mut s, &agent, &o, Status::Pass, t);
+        assert_eq!(stored(&actions), vec![(o.lease_id.clone(), Status::Pass, true)]);
+        end = end.or(done(&actions));
+        queue.extend(offers(&actions));
+    }
+    assert_eq!(seen.len(), 4);
+    assert_eq!(end, Some(SweepEnd::Finished));
+}
+
+#[test]
+fn matching_respects_browser_version_os_and_labels() {
+    let mut s = Scheduler::new(config());
+    let mut input = sweep("s", 0, "families: [bert]\nbrowsers: [firefox]\nplatforms: webgpu\nbits: [4]\n");
+    input.requirements.min_browser_version.insert(Browser::Firefox, 150);
+    input.requirements.labels.insert("pool".into(), "lab".into());
+    s.handle(Event::Submit(input), 0);
+    assert!(offers(&up(&mut s, "chromium", chromium(1), 0)).is_empty());
+    let old = caps(vec![browser(Browser::Firefox, "128.0", true, false)], 1);
+    let mut old = old;
+    old.labels.insert("pool".into(), "lab".into());
+    assert!(offers(&up(&mut s, "old-firefox", old, 0)).is_empty());
+    let mut new = caps(vec![browser(Browser::Firefox, "153.8.0esr", true, false)], 1);
+    assert!(offers(&up(&mut s, "unlabelled", new.clone(), 0)).is_empty());
+    new.labels.insert("pool".into(), "lab".into());
+    let o = offers(&up(&mut s, "good", new.clone(), 0));
+    assert_eq!(o.len(), 1);
+    new.os = Some(Os::Windows);
+    let mut s2 = Scheduler::new(config());
+    let mut input = sweep("s", 0, "families: [bert]\nbrowsers: [firefox]\nplatforms: webgpu\nbits: [4]\n");
+    input.requirements.os = vec![Os::Linux];
+    s2.handle(Event::Submit(input), 0);
+    assert!(offers(&up(&mut s2, "windows", new, 0)).is_empty());
+}
+
+#[test]
+fn webnn_cells_prefer_agents_whose_browser_has_webnn_but_still_run_without_one() {
+    let spec = "families: [bert]\nbrowsers: [chromium]\nplatforms: webnn\nbits: [8]\n";
+    // with a WebNN-capable agent connected, the other agent gets nothing
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, spec)), 0);
+    up(&mut s, "webnn", caps(vec![browser(Browser::Chromium, "153.0", true, true)], 1), 0);
+    let mut s2 = Scheduler::new(config());
+    s2.handle(Event::Submit(sweep("s", 0, spec)), 0);
+    let with_both = {
+        up(&mut s2, "webnn", caps(vec![browser(Browser::Chromium, "153.0", true, true)], 0), 0);
+        offers(&up(&mut s2, "plain", chromium(1), 0))
+    };
+    assert!(with_both.is_empty(), "a WebNN cell went to a browser without WebNN");
+    // with none connected, the browser itself answers (unsupported, with its own words)
+    let mut s3 = Scheduler::new(config());
+    s3.handle(Event::Submit(sweep("s", 0, spec)), 0);
+    assert_eq!(offers(&up(&mut s3, "plain", chromium(1), 0)).len(), 1);
+}
+
+#[test]
+fn heartbeats_renew_leases_and_silence_requeues() {
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
+    let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    s.handle(Event::Heartbeat { agent: "a".into(), leases: vec![o.lease_id.clone()] }, TTL - 1);
+    assert!(s.handle(Event::Tick, TTL + 1).is_empty(), "a renewed lease expired");
+    let actions = s.handle(Event::Tick, 2 * TTL);
+    assert!(actions.iter().any(|a| matches!(a, Action::AttemptEnded { reason: EndReason::LeaseExpired, .. })));
+    // the same agent gets the cell again (a new attempt), since its slot is free once more
+    let again = offers(&actions);
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].1.cell.id.clone(), again[0].1.attempt_no), (o.cell.id.clone(), 2));
+}
+
+#[test]
+fn a_lost_agent_gives_its_cells_to_another() {
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, "families: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n")), 0);
+    let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    s.handle(Event::AgentDown { agent: "a".into() }, 100);
+    up(&mut s, "b", chromium(1), 200);
+    assert!(s.handle(Event::Tick, 5_000).is_empty(), "reclaimed inside the grace period");
+    let actions = s.handle(Event::Tick, 10_100);
+    assert!(actions.iter().any(|a| matches!(a, Action::AttemptEnded { reason: EndReason::AgentLost, .. })));
+    let moved = offers(&actions);
+    assert_eq!((moved[0].0.as_str(), &moved[0].1.cell.id), ("b", &o.cell.id));
+    // the lost agent's late result is kept, not accepted; the new one is accepted
+    let late = report(&mut s, "a", &o, Status::Pass, 10_200);
+    assert_eq!(stored(&late), vec![(o.lease_id.clone(), Status::Pass, false)]);
+    let fresh = report(&mut s, "b", &moved[0].1, Status::Pass, 10_300);
+    assert_eq!(stored(&fresh), vec![(moved[0].1.lease_id.clone(), Status::Pass, true)]);
+    assert_eq!(done(&fresh), Some(SweepEnd::Finished));
+}
+
+#[test]
+fn infrastructure_failures_are_retried_real_failures_are_not() {
+    let one = "families: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\nretries: 2\n";
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, one)), 0);
+    let o1 = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    let a1 = report(&mut s, "a", &o1, Status::Crash, 1);
+    assert_eq!(stored(&a1), vec![(o1.lease_id.clone(), Status::Crash, false)]);
+    let o2 = offers(&a1).remove(0).1;
+    let a2 = report(&mut s, "a", &o2, Status::Error, 2);
+    let o3 = offers(&a2).remove(0).1;
+    assert_eq!(o3.attempt_no, 3);
+    // the last allowed attempt's crash is the answer
+    let a3 = report(&mut s, "a", &o3, Status::Crash, 3);
+    assert_eq!(stored(&a3), vec![(o3.lease_id.clone(), Status::Crash, true)]);
+    assert_eq!(done(&a3), Some(SweepEnd::Finished));
+
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, one)), 0);
+    let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    for status in [Status::Fail] {
+        let a = report(&mut s, "a", &o, status, 1);
+        assert_eq!(stored(&a), vec![(o.lease_id.clone(), status, true)]);
+        assert!(offers(&a).is_empty());
+    }
+}
+
+#[test]
+fn lost_on_every_attempt_ends_as_error_with_the_reason() {
+    let one = "families: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\nretries: 1\n";
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, one)), 0);
+    up(&mut s, "a", chromium(1), 0);
+    let a1 = s.handle(Event::Tick, TTL);
+    assert_eq!(offers(&a1).len(), 1);
+    let a2 = s.handle(Event::Tick, 2 * TTL);
+    let st = stored(&a2);
+    assert_eq!(st.len(), 1);
+    assert_eq!((st[0].1, st[0].2), (Status::Error, true));
+    assert_eq!(done(&a2), Some(SweepEnd::Finished));
+}
+
+#[test]
+fn higher_priority_first_and_a_small_sweep_is_not_starved() {
+    let big = "families: all\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n";
+    let small = "families: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4, 8]\n";
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("big", 0, big)), 0);
+    s.handle(Event::Submit(sweep("small", 0, small)), 1);
+    s.handle(Event::Submit(sweep("urgent", 5, "families: [gpt2]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n")), 2);
+    let o = offers(&up(&mut s, "a", chromium(4), 3));
+    let sweeps: Vec<&str> = o.iter().map(|(_, o)| o.sweep.as_str()).collect();
+    assert_eq!(sweeps[0], "urgent");
+    // the rest alternate between the equal-priority sweeps instead of draining the big one first
+    assert!(sweeps[1..].contains(&"small") && sweeps[1..].contains(&"big"), "{sweeps:?}");
+}
+
+#[test]
+fn a_hung_cell_times_out_and_is_not_retried() {
+    let one = "families: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\ntimeout_secs: 10\nretries: 3\n";
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, one)), 0);
+    let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    for t in (1_000..15_000).step_by(1_000) {
+        s.handle(Event::Heartbeat { agent: "a".into(), leases: vec![o.lease_id.clone()] }, t);
+    }
+    let a = s.handle(Event::Tick, 15_000);
+    assert!(a.iter().any(|x| matches!(x, Action::Revoke { .. })));
+    assert_eq!(stored(&a), vec![(o.lease_id.clone(), Status::Timeout, true)]);
+    assert!(offers(&a).is_empty());
+}
+
+#[test]
+fn cancel_revokes_leases_and_drops_pending_cells() {
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
+    let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    let a = s.handle(Event::Cancel { sweep: "s".into() }, 5);
+    assert!(a.contains(&Action::Revoke { agent: "a".into(), lease_id: o.lease_id.clone() }));
+    assert_eq!(done(&a), Some(SweepEnd::Cancelled));
+    assert!(offers(&a).is_empty());
+    let late = report(&mut s, "a", &o, Status::Pass, 6);
+    assert!(stored(&late).is_empty());
+    assert!(matches!(late[0], Action::Ignored { .. }));
+}
+
+#[test]
+fn a_draining_agent_finishes_its_cell_but_gets_no_more() {
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
+    let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    s.handle(Event::Drain { agent: "a".into(), draining: true }, 1);
+    let a = report(&mut s, "a", &o, Status::Pass, 2);
+    assert_eq!(stored(&a).len(), 1);
+    assert!(offers(&a).is_empty());
+    let a = s.handle(Event::Drain { agent: "a".into(), draining: false }, 3);
+    assert_eq!(offers(&a).len(), 1);
+}
+
+#[test]
+fn no_capable_agent_after_the_wait_window() {
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, "families: [bert]\nbrowsers: [safari, chromium]\nplatforms: webgpu\nbits: [4]\n")), 0);
+    let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    for t in [20_000, 40_000, 59_000] {
+        s.handle(Event::Heartbeat { agent: "a".into(), leases: vec![o.lease_id.clone()] }, t);
+    }
+    assert!(stored(&s.handle(Event::Tick, 59_999)).is_empty());
+    let a = s.handle(Event::Tick, 60_000);
+    let st = stored(&a);
+    assert_eq!(st.len(), 1);
+    assert_eq!((st[0].1, st[0].2), (Status::NoCapableAgent, true));
+    let a = report(&mut s, "a", &o, Status::Pass, 60_001);
+    assert_eq!(done(&a), Some(SweepEnd::Finished));
+}
+
+#[test]
+fn a_repeated_report_is_stored_once_and_an_unknown_one_never() {
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
+    let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    assert_eq!(stored(&report(&mut s, "a", &o, Status::Pass, 1)).len(), 1);
+    let again = report(&mut s, "a", &o, Status::Pass, 2);
+    assert!(stored(&again).is_empty());
+    assert!(again.contains(&Action::Ignored { agent: "a".into(), lease_id: o.lease_id.clone(), why: "duplicate report" }));
+    let mut forged = o.clone();
+    forged.lease_id = "s.nope.1".into();
+    assert!(stored(&report(&mut s, "a", &forged, Status::Pass, 3)).is_empty());
+    // another agent cannot report on a lease it does not hold
+    let o2 = offers(&up(&mut s, "b", chromium(1), 4)).remove(0).1;
+    let stolen = report(&mut s, "a", &o2, Status::Pass, 5);
+    assert!(stored(&stolen).is_empty());
+}
+
+#[test]
+fn restore_resumes_outstanding_leases_and_skips_done_cells() {
+    let input = sweep("s", 0, GPU4);
+    let ids: Vec<CellId> = input.cells.iter().map(|c| c.id.clone()).collect();
+    let restored = RestoredSweep {
+        input,
+        done: [ids[0].clone()].into(),
+        attempts: [(ids[0].clone(), 1), (ids[1].clone(), 1)].into(),
+        outstanding: vec![RestoredLease {
+            lease_id: format!("s.{}.1", ids[1]),
+            cell_id: ids[1].clone(),
+            agent: "a".into(),
+            attempt_no: 1,
+            started_at: 0,
+        }],
+        reported: [format!("s.{}.1", ids[0])].into(),
+    };
+    let mut s = Scheduler::restore(config(), vec![restored], 1_000);
+    assert_eq!(s.progress("s"), Some(Progress { total: 4, done: 1, passed: 0 }));
+    // the agent comes back holding its lease: its slot is busy, so nothing new is offered
+    assert!(offers(&up(&mut s, "a", chromium(1), 1_000)).is_empty());
+    let lease = format!("s.{}.1", ids[1]);
+    let r = CellResult {
+        cell_id: ids[1].clone(),
+        status: Status::Pass,
+        error_text: None,
+        effective_bits: quantgrid_matrix::Bits::B8,
+        measurement: None,
+        environment: None,
+        simulated: true,
+    };
+    let a = s.handle(Event::Report { agent: "a".into(), lease: lease.clone(), result: r }, 2_000);
+    assert_eq!(stored(&a), vec![(lease, Status::Pass, true)]);
+    let next = offers(&a);
+    assert_eq!(next.len(), 1);
+    assert!(next[0].1.cell.id != ids[0] && next[0].1.cell.id != ids[1]);
+    // a resent result of a cell stored before the restart is a duplicate
+    let dup = s.handle(
+        Event::Report {
+            agent: "a".into(),
+            lease: format!("s.{}.1", ids[0]),
+            result: result(&next[0].1, Status::Pass),
+        },
+        2_001,
+    );
+    assert!(stored(&dup).is_empty());
+}
+
+#[test]
+fn restored_leases_of_an_agent_that_never_returns_are_reclaimed() {
+    let input = sweep("s", 0, "families: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n");
+    let id = input.cells[0].id.clone();
+    let restored = RestoredSweep {
+        input,
+        done: HashSet::new(),
+        attempts: [(id.clone(), 1)].into(),
+        outstanding: vec![RestoredLease {
+            lease_id: format!("s.{id}.1"),
+            cell_id: id.clone(),
+            agent: "gone".into(),
+            attempt_no: 1,
+            started_at: 0,
+        }],
+        reported: HashSet::new(),
+    };
+    let mut s = Scheduler::restore(config(), vec![restored], 1_000);
+    assert!(offers(&up(&mut s, "b", chromium(1), 1_000)).is_empty());
+    let a = s.handle(Event::Tick, 1_000 + TTL);
+    let o = offers(&a);
+    assert_eq!((o[0].0.as_str(), o[0].1.attempt_no), ("b", 2));
+}
