@@ -50,7 +50,7 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
     let script = r#"
 import sys, duckdb
 con = duckdb.connect(sys.argv[1], read_only=True)
-print(con.execute("SELECT max(version) FROM schema_version").fetchone()[0])
+print(con.execute("SELECT min(version) FROM schema_version").fetchone()[0])
 print(con.execute("""
     SELECT c.family, c.browser, c.platform, c.requested_bits, r.status,
            len(r.samples_ms), list_median(r.samples_ms), r.p50_ms

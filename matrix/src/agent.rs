@@ -113,9 +113,15 @@ mod tests {
         assert!(c.meets(&req, Browser::Chromium));
         req.min_browser_version.insert(Browser::Chromium, 157);
         assert!(!c.meets(&req, Browser::Chromium));
-        let req = Requirements { os: vec![Os::Windows], ..Requirements::default() };
+        let req = Requirements {
+            os: vec![Os::Windows],
+            ..Requirements::default()
+        };
         assert!(!c.meets(&req, Browser::Chromium));
-        let req = Requirements { gpu_vendor: vec![GpuVendor::Nvidia], ..Requirements::default() };
+        let req = Requirements {
+            gpu_vendor: vec![GpuVendor::Nvidia],
+            ..Requirements::default()
+        };
         assert!(!c.meets(&req, Browser::Chromium));
         let req = Requirements {
             labels: [("pool".to_string(), "nightly".to_string())].into(),

@@ -70,14 +70,31 @@ pub struct RestoredLease {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// An agent registered or its session (re)opened.
-    AgentUp { agent: String, caps: Capabilities },
+    AgentUp {
+        agent: String,
+        caps: Capabilities,
+    },
     /// An agent's session stream ended.
-    AgentDown { agent: String },
-    Heartbeat { agent: String, leases: Vec<String> },
-    Report { agent: String, lease: String, result: CellResult },
+    AgentDown {
+        agent: String,
+    },
+    Heartbeat {
+        agent: String,
+        leases: Vec<String>,
+    },
+    Report {
+        agent: String,
+        lease: String,
+        result: CellResult,
+    },
     Submit(SweepInput),
-    Cancel { sweep: String },
-    Drain { agent: String, draining: bool },
+    Cancel {
+        sweep: String,
+    },
+    Drain {
+        agent: String,
+        draining: bool,
+    },
     Tick,
 }
 
@@ -123,9 +140,15 @@ pub enum SweepEnd {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Send the lease to the agent; persist it as outstanding.
-    Offer { agent: String, offer: Offer },
+    Offer {
+        agent: String,
+        offer: Offer,
+    },
     /// Tell the agent to stop working on a lease.
-    Revoke { agent: String, lease_id: String },
+    Revoke {
+        agent: String,
+        lease_id: String,
+    },
     /// Persist the attempt and forget the outstanding lease.
     AttemptEnded {
         lease_id: String,
@@ -145,9 +168,16 @@ pub enum Action {
         accepted: bool,
     },
     Progress(Progress),
-    SweepDone { sweep: String, end: SweepEnd },
+    SweepDone {
+        sweep: String,
+        end: SweepEnd,
+    },
     /// A report that was not stored, and why (duplicate, unknown lease).
-    Ignored { agent: String, lease_id: String, why: &'static str },
+    Ignored {
+        agent: String,
+        lease_id: String,
+        why: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,11 +315,17 @@ impl Scheduler {
             }
             let mut out: HashSet<usize> = HashSet::new();
             for l in &r.outstanding {
-                let Some(&i) = sweep.index.get(&l.cell_id) else { continue };
+                let Some(&i) = sweep.index.get(&l.cell_id) else {
+                    continue;
+                };
                 out.insert(i);
                 sweep.outstanding += 1;
-                s.orphans.entry(l.agent.clone()).or_default().push(l.lease_id.clone());
-                let deadline = now + u64::from(sweep.run.timeout_secs) * 1000 + config.timeout_margin_ms;
+                s.orphans
+                    .entry(l.agent.clone())
+                    .or_default()
+                    .push(l.lease_id.clone());
+                let deadline =
+                    now + u64::from(sweep.run.timeout_secs) * 1000 + config.timeout_margin_ms;
                 s.leases.insert(
                     l.lease_id.clone(),
                     Lease {
@@ -377,7 +413,11 @@ impl Scheduler {
                     }
                 }
             }
-            Event::Report { agent, lease, result } => self.report(agent, lease, result, now, &mut out),
+            Event::Report {
+                agent,
+                lease,
+                result,
+            } => self.report(agent, lease, result, now, &mut out),
             Event::Submit(input) => {
                 let id = input.id.clone();
                 if !self.sweeps.contains_key(&id) {
@@ -407,9 +447,16 @@ impl Scheduler {
         let mut index = HashMap::new();
         let mut slots = Vec::with_capacity(input.cells.len());
         for (i, cell) in input.cells.into_iter().enumerate() {
-            pending.entry((cell.browser, cell.platform)).or_default().push_back(i);
+            pending
+                .entry((cell.browser, cell.platform))
+                .or_default()
+                .push_back(i);
             index.insert(cell.id.clone(), i);
-            slots.push(Slot { cell, attempts: 0, done: false });
+            slots.push(Slot {
+                cell,
+                attempts: 0,
+                done: false,
+            });
         }
         self.next_seq += 1;
         self.sweeps.insert(
@@ -479,11 +526,17 @@ impl Scheduler {
 
     fn fill(&mut self, agent: &str, now: Millis, out: &mut Vec<Action>) {
         while self.agents.get(agent).is_some_and(Agent::accepting) {
-            let Some((sweep_id, q)) = self.pick(agent) else { return };
+            let Some((sweep_id, q)) = self.pick(agent) else {
+                return;
+            };
             let ttl = self.config.lease_ttl_ms;
             let margin = self.config.timeout_margin_ms;
             let sweep = self.sweeps.get_mut(&sweep_id).expect("picked");
-            let slot_i = sweep.pending.get_mut(&q).and_then(VecDeque::pop_front).expect("picked");
+            let slot_i = sweep
+                .pending
+                .get_mut(&q)
+                .and_then(VecDeque::pop_front)
+                .expect("picked");
             let slot = &mut sweep.slots[slot_i];
             slot.attempts += 1;
             let lease_id = format!("{sweep_id}.{}.{}", slot.cell.id, slot.attempts);
@@ -508,8 +561,15 @@ impl Scheduler {
                     deadline: now + u64::from(sweep.run.timeout_secs) * 1000 + margin,
                 },
             );
-            self.agents.get_mut(agent).expect("accepting").leases.insert(lease_id);
-            out.push(Action::Offer { agent: agent.to_string(), offer });
+            self.agents
+                .get_mut(agent)
+                .expect("accepting")
+                .leases
+                .insert(lease_id);
+            out.push(Action::Offer {
+                agent: agent.to_string(),
+                offer,
+            });
         }
     }
 
@@ -526,7 +586,13 @@ impl Scheduler {
     }
 
     /// Ends a lease: frees the agent slot and records the attempt.
-    fn end_lease(&mut self, id: &str, reason: EndReason, now: Millis, out: &mut Vec<Action>) -> Option<Lease> {
+    fn end_lease(
+        &mut self,
+        id: &str,
+        reason: EndReason,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> Option<Lease> {
         let lease = self.leases.remove(id)?;
         if let Some(a) = self.agents.get_mut(&lease.agent) {
             a.leases.remove(id);
@@ -547,8 +613,16 @@ impl Scheduler {
     }
 
     /// After an attempt without an accepted result: try again, or give up with `give_up`.
-    fn retry_or_finish(&mut self, lease_id: &str, lease: &Lease, give_up: CellResult, out: &mut Vec<Action>) {
-        let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else { return };
+    fn retry_or_finish(
+        &mut self,
+        lease_id: &str,
+        lease: &Lease,
+        give_up: CellResult,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else {
+            return;
+        };
         let slot = &sweep.slots[lease.slot];
         if slot.done {
             return;
@@ -570,7 +644,9 @@ impl Scheduler {
     }
 
     fn cell_done(&mut self, sweep_id: &str, slot: usize, passed: bool, out: &mut Vec<Action>) {
-        let Some(sweep) = self.sweeps.get_mut(sweep_id) else { return };
+        let Some(sweep) = self.sweeps.get_mut(sweep_id) else {
+            return;
+        };
         if sweep.slots[slot].done {
             return;
         }
@@ -584,10 +660,15 @@ impl Scheduler {
     }
 
     fn maybe_finished(&mut self, sweep_id: &str, out: &mut Vec<Action>) {
-        let Some(s) = self.sweeps.get(sweep_id) else { return };
+        let Some(s) = self.sweeps.get(sweep_id) else {
+            return;
+        };
         if s.done as usize == s.slots.len() && s.outstanding == 0 {
             self.sweeps.remove(sweep_id);
-            out.push(Action::SweepDone { sweep: sweep_id.to_string(), end: SweepEnd::Finished });
+            out.push(Action::SweepDone {
+                sweep: sweep_id.to_string(),
+                end: SweepEnd::Finished,
+            });
         }
     }
 
@@ -603,7 +684,14 @@ impl Scheduler {
         }
     }
 
-    fn report(&mut self, agent: String, lease_id: String, result: CellResult, now: Millis, out: &mut Vec<Action>) {
+    fn report(
+        &mut self,
+        agent: String,
+        lease_id: String,
+        result: CellResult,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
         let owned = self.leases.get(&lease_id).is_some_and(|l| l.agent == agent);
         if !owned {
             // a late or repeated report: keep a late one as an attempt, drop a repeat
@@ -615,24 +703,44 @@ impl Scheduler {
                 Some((id, s)) if !s.reported.contains(&lease_id) => {
                     s.ended.remove(&lease_id);
                     s.reported.insert(lease_id.clone());
-                    out.push(Action::StoreResult { lease_id, sweep: id.clone(), result, accepted: false });
+                    out.push(Action::StoreResult {
+                        lease_id,
+                        sweep: id.clone(),
+                        result,
+                        accepted: false,
+                    });
                 }
-                Some(_) => out.push(Action::Ignored { agent, lease_id, why: "duplicate report" }),
-                None => out.push(Action::Ignored { agent, lease_id, why: "unknown lease" }),
+                Some(_) => out.push(Action::Ignored {
+                    agent,
+                    lease_id,
+                    why: "duplicate report",
+                }),
+                None => out.push(Action::Ignored {
+                    agent,
+                    lease_id,
+                    why: "unknown lease",
+                }),
             }
             return;
         }
         let status = result.status;
-        let Some(lease) = self.end_lease(&lease_id, EndReason::Reported(status), now, out) else { return };
+        let Some(lease) = self.end_lease(&lease_id, EndReason::Reported(status), now, out) else {
+            return;
+        };
         let cell_ok = self
             .sweeps
             .get(&lease.sweep)
             .is_some_and(|s| s.slots[lease.slot].cell.id == result.cell_id);
-        let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else { return };
+        let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else {
+            return;
+        };
         sweep.reported.insert(lease_id.clone());
         if !cell_ok {
             let cell = sweep.slots[lease.slot].cell.clone();
-            let msg = format!("agent {agent} reported a result for cell {} on this cell's lease", result.cell_id);
+            let msg = format!(
+                "agent {agent} reported a result for cell {} on this cell's lease",
+                result.cell_id
+            );
             out.push(Action::StoreResult {
                 lease_id: lease_id.clone(),
                 sweep: lease.sweep.clone(),
@@ -642,11 +750,24 @@ impl Scheduler {
             let give_up = Self::synthetic(&cell, Status::Error, msg);
             self.retry_or_finish(&lease_id, &lease, give_up, out);
         } else if retryable(status) && sweep.slots[lease.slot].attempts < sweep.max_attempts() {
-            out.push(Action::StoreResult { lease_id: lease_id.clone(), sweep: lease.sweep.clone(), result, accepted: false });
-            let q = (sweep.slots[lease.slot].cell.browser, sweep.slots[lease.slot].cell.platform);
+            out.push(Action::StoreResult {
+                lease_id: lease_id.clone(),
+                sweep: lease.sweep.clone(),
+                result,
+                accepted: false,
+            });
+            let q = (
+                sweep.slots[lease.slot].cell.browser,
+                sweep.slots[lease.slot].cell.platform,
+            );
             sweep.pending.entry(q).or_default().push_front(lease.slot);
         } else {
-            out.push(Action::StoreResult { lease_id, sweep: lease.sweep.clone(), result, accepted: true });
+            out.push(Action::StoreResult {
+                lease_id,
+                sweep: lease.sweep.clone(),
+                result,
+                accepted: true,
+            });
             self.cell_done(&lease.sweep, lease.slot, status == Status::Pass, out);
         }
         self.fill(&agent, now, out);
@@ -668,12 +789,18 @@ impl Scheduler {
         let mut freed = Vec::new();
         for id in ids {
             if let Some(l) = self.end_lease(&id, EndReason::Cancelled, now, out) {
-                out.push(Action::Revoke { agent: l.agent.clone(), lease_id: id });
+                out.push(Action::Revoke {
+                    agent: l.agent.clone(),
+                    lease_id: id,
+                });
                 freed.push(l.agent);
             }
         }
         self.sweeps.remove(sweep_id);
-        out.push(Action::SweepDone { sweep: sweep_id.to_string(), end: SweepEnd::Cancelled });
+        out.push(Action::SweepDone {
+            sweep: sweep_id.to_string(),
+            end: SweepEnd::Cancelled,
+        });
         for a in freed {
             self.fill(&a, now, out);
         }
@@ -700,12 +827,19 @@ impl Scheduler {
         ended.sort_by(|a, b| a.0.cmp(&b.0));
         let any = !ended.is_empty();
         for (id, reason) in ended {
-            let Some(lease) = self.end_lease(&id, reason, now, out) else { continue };
-            let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else { continue };
+            let Some(lease) = self.end_lease(&id, reason, now, out) else {
+                continue;
+            };
+            let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else {
+                continue;
+            };
             let cell = sweep.slots[lease.slot].cell.clone();
             let tries = sweep.slots[lease.slot].attempts;
             if reason == EndReason::TimedOut {
-                out.push(Action::Revoke { agent: lease.agent.clone(), lease_id: id.clone() });
+                out.push(Action::Revoke {
+                    agent: lease.agent.clone(),
+                    lease_id: id.clone(),
+                });
                 // a hang is the browser's answer, not an infrastructure failure
                 sweep.reported.insert(id.clone());
                 let text = format!(
@@ -722,8 +856,16 @@ impl Scheduler {
             } else {
                 // a late report for this lease is still kept, as an unaccepted attempt
                 sweep.ended.insert(id.clone());
-                let text = format!("the agent running this cell was lost on all {tries} attempts (last: {})", reason.as_str());
-                self.retry_or_finish(&id, &lease, Self::synthetic(&cell, Status::Error, text), out);
+                let text = format!(
+                    "the agent running this cell was lost on all {tries} attempts (last: {})",
+                    reason.as_str()
+                );
+                self.retry_or_finish(
+                    &id,
+                    &lease,
+                    Self::synthetic(&cell, Status::Error, text),
+                    out,
+                );
             }
         }
         self.no_capable_agent(now, out);
@@ -743,14 +885,19 @@ impl Scheduler {
                 if cells.is_empty() {
                     continue;
                 }
-                let capable = self.agents.values().any(|a| a.caps.meets(&s.requirements, q.0));
+                let capable = self
+                    .agents
+                    .values()
+                    .any(|a| a.caps.meets(&s.requirements, q.0));
                 if !capable {
                     hopeless.extend(cells.iter().map(|i| (id.clone(), *i)));
                 }
             }
         }
         for (sweep_id, i) in hopeless {
-            let Some(s) = self.sweeps.get_mut(&sweep_id) else { continue };
+            let Some(s) = self.sweeps.get_mut(&sweep_id) else {
+                continue;
+            };
             let cell = s.slots[i].cell.clone();
             for q in s.pending.values_mut() {
                 q.retain(|x| *x != i);

@@ -6,7 +6,11 @@ use quantgrid_matrix::spec::{self, Os};
 const TTL: u64 = 30_000;
 
 fn config() -> SchedulerConfig {
-    SchedulerConfig { lease_ttl_ms: TTL, disconnect_grace_ms: 10_000, timeout_margin_ms: 5_000 }
+    SchedulerConfig {
+        lease_ttl_ms: TTL,
+        disconnect_grace_ms: 10_000,
+        timeout_margin_ms: 5_000,
+    }
 }
 
 fn cells(yaml_tail: &str) -> (Vec<Cell>, RunParams) {
@@ -57,11 +61,20 @@ fn caps(browsers: Vec<BrowserCapability>, slots: u32) -> Capabilities {
 }
 
 fn chromium(slots: u32) -> Capabilities {
-    caps(vec![browser(Browser::Chromium, "156.0.1", true, false)], slots)
+    caps(
+        vec![browser(Browser::Chromium, "156.0.1", true, false)],
+        slots,
+    )
 }
 
 fn up(s: &mut Scheduler, agent: &str, c: Capabilities, now: Millis) -> Vec<Action> {
-    s.handle(Event::AgentUp { agent: agent.into(), caps: c }, now)
+    s.handle(
+        Event::AgentUp {
+            agent: agent.into(),
+            caps: c,
+        },
+        now,
+    )
 }
 
 fn offers(actions: &[Action]) -> Vec<(String, Offer)> {
@@ -78,9 +91,12 @@ fn stored(actions: &[Action]) -> Vec<(String, Status, bool)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::StoreResult { lease_id, result, accepted, .. } => {
-                Some((lease_id.clone(), result.status, *accepted))
-            }
+            Action::StoreResult {
+                lease_id,
+                result,
+                accepted,
+                ..
+            } => Some((lease_id.clone(), result.status, *accepted)),
             _ => None,
         })
         .collect()
@@ -98,9 +114,19 @@ fn result(offer: &Offer, status: Status) -> CellResult {
     }
 }
 
-fn report(s: &mut Scheduler, agent: &str, offer: &Offer, status: Status, now: Millis) -> Vec<Action> {
+fn report(
+    s: &mut Scheduler,
+    agent: &str,
+    offer: &Offer,
+    status: Status,
+    now: Millis,
+) -> Vec<Action> {
     s.handle(
-        Event::Report { agent: agent.into(), lease: offer.lease_id.clone(), result: result(offer, status) },
+        Event::Report {
+            agent: agent.into(),
+            lease: offer.lease_id.clone(),
+            result: result(offer, status),
+        },
         now,
     )
 }
@@ -138,7 +164,10 @@ fn runs_every_cell_once_and_finishes() {
         assert!(seen.insert(o.cell.id.clone()), "cell offered twice");
         t += 10;
         let actions = report(&mut s, &agent, &o, Status::Pass, t);
-        assert_eq!(stored(&actions), vec![(o.lease_id.clone(), Status::Pass, true)]);
+        assert_eq!(
+            stored(&actions),
+            vec![(o.lease_id.clone(), Status::Pass, true)]
+        );
         end = end.or(done(&actions));
         queue.extend(offers(&actions));
     }
@@ -149,23 +178,40 @@ fn runs_every_cell_once_and_finishes() {
 #[test]
 fn matching_respects_browser_version_os_and_labels() {
     let mut s = Scheduler::new(config());
-    let mut input = sweep("s", 0, "families: [bert]\nbrowsers: [firefox]\nplatforms: webgpu\nbits: [4]\n");
-    input.requirements.min_browser_version.insert(Browser::Firefox, 150);
-    input.requirements.labels.insert("pool".into(), "lab".into());
+    let mut input = sweep(
+        "s",
+        0,
+        "families: [bert]\nbrowsers: [firefox]\nplatforms: webgpu\nbits: [4]\n",
+    );
+    input
+        .requirements
+        .min_browser_version
+        .insert(Browser::Firefox, 150);
+    input
+        .requirements
+        .labels
+        .insert("pool".into(), "lab".into());
     s.handle(Event::Submit(input), 0);
     assert!(offers(&up(&mut s, "chromium", chromium(1), 0)).is_empty());
     let old = caps(vec![browser(Browser::Firefox, "128.0", true, false)], 1);
     let mut old = old;
     old.labels.insert("pool".into(), "lab".into());
     assert!(offers(&up(&mut s, "old-firefox", old, 0)).is_empty());
-    let mut new = caps(vec![browser(Browser::Firefox, "153.8.0esr", true, false)], 1);
+    let mut new = caps(
+        vec![browser(Browser::Firefox, "153.8.0esr", true, false)],
+        1,
+    );
     assert!(offers(&up(&mut s, "unlabelled", new.clone(), 0)).is_empty());
     new.labels.insert("pool".into(), "lab".into());
     let o = offers(&up(&mut s, "good", new.clone(), 0));
     assert_eq!(o.len(), 1);
     new.os = Some(Os::Windows);
     let mut s2 = Scheduler::new(config());
-    let mut input = sweep("s", 0, "families: [bert]\nbrowsers: [firefox]\nplatforms: webgpu\nbits: [4]\n");
+    let mut input = sweep(
+        "s",
+        0,
+        "families: [bert]\nbrowsers: [firefox]\nplatforms: webgpu\nbits: [4]\n",
+    );
     input.requirements.os = vec![Os::Linux];
     s2.handle(Event::Submit(input), 0);
     assert!(offers(&up(&mut s2, "windows", new, 0)).is_empty());
@@ -177,14 +223,27 @@ fn webnn_cells_prefer_agents_whose_browser_has_webnn_but_still_run_without_one()
     // with a WebNN-capable agent connected, the other agent gets nothing
     let mut s = Scheduler::new(config());
     s.handle(Event::Submit(sweep("s", 0, spec)), 0);
-    up(&mut s, "webnn", caps(vec![browser(Browser::Chromium, "153.0", true, true)], 1), 0);
+    up(
+        &mut s,
+        "webnn",
+        caps(vec![browser(Browser::Chromium, "153.0", true, true)], 1),
+        0,
+    );
     let mut s2 = Scheduler::new(config());
     s2.handle(Event::Submit(sweep("s", 0, spec)), 0);
     let with_both = {
-        up(&mut s2, "webnn", caps(vec![browser(Browser::Chromium, "153.0", true, true)], 0), 0);
+        up(
+            &mut s2,
+            "webnn",
+            caps(vec![browser(Browser::Chromium, "153.0", true, true)], 0),
+            0,
+        );
         offers(&up(&mut s2, "plain", chromium(1), 0))
     };
-    assert!(with_both.is_empty(), "a WebNN cell went to a browser without WebNN");
+    assert!(
+        with_both.is_empty(),
+        "a WebNN cell went to a browser without WebNN"
+    );
     // with none connected, the browser itself answers (unsupported, with its own words)
     let mut s3 = Scheduler::new(config());
     s3.handle(Event::Submit(sweep("s", 0, spec)), 0);
@@ -196,33 +255,76 @@ fn heartbeats_renew_leases_and_silence_requeues() {
     let mut s = Scheduler::new(config());
     s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
     let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
-    s.handle(Event::Heartbeat { agent: "a".into(), leases: vec![o.lease_id.clone()] }, TTL - 1);
-    assert!(s.handle(Event::Tick, TTL + 1).is_empty(), "a renewed lease expired");
+    s.handle(
+        Event::Heartbeat {
+            agent: "a".into(),
+            leases: vec![o.lease_id.clone()],
+        },
+        TTL - 1,
+    );
+    assert!(
+        s.handle(Event::Tick, TTL + 1).is_empty(),
+        "a renewed lease expired"
+    );
     let actions = s.handle(Event::Tick, 2 * TTL);
-    assert!(actions.iter().any(|a| matches!(a, Action::AttemptEnded { reason: EndReason::LeaseExpired, .. })));
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::AttemptEnded {
+            reason: EndReason::LeaseExpired,
+            ..
+        }
+    )));
     // the same agent gets the cell again (a new attempt), since its slot is free once more
     let again = offers(&actions);
     assert_eq!(again.len(), 1);
-    assert_eq!((again[0].1.cell.id.clone(), again[0].1.attempt_no), (o.cell.id.clone(), 2));
+    assert_eq!(
+        (again[0].1.cell.id.clone(), again[0].1.attempt_no),
+        (o.cell.id.clone(), 2)
+    );
 }
 
 #[test]
 fn a_lost_agent_gives_its_cells_to_another() {
     let mut s = Scheduler::new(config());
-    s.handle(Event::Submit(sweep("s", 0, "families: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n")), 0);
+    s.handle(
+        Event::Submit(sweep(
+            "s",
+            0,
+            "families: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n",
+        )),
+        0,
+    );
     let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
     s.handle(Event::AgentDown { agent: "a".into() }, 100);
     up(&mut s, "b", chromium(1), 200);
-    assert!(s.handle(Event::Tick, 5_000).is_empty(), "reclaimed inside the grace period");
+    assert!(
+        s.handle(Event::Tick, 5_000).is_empty(),
+        "reclaimed inside the grace period"
+    );
     let actions = s.handle(Event::Tick, 10_100);
-    assert!(actions.iter().any(|a| matches!(a, Action::AttemptEnded { reason: EndReason::AgentLost, .. })));
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::AttemptEnded {
+            reason: EndReason::AgentLost,
+            ..
+        }
+    )));
     let moved = offers(&actions);
-    assert_eq!((moved[0].0.as_str(), &moved[0].1.cell.id), ("b", &o.cell.id));
+    assert_eq!(
+        (moved[0].0.as_str(), &moved[0].1.cell.id),
+        ("b", &o.cell.id)
+    );
     // the lost agent's late result is kept, not accepted; the new one is accepted
     let late = report(&mut s, "a", &o, Status::Pass, 10_200);
-    assert_eq!(stored(&late), vec![(o.lease_id.clone(), Status::Pass, false)]);
+    assert_eq!(
+        stored(&late),
+        vec![(o.lease_id.clone(), Status::Pass, false)]
+    );
     let fresh = report(&mut s, "b", &moved[0].1, Status::Pass, 10_300);
-    assert_eq!(stored(&fresh), vec![(moved[0].1.lease_id.clone(), Status::Pass, true)]);
+    assert_eq!(
+        stored(&fresh),
+        vec![(moved[0].1.lease_id.clone(), Status::Pass, true)]
+    );
     assert_eq!(done(&fresh), Some(SweepEnd::Finished));
 }
 
@@ -233,14 +335,20 @@ fn infrastructure_failures_are_retried_real_failures_are_not() {
     s.handle(Event::Submit(sweep("s", 0, one)), 0);
     let o1 = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
     let a1 = report(&mut s, "a", &o1, Status::Crash, 1);
-    assert_eq!(stored(&a1), vec![(o1.lease_id.clone(), Status::Crash, false)]);
+    assert_eq!(
+        stored(&a1),
+        vec![(o1.lease_id.clone(), Status::Crash, false)]
+    );
     let o2 = offers(&a1).remove(0).1;
     let a2 = report(&mut s, "a", &o2, Status::Error, 2);
     let o3 = offers(&a2).remove(0).1;
     assert_eq!(o3.attempt_no, 3);
     // the last allowed attempt's crash is the answer
     let a3 = report(&mut s, "a", &o3, Status::Crash, 3);
-    assert_eq!(stored(&a3), vec![(o3.lease_id.clone(), Status::Crash, true)]);
+    assert_eq!(
+        stored(&a3),
+        vec![(o3.lease_id.clone(), Status::Crash, true)]
+    );
     assert_eq!(done(&a3), Some(SweepEnd::Finished));
 
     let mut s = Scheduler::new(config());
@@ -275,12 +383,22 @@ fn higher_priority_first_and_a_small_sweep_is_not_starved() {
     let mut s = Scheduler::new(config());
     s.handle(Event::Submit(sweep("big", 0, big)), 0);
     s.handle(Event::Submit(sweep("small", 0, small)), 1);
-    s.handle(Event::Submit(sweep("urgent", 5, "families: [gpt2]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n")), 2);
+    s.handle(
+        Event::Submit(sweep(
+            "urgent",
+            5,
+            "families: [gpt2]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n",
+        )),
+        2,
+    );
     let o = offers(&up(&mut s, "a", chromium(4), 3));
     let sweeps: Vec<&str> = o.iter().map(|(_, o)| o.sweep.as_str()).collect();
     assert_eq!(sweeps[0], "urgent");
     // the rest alternate between the equal-priority sweeps instead of draining the big one first
-    assert!(sweeps[1..].contains(&"small") && sweeps[1..].contains(&"big"), "{sweeps:?}");
+    assert!(
+        sweeps[1..].contains(&"small") && sweeps[1..].contains(&"big"),
+        "{sweeps:?}"
+    );
 }
 
 #[test]
@@ -290,11 +408,20 @@ fn a_hung_cell_times_out_and_is_not_retried() {
     s.handle(Event::Submit(sweep("s", 0, one)), 0);
     let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
     for t in (1_000..15_000).step_by(1_000) {
-        s.handle(Event::Heartbeat { agent: "a".into(), leases: vec![o.lease_id.clone()] }, t);
+        s.handle(
+            Event::Heartbeat {
+                agent: "a".into(),
+                leases: vec![o.lease_id.clone()],
+            },
+            t,
+        );
     }
     let a = s.handle(Event::Tick, 15_000);
     assert!(a.iter().any(|x| matches!(x, Action::Revoke { .. })));
-    assert_eq!(stored(&a), vec![(o.lease_id.clone(), Status::Timeout, true)]);
+    assert_eq!(
+        stored(&a),
+        vec![(o.lease_id.clone(), Status::Timeout, true)]
+    );
     assert!(offers(&a).is_empty());
 }
 
@@ -304,7 +431,10 @@ fn cancel_revokes_leases_and_drops_pending_cells() {
     s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
     let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
     let a = s.handle(Event::Cancel { sweep: "s".into() }, 5);
-    assert!(a.contains(&Action::Revoke { agent: "a".into(), lease_id: o.lease_id.clone() }));
+    assert!(a.contains(&Action::Revoke {
+        agent: "a".into(),
+        lease_id: o.lease_id.clone()
+    }));
     assert_eq!(done(&a), Some(SweepEnd::Cancelled));
     assert!(offers(&a).is_empty());
     let late = report(&mut s, "a", &o, Status::Pass, 6);
@@ -317,21 +447,46 @@ fn a_draining_agent_finishes_its_cell_but_gets_no_more() {
     let mut s = Scheduler::new(config());
     s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
     let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
-    s.handle(Event::Drain { agent: "a".into(), draining: true }, 1);
+    s.handle(
+        Event::Drain {
+            agent: "a".into(),
+            draining: true,
+        },
+        1,
+    );
     let a = report(&mut s, "a", &o, Status::Pass, 2);
     assert_eq!(stored(&a).len(), 1);
     assert!(offers(&a).is_empty());
-    let a = s.handle(Event::Drain { agent: "a".into(), draining: false }, 3);
+    let a = s.handle(
+        Event::Drain {
+            agent: "a".into(),
+            draining: false,
+        },
+        3,
+    );
     assert_eq!(offers(&a).len(), 1);
 }
 
 #[test]
 fn no_capable_agent_after_the_wait_window() {
     let mut s = Scheduler::new(config());
-    s.handle(Event::Submit(sweep("s", 0, "families: [bert]\nbrowsers: [safari, chromium]\nplatforms: webgpu\nbits: [4]\n")), 0);
+    s.handle(
+        Event::Submit(sweep(
+            "s",
+            0,
+            "families: [bert]\nbrowsers: [safari, chromium]\nplatforms: webgpu\nbits: [4]\n",
+        )),
+        0,
+    );
     let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
     for t in [20_000, 40_000, 59_000] {
-        s.handle(Event::Heartbeat { agent: "a".into(), leases: vec![o.lease_id.clone()] }, t);
+        s.handle(
+            Event::Heartbeat {
+                agent: "a".into(),
+                leases: vec![o.lease_id.clone()],
+            },
+            t,
+        );
     }
     assert!(stored(&s.handle(Event::Tick, 59_999)).is_empty());
     let a = s.handle(Event::Tick, 60_000);
@@ -350,7 +505,11 @@ fn a_repeated_report_is_stored_once_and_an_unknown_one_never() {
     assert_eq!(stored(&report(&mut s, "a", &o, Status::Pass, 1)).len(), 1);
     let again = report(&mut s, "a", &o, Status::Pass, 2);
     assert!(stored(&again).is_empty());
-    assert!(again.contains(&Action::Ignored { agent: "a".into(), lease_id: o.lease_id.clone(), why: "duplicate report" }));
+    assert!(again.contains(&Action::Ignored {
+        agent: "a".into(),
+        lease_id: o.lease_id.clone(),
+        why: "duplicate report"
+    }));
     let mut forged = o.clone();
     forged.lease_id = "s.nope.1".into();
     assert!(stored(&report(&mut s, "a", &forged, Status::Pass, 3)).is_empty());
@@ -378,7 +537,14 @@ fn restore_resumes_outstanding_leases_and_skips_done_cells() {
         reported: [format!("s.{}.1", ids[0])].into(),
     };
     let mut s = Scheduler::restore(config(), vec![restored], 1_000);
-    assert_eq!(s.progress("s"), Some(Progress { total: 4, done: 1, passed: 0 }));
+    assert_eq!(
+        s.progress("s"),
+        Some(Progress {
+            total: 4,
+            done: 1,
+            passed: 0
+        })
+    );
     // the agent comes back holding its lease: its slot is busy, so nothing new is offered
     assert!(offers(&up(&mut s, "a", chromium(1), 1_000)).is_empty());
     let lease = format!("s.{}.1", ids[1]);
@@ -391,7 +557,14 @@ fn restore_resumes_outstanding_leases_and_skips_done_cells() {
         environment: None,
         simulated: true,
     };
-    let a = s.handle(Event::Report { agent: "a".into(), lease: lease.clone(), result: r }, 2_000);
+    let a = s.handle(
+        Event::Report {
+            agent: "a".into(),
+            lease: lease.clone(),
+            result: r,
+        },
+        2_000,
+    );
     assert_eq!(stored(&a), vec![(lease, Status::Pass, true)]);
     let next = offers(&a);
     assert_eq!(next.len(), 1);
@@ -410,7 +583,11 @@ fn restore_resumes_outstanding_leases_and_skips_done_cells() {
 
 #[test]
 fn restored_leases_of_an_agent_that_never_returns_are_reclaimed() {
-    let input = sweep("s", 0, "families: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n");
+    let input = sweep(
+        "s",
+        0,
+        "families: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n",
+    );
     let id = input.cells[0].id.clone();
     let restored = RestoredSweep {
         input,

@@ -7,7 +7,7 @@ mod schema;
 mod write;
 mod writer;
 
-pub use read::{ResultRow, SweepSummary};
+pub use read::{ResultRow, StoredSweep, SweepSummary, TokenInfo};
 pub use writer::StoreWriter;
 
 use duckdb::Connection;
@@ -115,6 +115,17 @@ pub struct ResultRecord {
     pub recorded_at_us: i64,
 }
 
+/// A lease handed to an agent; deleted when its attempt is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub lease_id: String,
+    pub sweep_id: String,
+    pub cell_id: String,
+    pub agent_id: String,
+    pub attempt_no: u32,
+    pub started_at_us: i64,
+}
+
 /// Everything the store writes. A batch of records is written in one transaction.
 // results are the hot variant and the biggest; boxing them would add an allocation per result
 #[allow(clippy::large_enum_variant)]
@@ -122,8 +133,15 @@ pub struct ResultRecord {
 pub enum Record {
     Sweep(Box<SweepRecord>, Vec<Cell>),
     Agent(AgentRecord),
+    /// An ended attempt; also retires the lease of the same id.
     Attempt(AttemptRecord),
     Result(ResultRecord),
+    Lease(LeaseRecord),
+    SweepEnded {
+        sweep_id: String,
+        state: &'static str,
+        at_us: i64,
+    },
 }
 
 /// A connection to the results database. Single-threaded: share it through [`StoreWriter`].

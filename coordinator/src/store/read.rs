@@ -291,3 +291,198 @@ fn outcome(row: &Row<'_>, st: &str) -> Result<Result<Outcome, StoreError>, duckd
         simulated: row.get(18)?,
     }))
 }
+
+/// A sweep that was running when the coordinator stopped, with what it needs to resume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSweep {
+    pub sweep_id: String,
+    pub spec_file: String,
+    pub spec_yaml: String,
+    pub client_request_id: Option<String>,
+    pub cells: Vec<Cell>,
+    pub done: std::collections::HashSet<quantgrid_matrix::CellId>,
+    pub attempts: std::collections::HashMap<quantgrid_matrix::CellId, u32>,
+    /// `(lease_id, cell_id, agent_id, attempt_no, started_at_us)`
+    pub outstanding: Vec<(String, quantgrid_matrix::CellId, String, u32, i64)>,
+    pub reported: std::collections::HashSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub admin: bool,
+    pub created_at: String,
+    pub revoked: bool,
+}
+
+impl Store {
+    /// Sweeps still running, for the scheduler to resume.
+    pub fn running_sweeps(&self) -> Result<Vec<StoredSweep>, StoreError> {
+        use quantgrid_matrix::CellId;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT sweep_id, spec_file, spec_yaml, client_request_id FROM sweeps
+                 WHERE state = 'running' ORDER BY created_at, sweep_id",
+            )
+            .doing("preparing the running sweeps query")?;
+        let heads: Vec<(String, String, String, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .doing("reading running sweeps")?
+            .collect::<Result<_, _>>()
+            .doing("reading running sweeps")?;
+        let mut out = Vec::new();
+        for (sweep_id, spec_file, spec_yaml, client_request_id) in heads {
+            let sql = format!(
+                "SELECT {CELL_COLUMNS} FROM cells c WHERE c.sweep_id = ? ORDER BY c.family, c.cell_id"
+            );
+            let mut stmt = self.conn.prepare(&sql).doing("preparing the cells query")?;
+            let mut rows = stmt.query([&sweep_id]).doing("reading cells")?;
+            let mut cells = Vec::new();
+            while let Some(row) = rows.next().doing("reading cells")? {
+                cells.push(
+                    cell_at(row, 0)
+                        .doing("reading a cell")?
+                        .map_err(StoreError::Corrupt)?,
+                );
+            }
+            let mut stmt = self
+                .conn
+                .prepare("SELECT attempt_id, cell_id, accepted FROM results WHERE sweep_id = ?")
+                .doing("preparing the results query")?;
+            let rows: Vec<(String, String, bool)> = stmt
+                .query_map([&sweep_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .doing("reading results")?
+                .collect::<Result<_, _>>()
+                .doing("reading results")?;
+            let mut done = std::collections::HashSet::new();
+            let mut reported = std::collections::HashSet::new();
+            for (attempt, cell, accepted) in rows {
+                if accepted {
+                    done.insert(CellId(cell));
+                }
+                reported.insert(attempt);
+            }
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT cell_id, max(attempt_no) FROM (
+                        SELECT cell_id, attempt_no FROM attempts WHERE sweep_id = $1
+                        UNION ALL SELECT cell_id, attempt_no FROM leases WHERE sweep_id = $1)
+                     GROUP BY cell_id",
+                )
+                .doing("preparing the attempts query")?;
+            let attempts = stmt
+                .query_map([&sweep_id], |r| {
+                    Ok((CellId(r.get(0)?), r.get::<_, u32>(1)?))
+                })
+                .doing("reading attempts")?
+                .collect::<Result<_, _>>()
+                .doing("reading attempts")?;
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT lease_id, cell_id, agent_id, attempt_no, epoch_us(started_at) FROM leases
+                     WHERE sweep_id = ? ORDER BY lease_id",
+                )
+                .doing("preparing the leases query")?;
+            let outstanding = stmt
+                .query_map([&sweep_id], |r| {
+                    Ok((
+                        r.get(0)?,
+                        CellId(r.get(1)?),
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                })
+                .doing("reading leases")?
+                .collect::<Result<_, _>>()
+                .doing("reading leases")?;
+            out.push(StoredSweep {
+                sweep_id,
+                spec_file,
+                spec_yaml,
+                client_request_id,
+                cells,
+                done,
+                attempts,
+                outstanding,
+                reported,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The sweep a client request id already created, if any.
+    pub fn sweep_for_request(&self, client_request_id: &str) -> Result<Option<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sweep_id FROM sweeps WHERE client_request_id = ? LIMIT 1")
+            .doing("preparing the request lookup")?;
+        let mut rows = stmt
+            .query([client_request_id])
+            .doing("looking up a request")?;
+        match rows.next().doing("looking up a request")? {
+            Some(r) => Ok(Some(r.get(0).doing("reading a sweep id")?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_token(
+        &mut self,
+        name: &str,
+        token_hash: &str,
+        admin: bool,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, current_timestamp::TIMESTAMP, NULL)",
+                duckdb::params![name, token_hash, admin],
+            )
+            .doing("storing a token")?;
+        Ok(())
+    }
+
+    /// Returns whether a live token of that name existed.
+    pub fn revoke_token(&mut self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE tokens SET revoked_at = current_timestamp::TIMESTAMP WHERE name = ? AND revoked_at IS NULL",
+                [name],
+            )
+            .doing("revoking a token")?;
+        Ok(n > 0)
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, admin, strftime(created_at, '%Y-%m-%d %H:%M:%S'), revoked_at IS NOT NULL FROM tokens ORDER BY name")
+            .doing("preparing the tokens query")?;
+        stmt.query_map([], |r| {
+            Ok(TokenInfo {
+                name: r.get(0)?,
+                admin: r.get(1)?,
+                created_at: r.get(2)?,
+                revoked: r.get(3)?,
+            })
+        })
+        .doing("reading tokens")?
+        .collect::<Result<_, _>>()
+        .doing("reading tokens")
+    }
+
+    /// `(name, token_hash, admin)` of every live token.
+    pub fn live_token_hashes(&self) -> Result<Vec<(String, String, bool)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, token_hash, admin FROM tokens WHERE revoked_at IS NULL")
+            .doing("preparing the token hash query")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .doing("reading token hashes")?
+            .collect::<Result<_, _>>()
+            .doing("reading token hashes")
+    }
+}

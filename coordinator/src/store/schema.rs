@@ -3,7 +3,7 @@
 
 /// Migrations run in order; `schema_version` records each one applied. Never edit a shipped
 /// migration: add the next one.
-pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
 
 const V1: &str = r#"
 CREATE TABLE sweeps (
@@ -106,5 +106,25 @@ CREATE TABLE results (
     simulated           BOOLEAN NOT NULL,
     accepted            BOOLEAN NOT NULL,
     recorded_at         TIMESTAMP NOT NULL
+);
+"#;
+
+/// The grid: agent credentials (hashes only) and the leases that are out right now.
+const V2: &str = r#"
+CREATE TABLE tokens (
+    name        VARCHAR PRIMARY KEY,
+    token_hash  VARCHAR NOT NULL,
+    admin       BOOLEAN NOT NULL,
+    created_at  TIMESTAMP NOT NULL,
+    revoked_at  TIMESTAMP
+);
+
+CREATE TABLE leases (
+    lease_id    VARCHAR NOT NULL,
+    sweep_id    VARCHAR NOT NULL,
+    cell_id     VARCHAR NOT NULL,
+    agent_id    VARCHAR NOT NULL,
+    attempt_no  UINTEGER NOT NULL,
+    started_at  TIMESTAMP NOT NULL
 );
 "#;

@@ -86,7 +86,7 @@ fn round_trip_on_a_real_file_survives_reopening() {
     let (sw, cells) = sweep("s1");
     {
         let mut store = Store::open(&path).expect("open");
-        assert_eq!(store.schema_version().expect("version"), 1);
+        assert_eq!(store.schema_version().expect("version"), 2);
         let mut batch = vec![
             Record::Sweep(Box::new(sw.clone()), cells.clone()),
             Record::Agent(AgentRecord {
@@ -114,7 +114,7 @@ fn round_trip_on_a_real_file_survives_reopening() {
         store.write(&batch).expect("write");
     }
     let store = Store::open(&path).expect("reopen");
-    assert_eq!(store.schema_version().expect("version"), 1);
+    assert_eq!(store.schema_version().expect("version"), 2);
     let entries = store.matrix_entries(Some("s1"), false).expect("entries");
     assert_eq!(entries.len(), cells.len());
     let by_id = |id: &CellId| entries.iter().find(|e| &e.cell.id == id).expect("entry");
@@ -246,7 +246,7 @@ fn a_newer_schema_is_refused_not_clobbered() {
             err,
             StoreError::TooNew {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),

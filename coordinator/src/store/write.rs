@@ -21,12 +21,14 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
     let tx = conn.transaction().doing("starting a write")?;
     let mut new_envs = Vec::new();
     let mut results: Vec<(&ResultRecord, Option<String>)> = Vec::new();
+    let mut retired: Vec<&str> = Vec::new();
     let mut seen_envs: Vec<(&Environment, String)> = Vec::new();
     {
         let mut cells = tx.appender("cells").doing("opening the cells appender")?;
         let mut attempts = tx
             .appender("attempts")
             .doing("opening the attempts appender")?;
+        let mut leases = tx.appender("leases").doing("opening the leases appender")?;
         for record in records {
             match record {
                 Record::Sweep(s, cell_list) => {
@@ -95,6 +97,30 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
                             a.end_reason,
                         ])
                         .doing("appending attempts")?;
+                    retired.push(&a.attempt_id);
+                }
+                Record::Lease(l) => {
+                    leases
+                        .append_row(params![
+                            l.lease_id,
+                            l.sweep_id,
+                            l.cell_id,
+                            l.agent_id,
+                            l.attempt_no,
+                            Value::Timestamp(TimeUnit::Microsecond, l.started_at_us),
+                        ])
+                        .doing("appending leases")?;
+                }
+                Record::SweepEnded {
+                    sweep_id,
+                    state,
+                    at_us,
+                } => {
+                    tx.execute(
+                        "UPDATE sweeps SET state = ?, finished_at = make_timestamp(?) WHERE sweep_id = ?",
+                        params![state, at_us, sweep_id],
+                    )
+                    .doing("ending a sweep")?;
                 }
                 Record::Result(r) => {
                     // a batch holds few distinct environments: hash each once
@@ -124,6 +150,15 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
         }
         cells.flush().doing("flushing cells")?;
         attempts.flush().doing("flushing attempts")?;
+        leases.flush().doing("flushing leases")?;
+    }
+    if !retired.is_empty() {
+        // lease ids are `sweep.cell.attempt`: no commas, so one joined parameter carries them
+        tx.execute(
+            "DELETE FROM leases WHERE lease_id IN (SELECT unnest(string_split(?, ',')))",
+            [retired.join(",")],
+        )
+        .doing("retiring leases")?;
     }
     if !results.is_empty() {
         let batch = results_batch(&results)?;
