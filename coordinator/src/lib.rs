@@ -3,5 +3,6 @@
 
 pub mod report;
 pub mod scheduler;
+pub mod service;
 pub mod store;
 pub mod sweep;

@@ -3,7 +3,9 @@
 //! refused rather than guessed.
 
 use crate::pb;
+use quantgrid_matrix::agent::{BrowserCapability, Capabilities};
 use quantgrid_matrix::result::Measurement;
+use quantgrid_matrix::spec::{GpuVendor, Os};
 use quantgrid_matrix::{
     AdapterInfo, Bits, Browser, Cell, CellId, CellResult, Environment, Platform, Scheme, Status,
     WorkloadSize, family,
@@ -23,6 +25,8 @@ pub enum ConvertError {
     CellId { sent: String, computed: String },
     #[error("field `{0}` is missing")]
     Missing(&'static str),
+    #[error("field `{field}` has unknown value `{value}`")]
+    Text { field: &'static str, value: String },
 }
 
 macro_rules! enum_map {
@@ -238,6 +242,107 @@ impl TryFrom<&pb::CellResult> for CellResult {
     }
 }
 
+fn os_str(os: Os) -> &'static str {
+    match os {
+        Os::Linux => "linux",
+        Os::Macos => "macos",
+        Os::Windows => "windows",
+    }
+}
+
+fn vendor_str(v: GpuVendor) -> &'static str {
+    match v {
+        GpuVendor::Nvidia => "nvidia",
+        GpuVendor::Amd => "amd",
+        GpuVendor::Intel => "intel",
+        GpuVendor::Apple => "apple",
+        GpuVendor::Qualcomm => "qualcomm",
+        GpuVendor::Arm => "arm",
+        GpuVendor::Software => "software",
+    }
+}
+
+const VENDORS: [GpuVendor; 7] = [
+    GpuVendor::Nvidia,
+    GpuVendor::Amd,
+    GpuVendor::Intel,
+    GpuVendor::Apple,
+    GpuVendor::Qualcomm,
+    GpuVendor::Arm,
+    GpuVendor::Software,
+];
+
+/// The registration an agent with `caps` sends.
+pub fn register_request(name: &str, version: &str, caps: &Capabilities) -> pb::RegisterRequest {
+    pb::RegisterRequest {
+        name: name.to_string(),
+        version: version.to_string(),
+        os: caps.os.map(os_str).unwrap_or_default().to_string(),
+        arch: caps.arch.clone(),
+        browsers: caps
+            .browsers
+            .iter()
+            .map(|b| pb::BrowserCapability {
+                browser: pb::Browser::from(b.browser) as i32,
+                channel: b.channel.clone(),
+                version: b.version.clone(),
+                webgpu_adapter: b.webgpu.as_ref().map(Into::into),
+                webnn: b.webnn,
+            })
+            .collect(),
+        gpu_vendors: caps.gpu_vendors.iter().map(|v| vendor_str(*v).to_string()).collect(),
+        labels: caps.labels.clone().into_iter().collect(),
+        slots: caps.slots,
+    }
+}
+
+impl TryFrom<&pb::RegisterRequest> for Capabilities {
+    type Error = ConvertError;
+    fn try_from(r: &pb::RegisterRequest) -> Result<Self, ConvertError> {
+        let os = match r.os.as_str() {
+            "" => None,
+            "linux" => Some(Os::Linux),
+            "macos" => Some(Os::Macos),
+            "windows" => Some(Os::Windows),
+            other => return Err(ConvertError::Text { field: "os", value: other.to_string() }),
+        };
+        let gpu_vendors = r
+            .gpu_vendors
+            .iter()
+            .map(|v| {
+                VENDORS
+                    .into_iter()
+                    .find(|x| vendor_str(*x) == v)
+                    .ok_or_else(|| ConvertError::Text { field: "gpu_vendors", value: v.clone() })
+            })
+            .collect::<Result<_, _>>()?;
+        let browsers = r
+            .browsers
+            .iter()
+            .map(|b| {
+                Ok(BrowserCapability {
+                    browser: decode::<pb::Browser, _>("browsers.browser", b.browser)?,
+                    channel: b.channel.clone(),
+                    version: b.version.clone(),
+                    webgpu: b.webgpu_adapter.as_ref().map(Into::into),
+                    webnn: b.webnn,
+                })
+            })
+            .collect::<Result<_, ConvertError>>()?;
+        if r.slots == 0 {
+            return Err(ConvertError::Missing("slots"));
+        }
+        Ok(Capabilities {
+            os,
+            arch: r.arch.clone(),
+            browsers,
+            gpu_vendors,
+            labels: r.labels.clone().into_iter().collect(),
+            slots: r.slots,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +440,31 @@ mod tests {
             CellResult::try_from(&bad),
             Err(ConvertError::Unspecified("status"))
         );
+    }
+
+    #[test]
+    fn capabilities_round_trip_and_bad_ones_are_refused() {
+        let caps = Capabilities {
+            os: Some(Os::Linux),
+            arch: "x86_64".into(),
+            browsers: vec![BrowserCapability {
+                browser: Browser::Firefox,
+                channel: "esr".into(),
+                version: "153.8.0esr".into(),
+                webgpu: None,
+                webnn: false,
+            }],
+            gpu_vendors: vec![GpuVendor::Software],
+            labels: [("pool".to_string(), "lab".to_string())].into(),
+            slots: 1,
+        };
+        let wire = register_request("lab-1", "0.1.0", &caps);
+        assert_eq!(Capabilities::try_from(&wire), Ok(caps));
+        let mut bad = wire.clone();
+        bad.os = "plan9".into();
+        assert!(Capabilities::try_from(&bad).is_err());
+        let mut bad = wire;
+        bad.slots = 0;
+        assert_eq!(Capabilities::try_from(&bad), Err(ConvertError::Missing("slots")));
     }
 }

@@ -1,6 +1,7 @@
 //! quantgrid's gRPC protocol (`proto/quantgrid/v1/grid.proto`) and its conversions to and from
 //! `quantgrid-matrix` types. The only crate that knows prost.
 
+pub mod client;
 pub mod convert;
 
 /// Generated messages and services.

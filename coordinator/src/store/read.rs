@@ -35,6 +35,9 @@ pub struct SweepSummary {
     pub state: String,
     pub cells: u64,
     pub results: u64,
+    /// Cells with an accepted result, and how many of those passed.
+    pub done: u64,
+    pub passed: u64,
     pub accuracy_tolerance: f64,
 }
 
@@ -207,6 +210,9 @@ impl Store {
                 "SELECT s.sweep_id, s.name, s.state,
                     (SELECT count(*) FROM cells c WHERE c.sweep_id = s.sweep_id),
                     (SELECT count(*) FROM results r WHERE r.sweep_id = s.sweep_id),
+                    (SELECT count(DISTINCT cell_id) FROM results r WHERE r.sweep_id = s.sweep_id AND r.accepted),
+                    (SELECT count(DISTINCT cell_id) FROM results r
+                        WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.status = 'pass'),
                     s.accuracy_tolerance
                 FROM sweeps s ORDER BY s.created_at, s.sweep_id",
             )
@@ -219,7 +225,9 @@ impl Store {
                     state: r.get(2)?,
                     cells: r.get(3)?,
                     results: r.get(4)?,
-                    accuracy_tolerance: r.get(5)?,
+                    done: r.get(5)?,
+                    passed: r.get(6)?,
+                    accuracy_tolerance: r.get(7)?,
                 })
             })
             .doing("running the sweeps query")?;

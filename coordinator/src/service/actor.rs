@@ -1,0 +1,460 @@
+//! The coordinator component: one async loop that owns the scheduler, the agent sessions and
+//! the sweep watchers. gRPC handlers talk to it only through [`Command`]s; it talks to the
+//! store only through the writer queue.
+
+use super::error::ServiceError;
+use crate::scheduler::{Action, Event, Millis, Progress, RestoredLease, RestoredSweep, Scheduler, SchedulerConfig, SweepEnd, SweepInput};
+use crate::store::{AgentRecord, AttemptRecord, LeaseRecord, Record, ResultRecord, StoreWriter, StoredSweep};
+use crate::sweep::{new_sweep_id, sweep_record};
+use quantgrid_matrix::agent::Capabilities;
+use quantgrid_matrix::spec::{self, MatrixSpec};
+use quantgrid_matrix::{Cell, CellResult};
+use quantgrid_proto::pb;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::Status;
+
+pub type SessionTx = mpsc::Sender<Result<pb::CoordinatorMessage, Status>>;
+
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// Everything the gRPC layer can ask of the coordinator.
+pub enum Command {
+    Register {
+        agent: String,
+        caps: Capabilities,
+        version: String,
+    },
+    SessionOpen {
+        agent: String,
+        session: u64,
+        tx: SessionTx,
+    },
+    SessionClosed {
+        agent: String,
+        session: u64,
+    },
+    Heartbeat {
+        agent: String,
+        leases: Vec<String>,
+    },
+    Report {
+        agent: String,
+        lease: String,
+        result: CellResult,
+    },
+    Submit {
+        spec: MatrixSpec,
+        yaml: String,
+        file: String,
+        client_request_id: Option<String>,
+        reply: oneshot::Sender<Result<(String, u32), ServiceError>>,
+    },
+    Watch {
+        sweep: String,
+        reply: oneshot::Sender<Result<watch::Receiver<pb::SweepProgress>, ServiceError>>,
+    },
+    Cancel {
+        sweep: String,
+        reply: oneshot::Sender<Result<(), ServiceError>>,
+    },
+    Drain {
+        agent: String,
+        draining: bool,
+        reply: oneshot::Sender<Result<(), ServiceError>>,
+    },
+    Agents {
+        reply: oneshot::Sender<Vec<pb::AgentInfo>>,
+    },
+}
+
+pub struct Coordinator {
+    scheduler: Scheduler,
+    writer: StoreWriter,
+    sessions: HashMap<String, (u64, SessionTx)>,
+    registered: HashMap<String, Capabilities>,
+    watchers: HashMap<String, watch::Sender<pb::SweepProgress>>,
+    requests: HashMap<String, String>,
+    tracker: TaskTracker,
+}
+
+fn progress_msg(sweep: &str, p: Progress, state: &str) -> pb::SweepProgress {
+    pb::SweepProgress {
+        sweep_id: sweep.to_string(),
+        total: p.total,
+        done: p.done,
+        passed: p.passed,
+        finished: state != "running",
+        state: state.to_string(),
+    }
+}
+
+/// Rebuilds the scheduler's view of running sweeps from the store.
+pub fn restore(stored: Vec<StoredSweep>, config: SchedulerConfig, now: Millis) -> (Scheduler, Vec<(String, Progress)>, HashMap<String, String>) {
+    let mut restored = Vec::new();
+    let mut requests = HashMap::new();
+    for s in stored {
+        let spec = match spec::parse(&s.spec_yaml, &s.spec_file) {
+            Ok(spec) => spec,
+            Err(e) => {
+                tracing::error!(sweep = %s.sweep_id, error = %e, "stored spec no longer parses; the sweep is not resumed");
+                continue;
+            }
+        };
+        if let Some(r) = &s.client_request_id {
+            requests.insert(r.clone(), s.sweep_id.clone());
+        }
+        restored.push(RestoredSweep {
+            input: sweep_input(&s.sweep_id, &spec, s.cells),
+            done: s.done,
+            attempts: s.attempts,
+            outstanding: s
+                .outstanding
+                .into_iter()
+                .map(|(lease_id, cell_id, agent, attempt_no, started_us)| RestoredLease {
+                    lease_id,
+                    cell_id,
+                    agent,
+                    attempt_no,
+                    started_at: (started_us / 1000).max(0) as Millis,
+                })
+                .collect(),
+            reported: s.reported,
+        });
+    }
+    let ids: Vec<String> = restored.iter().map(|r| r.input.id.clone()).collect();
+    let scheduler = Scheduler::restore(config, restored, now);
+    let progress = ids
+        .into_iter()
+        .filter_map(|id| scheduler.progress(&id).map(|p| (id, p)))
+        .collect();
+    (scheduler, progress, requests)
+}
+
+fn sweep_input(id: &str, spec: &MatrixSpec, cells: Vec<Cell>) -> SweepInput {
+    SweepInput {
+        id: id.to_string(),
+        priority: spec.priority,
+        cells,
+        requirements: spec.requirements.clone(),
+        run: spec.run,
+        agent_wait_ms: u64::from(spec.agent_wait_secs) * 1000,
+    }
+}
+
+impl Coordinator {
+    pub fn new(
+        scheduler: Scheduler,
+        writer: StoreWriter,
+        progress: Vec<(String, Progress)>,
+        requests: HashMap<String, String>,
+        tracker: TaskTracker,
+    ) -> Coordinator {
+        let watchers = progress
+            .into_iter()
+            .map(|(id, p)| {
+                let (tx, _) = watch::channel(progress_msg(&id, p, "running"));
+                (id, tx)
+            })
+            .collect();
+        Coordinator {
+            scheduler,
+            writer,
+            sessions: HashMap::new(),
+            registered: HashMap::new(),
+            watchers,
+            requests,
+            tracker,
+        }
+    }
+
+    /// The component's loop: commands and ticks in, scheduler actions out.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, tick: Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let cmd = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                c = rx.recv() => match c {
+                    Some(c) => Some(c),
+                    None => break,
+                },
+                _ = ticker.tick() => None,
+            };
+            let now = now_ms();
+            match cmd {
+                Some(c) => self.command(c, now).await,
+                None => {
+                    let actions = self.scheduler.handle(Event::Tick, now);
+                    self.execute(actions, Vec::new(), now).await;
+                }
+            }
+        }
+        // dropping the sessions ends every agent stream, so the server can stop
+        self.sessions.clear();
+    }
+
+    async fn command(&mut self, cmd: Command, now: Millis) {
+        match cmd {
+            Command::Register { agent, caps, version } => {
+                let record = Record::Agent(AgentRecord {
+                    agent_id: agent.clone(),
+                    name: agent.clone(),
+                    version,
+                    os: caps.os.map(|o| format!("{o:?}").to_lowercase()).unwrap_or_default(),
+                    arch: caps.arch.clone(),
+                    labels: caps.labels.clone(),
+                    registered_at_us: (now * 1000) as i64,
+                });
+                self.queue(vec![record], Vec::new()).await;
+                // a live session picks up new capabilities at once
+                if self.sessions.contains_key(&agent) {
+                    let actions = self.scheduler.handle(Event::AgentUp { agent: agent.clone(), caps: caps.clone() }, now);
+                    self.registered.insert(agent, caps);
+                    self.execute(actions, Vec::new(), now).await;
+                } else {
+                    self.registered.insert(agent, caps);
+                }
+            }
+            Command::SessionOpen { agent, session, tx } => {
+                let Some(caps) = self.registered.get(&agent).cloned() else {
+                    let _ = tx.try_send(Err(Status::failed_precondition("call Register before opening a session")));
+                    return;
+                };
+                self.sessions.insert(agent.clone(), (session, tx));
+                let actions = self.scheduler.handle(Event::AgentUp { agent, caps }, now);
+                self.execute(actions, Vec::new(), now).await;
+            }
+            Command::SessionClosed { agent, session } => {
+                if self.sessions.get(&agent).is_some_and(|(s, _)| *s == session) {
+                    self.sessions.remove(&agent);
+                    let actions = self.scheduler.handle(Event::AgentDown { agent }, now);
+                    self.execute(actions, Vec::new(), now).await;
+                }
+            }
+            Command::Heartbeat { agent, leases } => {
+                let actions = self.scheduler.handle(Event::Heartbeat { agent, leases }, now);
+                self.execute(actions, Vec::new(), now).await;
+            }
+            Command::Report { agent, lease, result } => {
+                let ack = self.sessions.get(&agent).map(|(_, tx)| (tx.clone(), lease.clone()));
+                let actions = self.scheduler.handle(Event::Report { agent, lease, result }, now);
+                self.execute(actions, ack.into_iter().collect(), now).await;
+            }
+            Command::Submit { spec, yaml, file, client_request_id, reply } => {
+                if let Some(existing) = client_request_id.as_ref().and_then(|r| self.requests.get(r)) {
+                    let total = self.scheduler.progress(existing).map_or(0, |p| p.total);
+                    let _ = reply.send(Ok((existing.clone(), total)));
+                    return;
+                }
+                let id = new_sweep_id(&yaml);
+                let cells = spec.expand();
+                let total = cells.len() as u32;
+                let record = sweep_record(&id, &spec, cells.clone(), &file, &yaml, client_request_id.clone());
+                if let Some(r) = client_request_id {
+                    self.requests.insert(r, id.clone());
+                }
+                let (tx, _) = watch::channel(progress_msg(&id, Progress { total, done: 0, passed: 0 }, "running"));
+                self.watchers.insert(id.clone(), tx);
+                // the sweep row is queued before anything the scheduler does with it
+                let committed = self.writer.queue(vec![record]).await;
+                let reply_id = id.clone();
+                self.tracker.spawn(async move {
+                    let outcome = match committed {
+                        Ok(c) => c.wait().await.map(|()| (reply_id, total)).map_err(ServiceError::from),
+                        Err(e) => Err(e.into()),
+                    };
+                    let _ = reply.send(outcome);
+                });
+                let actions = self.scheduler.handle(Event::Submit(sweep_input(&id, &spec, cells)), now);
+                self.execute(actions, Vec::new(), now).await;
+            }
+            Command::Watch { sweep, reply } => match self.watchers.get(&sweep) {
+                Some(tx) => {
+                    let _ = reply.send(Ok(tx.subscribe()));
+                }
+                None => {
+                    let writer = self.writer.clone();
+                    self.tracker.spawn(async move {
+                        let found = writer
+                            .read(move |store| store.sweeps().map(|all| all.into_iter().find(|s| s.sweep_id == sweep)))
+                            .await;
+                        let answer = match found {
+                            Ok(Ok(Some(s))) => {
+                                let p = Progress { total: s.cells as u32, done: s.done as u32, passed: s.passed as u32 };
+                                let (tx, rx) = watch::channel(progress_msg(&s.sweep_id, p, &s.state));
+                                drop(tx);
+                                Ok(rx)
+                            }
+                            Ok(Ok(None)) => Err(ServiceError::NotFound("no such sweep".into())),
+                            Ok(Err(e)) | Err(e) => Err(e.into()),
+                        };
+                        let _ = reply.send(answer);
+                    });
+                }
+            },
+            Command::Cancel { sweep, reply } => {
+                if self.scheduler.progress(&sweep).is_none() {
+                    let _ = reply.send(Err(ServiceError::NotFound(format!("sweep {sweep} is not running"))));
+                    return;
+                }
+                let actions = self.scheduler.handle(Event::Cancel { sweep }, now);
+                self.execute(actions, Vec::new(), now).await;
+                let _ = reply.send(Ok(()));
+            }
+            Command::Drain { agent, draining, reply } => {
+                if !self.scheduler.has_agent(&agent) {
+                    let _ = reply.send(Err(ServiceError::NotFound(format!("no agent named {agent} has registered"))));
+                    return;
+                }
+                if let Some((_, tx)) = self.sessions.get(&agent) {
+                    let msg = pb::CoordinatorMessage {
+                        kind: Some(pb::coordinator_message::Kind::Drain(pb::Drain { draining })),
+                    };
+                    let _ = tx.try_send(Ok(msg));
+                }
+                let actions = self.scheduler.handle(Event::Drain { agent, draining }, now);
+                self.execute(actions, Vec::new(), now).await;
+                let _ = reply.send(Ok(()));
+            }
+            Command::Agents { reply } => {
+                let list = self
+                    .scheduler
+                    .agents()
+                    .into_iter()
+                    .map(|a| pb::AgentInfo {
+                        agent_id: a.agent.clone(),
+                        name: a.agent,
+                        connected: a.connected,
+                        draining: a.draining,
+                        busy_slots: a.busy,
+                        slots: a.slots,
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+        }
+    }
+
+    fn send(&self, agent: &str, kind: pb::coordinator_message::Kind) {
+        if let Some((_, tx)) = self.sessions.get(agent) {
+            if tx.try_send(Ok(pb::CoordinatorMessage { kind: Some(kind) })).is_err() {
+                tracing::warn!(agent, "agent stream is full or gone; the lease will expire");
+            }
+        }
+    }
+
+    async fn execute(&mut self, actions: Vec<Action>, acks: Vec<(SessionTx, String)>, now: Millis) {
+        let mut records = Vec::new();
+        for action in actions {
+            match action {
+                Action::Offer { agent, offer } => {
+                    records.push(Record::Lease(LeaseRecord {
+                        lease_id: offer.lease_id.clone(),
+                        sweep_id: offer.sweep.clone(),
+                        cell_id: offer.cell.id.0.clone(),
+                        agent_id: agent.clone(),
+                        attempt_no: offer.attempt_no,
+                        started_at_us: (now * 1000) as i64,
+                    }));
+                    let msg = pb::Offer {
+                        lease_id: offer.lease_id,
+                        cell: Some(pb::Cell::from(&offer.cell)),
+                        warmup: offer.run.warmup,
+                        repetitions: offer.run.repetitions,
+                        timeout_secs: offer.run.timeout_secs,
+                        lease_expires_unix_ms: offer.expires_at,
+                    };
+                    self.send(&agent, pb::coordinator_message::Kind::Offer(msg));
+                }
+                Action::Revoke { agent, lease_id } => {
+                    self.send(&agent, pb::coordinator_message::Kind::Cancel(pb::Cancel { lease_id }));
+                }
+                Action::AttemptEnded { lease_id, sweep, cell_id, agent, attempt_no, started_at, ended_at, reason } => {
+                    records.push(Record::Attempt(AttemptRecord {
+                        attempt_id: lease_id,
+                        sweep_id: sweep,
+                        cell_id: cell_id.0,
+                        attempt_no,
+                        agent_id: Some(agent),
+                        started_at_us: (started_at * 1000) as i64,
+                        ended_at_us: Some((ended_at * 1000) as i64),
+                        end_reason: Some(reason.as_str()),
+                    }));
+                }
+                Action::StoreResult { lease_id, sweep, result, accepted } => {
+                    records.push(Record::Result(ResultRecord {
+                        attempt_id: lease_id,
+                        sweep_id: sweep,
+                        result,
+                        accepted,
+                        recorded_at_us: (now * 1000) as i64,
+                    }));
+                }
+                Action::Progress { sweep, progress } => {
+                    if let Some(tx) = self.watchers.get(&sweep) {
+                        tx.send_replace(progress_msg(&sweep, progress, "running"));
+                    }
+                }
+                Action::SweepDone { sweep, end } => {
+                    let state = match end {
+                        SweepEnd::Finished => "finished",
+                        SweepEnd::Cancelled => "cancelled",
+                    };
+                    records.push(Record::SweepEnded { sweep_id: sweep.clone(), state, at_us: (now * 1000) as i64 });
+                    if let Some(tx) = self.watchers.remove(&sweep) {
+                        let mut last = tx.borrow().clone();
+                        last.finished = true;
+                        last.state = state.to_string();
+                        // watchers see the final state only once it is durable
+                        let committed = self.writer.queue(std::mem::take(&mut records)).await;
+                        self.tracker.spawn(async move {
+                            if let Ok(c) = committed {
+                                let _ = c.wait().await;
+                            }
+                            tx.send_replace(last);
+                        });
+                    }
+                }
+                Action::Ignored { agent, lease_id, why } => {
+                    tracing::info!(agent, lease_id, why, "report not stored");
+                }
+            }
+        }
+        self.queue(records, acks).await;
+    }
+
+    /// Queues records; acknowledges reports once they are durable.
+    async fn queue(&self, records: Vec<Record>, acks: Vec<(SessionTx, String)>) {
+        if records.is_empty() && acks.is_empty() {
+            return;
+        }
+        let committed = if records.is_empty() { None } else { Some(self.writer.queue(records).await) };
+        if acks.is_empty() {
+            return;
+        }
+        self.tracker.spawn(async move {
+            if let Some(c) = committed {
+                let durable = match c {
+                    Ok(c) => c.wait().await.is_ok(),
+                    Err(_) => false,
+                };
+                // not durable: no ack, so the agent resends after reconnecting
+                if !durable {
+                    return;
+                }
+            }
+            for (tx, lease_id) in acks {
+                let msg = pb::CoordinatorMessage { kind: Some(pb::coordinator_message::Kind::Ack(pb::ReportAck { lease_id })) };
+                let _ = tx.send(Ok(msg)).await;
+            }
+        });
+    }
+}

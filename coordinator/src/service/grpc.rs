@@ -1,0 +1,187 @@
+//! The gRPC services: translate calls into [`Command`]s for the coordinator component and its
+//! answers back. Identity comes from the auth interceptors.
+
+use super::actor::{Command, SessionTx};
+use super::auth::Identity;
+use super::error::ServiceError;
+use crate::report::{MatrixOptions, matrix_markdown};
+use crate::store::StoreWriter;
+use quantgrid_matrix::agent::Capabilities;
+use quantgrid_matrix::{CellResult, spec};
+use quantgrid_proto::pb::{self, admin_service_server::AdminService, agent_service_server::AgentService};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status, Streaming};
+
+#[derive(Clone)]
+pub struct Grid {
+    pub commands: mpsc::Sender<Command>,
+    pub writer: StoreWriter,
+    pub tracker: TaskTracker,
+    pub sessions: Arc<AtomicU64>,
+    pub heartbeat_interval_ms: u32,
+    pub lease_ttl_ms: u32,
+}
+
+fn identity<T>(req: &Request<T>) -> Result<Identity, Status> {
+    req.extensions()
+        .get::<Identity>()
+        .cloned()
+        .ok_or_else(|| ServiceError::Unauthenticated("no identity on the request".into()).into())
+}
+
+impl Grid {
+    async fn send(&self, cmd: Command) -> Result<(), Status> {
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| ServiceError::Unavailable("the coordinator is shutting down".into()).into())
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        rx.await
+            .map_err(|_| ServiceError::Unavailable("the coordinator is shutting down".into()).into())
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for Grid {
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        let id = identity(&req)?;
+        let body = req.into_inner();
+        if !body.name.is_empty() && body.name != id.name {
+            return Err(ServiceError::PermissionDenied(format!(
+                "this token belongs to agent `{}`, not `{}`",
+                id.name, body.name
+            ))
+            .into());
+        }
+        let caps = Capabilities::try_from(&body).map_err(ServiceError::from)?;
+        self.send(Command::Register { agent: id.name.clone(), caps, version: body.version }).await?;
+        Ok(Response::new(pb::RegisterResponse {
+            agent_id: id.name,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            lease_ttl_ms: self.lease_ttl_ms,
+        }))
+    }
+
+    type SessionStream = BoxStream<pb::CoordinatorMessage>;
+
+    async fn session(&self, req: Request<Streaming<pb::AgentMessage>>) -> Result<Response<Self::SessionStream>, Status> {
+        let agent = identity(&req)?.name;
+        let mut inbound = req.into_inner();
+        let (tx, rx): (SessionTx, _) = mpsc::channel(1024);
+        let session = self.sessions.fetch_add(1, Ordering::Relaxed);
+        self.send(Command::SessionOpen { agent: agent.clone(), session, tx: tx.clone() }).await?;
+        let grid = self.clone();
+        self.tracker.spawn(async move {
+            loop {
+                let msg = match inbound.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) | Err(_) => break,
+                };
+                let cmd = match msg.kind {
+                    Some(pb::agent_message::Kind::Heartbeat(h)) => {
+                        Command::Heartbeat { agent: agent.clone(), leases: h.lease_ids }
+                    }
+                    Some(pb::agent_message::Kind::Report(r)) => {
+                        let parsed = r
+                            .result
+                            .as_ref()
+                            .ok_or(quantgrid_proto::ConvertError::Missing("result"))
+                            .and_then(CellResult::try_from);
+                        match parsed {
+                            Ok(result) => Command::Report { agent: agent.clone(), lease: r.lease_id, result },
+                            Err(e) => {
+                                let _ = tx.send(Err(ServiceError::from(e).into())).await;
+                                break;
+                            }
+                        }
+                    }
+                    Some(pb::agent_message::Kind::Progress(_)) | None => continue,
+                };
+                if grid.commands.send(cmd).await.is_err() {
+                    break;
+                }
+            }
+            let _ = grid.commands.send(Command::SessionClosed { agent, session }).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for Grid {
+    async fn submit_sweep(&self, req: Request<pb::SubmitSweepRequest>) -> Result<Response<pb::SubmitSweepResponse>, Status> {
+        let body = req.into_inner();
+        let file = if body.spec_name.is_empty() { "<submitted spec>".to_string() } else { body.spec_name };
+        let spec = spec::parse(&body.spec_yaml, &file).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+        let client_request_id = (!body.client_request_id.is_empty()).then_some(body.client_request_id);
+        let (sweep_id, cells) = self
+            .ask(|reply| Command::Submit { spec, yaml: body.spec_yaml, file, client_request_id, reply })
+            .await??;
+        Ok(Response::new(pb::SubmitSweepResponse { sweep_id, cells }))
+    }
+
+    type WatchSweepStream = BoxStream<pb::SweepProgress>;
+
+    async fn watch_sweep(&self, req: Request<pb::SweepRef>) -> Result<Response<Self::WatchSweepStream>, Status> {
+        let sweep = req.into_inner().sweep_id;
+        let mut rx = self.ask(|reply| Command::Watch { sweep, reply }).await??;
+        let (tx, out) = mpsc::channel(16);
+        // forward every change, and end the stream right after the final state
+        self.tracker.spawn(async move {
+            loop {
+                let p = rx.borrow_and_update().clone();
+                let finished = p.finished;
+                if tx.send(Ok(p)).await.is_err() || finished || rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+
+    async fn cancel_sweep(&self, req: Request<pb::SweepRef>) -> Result<Response<pb::CancelSweepResponse>, Status> {
+        let sweep = req.into_inner().sweep_id;
+        self.ask(|reply| Command::Cancel { sweep, reply }).await??;
+        Ok(Response::new(pb::CancelSweepResponse {}))
+    }
+
+    async fn list_agents(&self, _: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let agents = self.ask(|reply| Command::Agents { reply }).await?;
+        Ok(Response::new(pb::ListAgentsResponse { agents }))
+    }
+
+    async fn drain_agent(&self, req: Request<pb::DrainRequest>) -> Result<Response<pb::DrainResponse>, Status> {
+        let body = req.into_inner();
+        self.ask(|reply| Command::Drain { agent: body.agent, draining: !body.undrain, reply }).await??;
+        Ok(Response::new(pb::DrainResponse {}))
+    }
+
+    async fn sweep_matrix(&self, req: Request<pb::SweepRef>) -> Result<Response<pb::MatrixResponse>, Status> {
+        let sweep = req.into_inner().sweep_id;
+        let markdown = self
+            .writer
+            .read(move |store| {
+                let opts = MatrixOptions {
+                    sweep: (!sweep.is_empty()).then_some(sweep.as_str()),
+                    include_simulated: false,
+                    accuracy_tolerance: None,
+                };
+                matrix_markdown(store, &opts)
+            })
+            .await
+            .map_err(ServiceError::from)?
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(pb::MatrixResponse { markdown }))
+    }
+}

@@ -1,0 +1,114 @@
+//! The coordinator service: `run(config, listener, shutdown)` serves the agent and admin gRPC
+//! services (plus health) on a listener the caller bound, until `shutdown` is cancelled.
+
+mod actor;
+pub mod auth;
+pub mod error;
+mod grpc;
+
+use crate::scheduler::SchedulerConfig;
+use crate::store::{Store, StoreError, StoreWriter};
+use quantgrid_proto::pb::{admin_service_server::AdminServiceServer, agent_service_server::AgentServiceServer};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub db_path: PathBuf,
+    pub scheduler: SchedulerConfig,
+    pub heartbeat_interval: Duration,
+    pub tick: Duration,
+    pub tls: Option<TlsFiles>,
+}
+
+impl ServeConfig {
+    pub fn new(db_path: PathBuf) -> ServeConfig {
+        ServeConfig {
+            db_path,
+            scheduler: SchedulerConfig::default(),
+            heartbeat_interval: Duration::from_secs(5),
+            tick: Duration::from_millis(250),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("tls configuration")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("grpc server")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+/// Serves until `shutdown` is cancelled, then stops taking calls, ends agent sessions, lets
+/// queued writes commit and returns.
+pub async fn run(config: ServeConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let path = config.db_path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .map_err(|_| StoreError::WriterGone)??;
+    let tokens = auth::Tokens::new(store.live_token_hashes()?);
+    let running = store.running_sweeps()?;
+    let (scheduler, progress, requests) = actor::restore(running, config.scheduler, actor::now_ms());
+    let (writer, writer_thread) = StoreWriter::spawn(store);
+    let tracker = TaskTracker::new();
+    let (commands, rx) = tokio::sync::mpsc::channel(16 * 1024);
+    let coordinator = actor::Coordinator::new(scheduler, writer.clone(), progress, requests, tracker.clone());
+    let component = tracker.spawn(coordinator.run(rx, config.tick, shutdown.clone()));
+
+    let grid = grpc::Grid {
+        commands,
+        writer: writer.clone(),
+        tracker: tracker.clone(),
+        sessions: Arc::new(AtomicU64::new(0)),
+        heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u32,
+        lease_ttl_ms: config.scheduler.lease_ttl_ms as u32,
+    };
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AgentServiceServer<grpc::Grid>>().await;
+    health.set_serving::<AdminServiceServer<grpc::Grid>>().await;
+
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    if let Some(tls) = &config.tls {
+        let mut t = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            t = t.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(t).map_err(ServeError::Tls)?;
+    }
+    let served = builder
+        .add_service(health_service)
+        .add_service(AgentServiceServer::with_interceptor(grid.clone(), tokens.agent_interceptor()))
+        .add_service(AdminServiceServer::with_interceptor(grid, tokens.admin_interceptor()))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        )
+        .await;
+    shutdown.cancel();
+    let _ = component.await;
+    tracker.close();
+    tracker.wait().await;
+    drop(writer);
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    served.map_err(ServeError::Serve)
+}
