@@ -1,5 +1,6 @@
 //! Facts about the host read from the running process, never guessed.
 
+use quantgrid_matrix::spec::Os;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -17,12 +18,24 @@ pub fn host() -> Host {
     }
 }
 
+pub fn os() -> Option<Os> {
+    match std::env::consts::OS {
+        "linux" => Some(Os::Linux),
+        "macos" => Some(Os::Macos),
+        "windows" => Some(Os::Windows),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn host_comes_from_the_build_target() {
         let h = super::host();
         assert_eq!(h.os, std::env::consts::OS);
-        assert!(!h.arch.is_empty());
+        assert_eq!(
+            super::os().is_some(),
+            ["linux", "macos", "windows"].contains(&h.os)
+        );
     }
 }

@@ -1,5 +1,8 @@
-//! The quantgrid agent: what the machine it runs on can offer the grid. Browser discovery,
-//! WebDriver and the in-browser harness arrive with the agent issue; until then the agent
-//! reports only what it can know for certain.
+//! The quantgrid agent: what the machine offers the grid, the runtime that dials out to a
+//! coordinator, and the executors that run cells. Browser discovery, WebDriver and the
+//! in-browser harness arrive with the agent issue.
 
+pub mod config;
+pub mod executor;
 pub mod host;
+pub mod runtime;

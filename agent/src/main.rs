@@ -1,7 +1,15 @@
 //! `quantgrid-agent`: runs cells for a coordinator on this machine's browsers.
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use quantgrid_agent::config;
+use quantgrid_agent::executor::{Executor, SimulatedExecutor};
+use quantgrid_agent::runtime::{self, AgentConfig, Shutdown};
+use quantgrid_proto::client::Tls;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -10,23 +18,188 @@ use clap::{Parser, Subcommand};
     about = "Run quantgrid cells on this machine's browsers"
 )]
 struct Cli {
+    /// More logging; repeat for more.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExecutorKind {
+    /// Real browsers (arrives with browser discovery and the harness).
+    Browser,
+    /// Sleep instead of measuring; results are flagged simulated. For drills and load tests.
+    Simulated,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print what this agent would register with a coordinator, as JSON.
     Probe,
+    /// Connect to a coordinator and run the cells it offers until stopped. SIGTERM or Ctrl-C:
+    /// finish the running cell, report, disconnect. A second signal: abandon it and exit.
+    Run {
+        /// Coordinator URL, e.g. http://127.0.0.1:7700.
+        #[arg(long, env = "QUANTGRID_COORDINATOR")]
+        coordinator: Option<String>,
+        /// Agent token (quantgrid token create NAME).
+        #[arg(long, env = "QUANTGRID_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Agent name; must match the token's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Labels sweeps can require, e.g. pool=nightly,gpu=nvidia.
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Cells at once (a GPU is exclusive: keep 1 unless the machine has more).
+        #[arg(long)]
+        slots: Option<u32>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ExecutorKind::Browser)]
+        executor: ExecutorKind,
+        /// How long a simulated cell takes.
+        #[arg(long, default_value_t = 50)]
+        simulated_cell_ms: u64,
+        /// CA certificate of an https coordinator.
+        #[arg(long, value_name = "FILE")]
+        tls_ca: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let level = ["warn", "info", "debug", "trace"][usize::from(cli.verbose.min(3))];
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
         Command::Probe => {
             let host = quantgrid_agent::host::host();
             println!("{}", serde_json::to_string_pretty(&host)?);
             eprintln!("browser discovery is not built yet: this agent reports no browsers");
+            Ok(())
+        }
+        Command::Run {
+            coordinator,
+            token,
+            name,
+            labels,
+            slots,
+            config: config_path,
+            executor,
+            simulated_cell_ms,
+            tls_ca,
+        } => {
+            let raw = match &config_path {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read agent config {}", p.display()))?;
+                    config::parse(&text, &p.display().to_string())?
+                }
+                None => config::RawAgentConfig {
+                    version: 1,
+                    ..Default::default()
+                },
+            };
+            let coordinator = coordinator
+                .or(raw.coordinator)
+                .context("--coordinator (or `coordinator:` in --config) is required")?;
+            let token = match (token, raw.token, raw.token_file) {
+                (Some(t), _, _) | (None, Some(t), _) => t,
+                (None, None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read token file {}", f.display()))?
+                    .trim()
+                    .to_string(),
+                (None, None, None) => {
+                    bail!("--token (or QUANTGRID_TOKEN, or `token_file:` in --config) is required")
+                }
+            };
+            let mut label_map: BTreeMap<String, String> = raw.labels;
+            for l in labels {
+                let (k, v) = l
+                    .split_once('=')
+                    .with_context(|| format!("label `{l}` must be key=value"))?;
+                label_map.insert(k.to_string(), v.to_string());
+            }
+            let slots = slots.or(raw.slots).unwrap_or(1);
+            if slots == 0 {
+                bail!("--slots must be at least 1");
+            }
+            let tls_ca = tls_ca.or(raw.tls_ca);
+            let tls = Tls {
+                ca_pem: tls_ca
+                    .map(|p| {
+                        std::fs::read(&p)
+                            .with_context(|| format!("cannot read CA certificate {}", p.display()))
+                    })
+                    .transpose()?,
+                identity: None,
+            };
+            let executor: Arc<dyn Executor> = match executor {
+                ExecutorKind::Browser => bail!(
+                    "the browser executor is not built yet (browser discovery and the harness come next); use --executor simulated for drills"
+                ),
+                ExecutorKind::Simulated => {
+                    let sim = raw.simulated.unwrap_or_default();
+                    let mut caps = SimulatedExecutor::every_browser(slots, label_map);
+                    if let Some(only) = sim.browsers {
+                        caps.browsers.retain(|b| only.contains(&b.browser));
+                    }
+                    Arc::new(SimulatedExecutor {
+                        cell_time: Duration::from_millis(sim.cell_ms.unwrap_or(simulated_cell_ms)),
+                        capabilities: caps,
+                    })
+                }
+            };
+            let config = AgentConfig {
+                coordinator,
+                token,
+                name: name.or(raw.name).unwrap_or_default(),
+                tls,
+                max_backoff: Duration::from_secs(30),
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let shutdown = Shutdown {
+                    graceful: Default::default(),
+                    abandon: Default::default(),
+                };
+                let signals = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    eprintln!("finishing the running cell; signal again to abandon it");
+                    signals.graceful.cancel();
+                    wait_for_signal().await;
+                    eprintln!("abandoning");
+                    signals.abandon.cancel();
+                });
+                runtime::run(config, executor, shutdown)
+                    .await
+                    .context("agent stopped")
+            })
         }
     }
-    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

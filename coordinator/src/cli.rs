@@ -73,6 +73,98 @@ pub enum Command {
     Run(RunArgs),
     /// Print the JSON schema of matrix specs (`configs/spec.schema.json`).
     Schema,
+    /// Run the coordinator: agents and admin commands connect to it.
+    Serve(ServeArgs),
+    /// Manage agent and admin tokens (only hashes are stored; stop the coordinator first).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Submit a spec to a coordinator; prints the sweep id on the last line.
+    Submit {
+        #[arg(value_name = "CONFIG")]
+        config: PathBuf,
+        /// Show progress until the sweep ends; exit 0 only if every cell passed.
+        #[arg(long)]
+        wait: bool,
+        /// Resubmitting with the same id returns the first sweep instead of a new one.
+        #[arg(long)]
+        request_id: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the agents a coordinator knows.
+    Agents {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Cancel a running sweep.
+    Cancel {
+        sweep: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stop giving an agent new cells (it finishes the one it has); --undo reverses it.
+    Drain {
+        agent: String,
+        #[arg(long)]
+        undo: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it once, alone on the last line.
+    Create {
+        name: String,
+        /// A token for admin commands instead of an agent.
+        #[arg(long)]
+        admin: bool,
+    },
+    List,
+    Revoke {
+        name: String,
+    },
+}
+
+/// Where the coordinator is and how to prove who we are.
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// Coordinator URL, e.g. http://127.0.0.1:7700 or https://grid.lab:7700.
+    #[arg(long, env = "QUANTGRID_COORDINATOR")]
+    pub coordinator: String,
+    /// Admin token.
+    #[arg(long, env = "QUANTGRID_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// CA certificate (PEM) that signed the coordinator's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: String,
+    /// Serve TLS with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// A lease not renewed by a heartbeat for this long is lost and its cell requeued.
+    #[arg(long, default_value_t = 30.0)]
+    pub lease_ttl_secs: f64,
+    /// How often agents heartbeat.
+    #[arg(long, default_value_t = 5.0)]
+    pub heartbeat_secs: f64,
+    /// How long an agent's stream may be gone before its cells are requeued.
+    #[arg(long, default_value_t = 10.0)]
+    pub disconnect_grace_secs: f64,
 }
 
 #[derive(Debug, Args)]

@@ -1,10 +1,11 @@
 //! `quantgrid`: the coordinator's command line.
 
 mod cli;
+mod remote;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cli::{Cli, Command, MatrixArgs, RunArgs};
+use cli::{Cli, Command, MatrixArgs, RunArgs, TokenAction};
 use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
 use quantgrid_coordinator::store::Store;
 use quantgrid_coordinator::sweep;
@@ -102,7 +103,70 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", spec::json_schema());
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Serve(args)) => remote::serve(db_path, &args),
+        Some(Command::Token { action }) => token(db_path.as_deref(), action),
+        Some(Command::Submit {
+            config,
+            wait,
+            request_id,
+            remote,
+        }) => remote::submit(&config, wait, request_id, &remote),
+        Some(Command::Agents { remote }) => remote::agents(&remote),
+        Some(Command::Cancel { sweep, remote }) => remote::cancel(&sweep, &remote),
+        Some(Command::Drain {
+            agent,
+            undo,
+            remote,
+        }) => remote::drain(&agent, undo, &remote),
     }
+}
+
+fn token(db_path: Option<&Path>, action: TokenAction) -> Result<ExitCode> {
+    use quantgrid_coordinator::service::auth;
+    let Some(path) = db_path else {
+        bail!("--db-path is required")
+    };
+    match action {
+        TokenAction::Create { name, admin } => {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                bail!("token name `{name}` must be letters, digits, `-`, `_` or `.`");
+            }
+            let mut store = Store::open(path)?;
+            let token =
+                auth::generate_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            store.put_token(&name, &auth::hash_token(&token), admin)?;
+            eprintln!(
+                "{} token `{name}` created; it is shown once, only its hash is stored",
+                if admin { "admin" } else { "agent" }
+            );
+            println!("{token}");
+        }
+        TokenAction::List => {
+            let store = open_existing(Some(path))?;
+            println!("{:<24} {:<6} {:<20} {}", "name", "kind", "created", "state");
+            for t in store.tokens()? {
+                println!(
+                    "{:<24} {:<6} {:<20} {}",
+                    t.name,
+                    if t.admin { "admin" } else { "agent" },
+                    t.created_at,
+                    if t.revoked { "revoked" } else { "live" }
+                );
+            }
+        }
+        TokenAction::Revoke { name } => {
+            let mut store = open_existing(Some(path))?;
+            if !store.revoke_token(&name)? {
+                bail!("no live token named `{name}`");
+            }
+            eprintln!("token `{name}` revoked (a running coordinator keeps it until restarted)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_spec(path: &Path) -> Result<(MatrixSpec, String)> {

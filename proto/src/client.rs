@@ -32,7 +32,10 @@ pub enum ConnectError {
 }
 
 fn endpoint(url: &str, tls: &Tls) -> Result<Endpoint, ConnectError> {
-    let err = |source| ConnectError::Url { url: url.to_string(), source };
+    let err = |source| ConnectError::Url {
+        url: url.to_string(),
+        source,
+    };
     let mut ep = Endpoint::from_shared(url.to_string())
         .map_err(err)?
         .connect_timeout(std::time::Duration::from_secs(10))
@@ -56,7 +59,10 @@ pub async fn connect(url: &str, tls: &Tls) -> Result<Channel, ConnectError> {
     endpoint(url, tls)?
         .connect()
         .await
-        .map_err(|source| ConnectError::Connect { url: url.to_string(), source })
+        .map_err(|source| ConnectError::Connect {
+            url: url.to_string(),
+            source,
+        })
 }
 
 /// Adds `authorization: Bearer <token>` to every call.

@@ -290,7 +290,11 @@ pub fn register_request(name: &str, version: &str, caps: &Capabilities) -> pb::R
                 webnn: b.webnn,
             })
             .collect(),
-        gpu_vendors: caps.gpu_vendors.iter().map(|v| vendor_str(*v).to_string()).collect(),
+        gpu_vendors: caps
+            .gpu_vendors
+            .iter()
+            .map(|v| vendor_str(*v).to_string())
+            .collect(),
         labels: caps.labels.clone().into_iter().collect(),
         slots: caps.slots,
     }
@@ -304,7 +308,12 @@ impl TryFrom<&pb::RegisterRequest> for Capabilities {
             "linux" => Some(Os::Linux),
             "macos" => Some(Os::Macos),
             "windows" => Some(Os::Windows),
-            other => return Err(ConvertError::Text { field: "os", value: other.to_string() }),
+            other => {
+                return Err(ConvertError::Text {
+                    field: "os",
+                    value: other.to_string(),
+                });
+            }
         };
         let gpu_vendors = r
             .gpu_vendors
@@ -313,7 +322,10 @@ impl TryFrom<&pb::RegisterRequest> for Capabilities {
                 VENDORS
                     .into_iter()
                     .find(|x| vendor_str(*x) == v)
-                    .ok_or_else(|| ConvertError::Text { field: "gpu_vendors", value: v.clone() })
+                    .ok_or_else(|| ConvertError::Text {
+                        field: "gpu_vendors",
+                        value: v.clone(),
+                    })
             })
             .collect::<Result<_, _>>()?;
         let browsers = r
@@ -465,6 +477,9 @@ mod tests {
         assert!(Capabilities::try_from(&bad).is_err());
         let mut bad = wire;
         bad.slots = 0;
-        assert_eq!(Capabilities::try_from(&bad), Err(ConvertError::Missing("slots")));
+        assert_eq!(
+            Capabilities::try_from(&bad),
+            Err(ConvertError::Missing("slots"))
+        );
     }
 }

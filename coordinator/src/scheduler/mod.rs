@@ -167,7 +167,10 @@ pub enum Action {
         result: CellResult,
         accepted: bool,
     },
-    Progress { sweep: String, progress: Progress },
+    Progress {
+        sweep: String,
+        progress: Progress,
+    },
     SweepDone {
         sweep: String,
         end: SweepEnd,
@@ -423,7 +426,10 @@ impl Scheduler {
                 if !self.sweeps.contains_key(&id) {
                     self.add_sweep(input, now);
                     if let Some(s) = self.sweeps.get(&id) {
-                        out.push(Action::Progress { sweep: id.clone(), progress: s.progress() });
+                        out.push(Action::Progress {
+                            sweep: id.clone(),
+                            progress: s.progress(),
+                        });
                     }
                     self.fill_all(now, &mut out);
                 }
@@ -655,7 +661,10 @@ impl Scheduler {
         if passed {
             sweep.passed += 1;
         }
-        out.push(Action::Progress { sweep: sweep_id.to_string(), progress: sweep.progress() });
+        out.push(Action::Progress {
+            sweep: sweep_id.to_string(),
+            progress: sweep.progress(),
+        });
         self.maybe_finished(sweep_id, out);
     }
 

@@ -3,8 +3,13 @@
 //! store only through the writer queue.
 
 use super::error::ServiceError;
-use crate::scheduler::{Action, Event, Millis, Progress, RestoredLease, RestoredSweep, Scheduler, SchedulerConfig, SweepEnd, SweepInput};
-use crate::store::{AgentRecord, AttemptRecord, LeaseRecord, Record, ResultRecord, StoreWriter, StoredSweep};
+use crate::scheduler::{
+    Action, Event, Millis, Progress, RestoredLease, RestoredSweep, Scheduler, SchedulerConfig,
+    SweepEnd, SweepInput,
+};
+use crate::store::{
+    AgentRecord, AttemptRecord, LeaseRecord, Record, ResultRecord, StoreWriter, StoredSweep,
+};
 use crate::sweep::{new_sweep_id, sweep_record};
 use quantgrid_matrix::agent::Capabilities;
 use quantgrid_matrix::spec::{self, MatrixSpec};
@@ -97,7 +102,11 @@ fn progress_msg(sweep: &str, p: Progress, state: &str) -> pb::SweepProgress {
 }
 
 /// Rebuilds the scheduler's view of running sweeps from the store.
-pub fn restore(stored: Vec<StoredSweep>, config: SchedulerConfig, now: Millis) -> (Scheduler, Vec<(String, Progress)>, HashMap<String, String>) {
+pub fn restore(
+    stored: Vec<StoredSweep>,
+    config: SchedulerConfig,
+    now: Millis,
+) -> (Scheduler, Vec<(String, Progress)>, HashMap<String, String>) {
     let mut restored = Vec::new();
     let mut requests = HashMap::new();
     for s in stored {
@@ -118,13 +127,15 @@ pub fn restore(stored: Vec<StoredSweep>, config: SchedulerConfig, now: Millis) -
             outstanding: s
                 .outstanding
                 .into_iter()
-                .map(|(lease_id, cell_id, agent, attempt_no, started_us)| RestoredLease {
-                    lease_id,
-                    cell_id,
-                    agent,
-                    attempt_no,
-                    started_at: (started_us / 1000).max(0) as Millis,
-                })
+                .map(
+                    |(lease_id, cell_id, agent, attempt_no, started_us)| RestoredLease {
+                        lease_id,
+                        cell_id,
+                        agent,
+                        attempt_no,
+                        started_at: (started_us / 1000).max(0) as Millis,
+                    },
+                )
                 .collect(),
             reported: s.reported,
         });
@@ -176,7 +187,12 @@ impl Coordinator {
     }
 
     /// The component's loop: commands and ticks in, scheduler actions out.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, tick: Duration, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        tick: Duration,
+        shutdown: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -203,12 +219,19 @@ impl Coordinator {
 
     async fn command(&mut self, cmd: Command, now: Millis) {
         match cmd {
-            Command::Register { agent, caps, version } => {
+            Command::Register {
+                agent,
+                caps,
+                version,
+            } => {
                 let record = Record::Agent(AgentRecord {
                     agent_id: agent.clone(),
                     name: agent.clone(),
                     version,
-                    os: caps.os.map(|o| format!("{o:?}").to_lowercase()).unwrap_or_default(),
+                    os: caps
+                        .os
+                        .map(|o| format!("{o:?}").to_lowercase())
+                        .unwrap_or_default(),
                     arch: caps.arch.clone(),
                     labels: caps.labels.clone(),
                     registered_at_us: (now * 1000) as i64,
@@ -216,7 +239,13 @@ impl Coordinator {
                 self.queue(vec![record], Vec::new()).await;
                 // a live session picks up new capabilities at once
                 if self.sessions.contains_key(&agent) {
-                    let actions = self.scheduler.handle(Event::AgentUp { agent: agent.clone(), caps: caps.clone() }, now);
+                    let actions = self.scheduler.handle(
+                        Event::AgentUp {
+                            agent: agent.clone(),
+                            caps: caps.clone(),
+                        },
+                        now,
+                    );
                     self.registered.insert(agent, caps);
                     self.execute(actions, Vec::new(), now).await;
                 } else {
@@ -225,7 +254,9 @@ impl Coordinator {
             }
             Command::SessionOpen { agent, session, tx } => {
                 let Some(caps) = self.registered.get(&agent).cloned() else {
-                    let _ = tx.try_send(Err(Status::failed_precondition("call Register before opening a session")));
+                    let _ = tx.try_send(Err(Status::failed_precondition(
+                        "call Register before opening a session",
+                    )));
                     return;
                 };
                 self.sessions.insert(agent.clone(), (session, tx));
@@ -233,23 +264,52 @@ impl Coordinator {
                 self.execute(actions, Vec::new(), now).await;
             }
             Command::SessionClosed { agent, session } => {
-                if self.sessions.get(&agent).is_some_and(|(s, _)| *s == session) {
+                if self
+                    .sessions
+                    .get(&agent)
+                    .is_some_and(|(s, _)| *s == session)
+                {
                     self.sessions.remove(&agent);
                     let actions = self.scheduler.handle(Event::AgentDown { agent }, now);
                     self.execute(actions, Vec::new(), now).await;
                 }
             }
             Command::Heartbeat { agent, leases } => {
-                let actions = self.scheduler.handle(Event::Heartbeat { agent, leases }, now);
+                let actions = self
+                    .scheduler
+                    .handle(Event::Heartbeat { agent, leases }, now);
                 self.execute(actions, Vec::new(), now).await;
             }
-            Command::Report { agent, lease, result } => {
-                let ack = self.sessions.get(&agent).map(|(_, tx)| (tx.clone(), lease.clone()));
-                let actions = self.scheduler.handle(Event::Report { agent, lease, result }, now);
+            Command::Report {
+                agent,
+                lease,
+                result,
+            } => {
+                let ack = self
+                    .sessions
+                    .get(&agent)
+                    .map(|(_, tx)| (tx.clone(), lease.clone()));
+                let actions = self.scheduler.handle(
+                    Event::Report {
+                        agent,
+                        lease,
+                        result,
+                    },
+                    now,
+                );
                 self.execute(actions, ack.into_iter().collect(), now).await;
             }
-            Command::Submit { spec, yaml, file, client_request_id, reply } => {
-                if let Some(existing) = client_request_id.as_ref().and_then(|r| self.requests.get(r)) {
+            Command::Submit {
+                spec,
+                yaml,
+                file,
+                client_request_id,
+                reply,
+            } => {
+                if let Some(existing) = client_request_id
+                    .as_ref()
+                    .and_then(|r| self.requests.get(r))
+                {
                     let total = self.scheduler.progress(existing).map_or(0, |p| p.total);
                     let _ = reply.send(Ok((existing.clone(), total)));
                     return;
@@ -257,23 +317,44 @@ impl Coordinator {
                 let id = new_sweep_id(&yaml);
                 let cells = spec.expand();
                 let total = cells.len() as u32;
-                let record = sweep_record(&id, &spec, cells.clone(), &file, &yaml, client_request_id.clone());
+                let record = sweep_record(
+                    &id,
+                    &spec,
+                    cells.clone(),
+                    &file,
+                    &yaml,
+                    client_request_id.clone(),
+                );
                 if let Some(r) = client_request_id {
                     self.requests.insert(r, id.clone());
                 }
-                let (tx, _) = watch::channel(progress_msg(&id, Progress { total, done: 0, passed: 0 }, "running"));
+                let (tx, _) = watch::channel(progress_msg(
+                    &id,
+                    Progress {
+                        total,
+                        done: 0,
+                        passed: 0,
+                    },
+                    "running",
+                ));
                 self.watchers.insert(id.clone(), tx);
                 // the sweep row is queued before anything the scheduler does with it
                 let committed = self.writer.queue(vec![record]).await;
                 let reply_id = id.clone();
                 self.tracker.spawn(async move {
                     let outcome = match committed {
-                        Ok(c) => c.wait().await.map(|()| (reply_id, total)).map_err(ServiceError::from),
+                        Ok(c) => c
+                            .wait()
+                            .await
+                            .map(|()| (reply_id, total))
+                            .map_err(ServiceError::from),
                         Err(e) => Err(e.into()),
                     };
                     let _ = reply.send(outcome);
                 });
-                let actions = self.scheduler.handle(Event::Submit(sweep_input(&id, &spec, cells)), now);
+                let actions = self
+                    .scheduler
+                    .handle(Event::Submit(sweep_input(&id, &spec, cells)), now);
                 self.execute(actions, Vec::new(), now).await;
             }
             Command::Watch { sweep, reply } => match self.watchers.get(&sweep) {
@@ -284,12 +365,21 @@ impl Coordinator {
                     let writer = self.writer.clone();
                     self.tracker.spawn(async move {
                         let found = writer
-                            .read(move |store| store.sweeps().map(|all| all.into_iter().find(|s| s.sweep_id == sweep)))
+                            .read(move |store| {
+                                store
+                                    .sweeps()
+                                    .map(|all| all.into_iter().find(|s| s.sweep_id == sweep))
+                            })
                             .await;
                         let answer = match found {
                             Ok(Ok(Some(s))) => {
-                                let p = Progress { total: s.cells as u32, done: s.done as u32, passed: s.passed as u32 };
-                                let (tx, rx) = watch::channel(progress_msg(&s.sweep_id, p, &s.state));
+                                let p = Progress {
+                                    total: s.cells as u32,
+                                    done: s.done as u32,
+                                    passed: s.passed as u32,
+                                };
+                                let (tx, rx) =
+                                    watch::channel(progress_msg(&s.sweep_id, p, &s.state));
                                 drop(tx);
                                 Ok(rx)
                             }
@@ -302,16 +392,24 @@ impl Coordinator {
             },
             Command::Cancel { sweep, reply } => {
                 if self.scheduler.progress(&sweep).is_none() {
-                    let _ = reply.send(Err(ServiceError::NotFound(format!("sweep {sweep} is not running"))));
+                    let _ = reply.send(Err(ServiceError::NotFound(format!(
+                        "sweep {sweep} is not running"
+                    ))));
                     return;
                 }
                 let actions = self.scheduler.handle(Event::Cancel { sweep }, now);
                 self.execute(actions, Vec::new(), now).await;
                 let _ = reply.send(Ok(()));
             }
-            Command::Drain { agent, draining, reply } => {
+            Command::Drain {
+                agent,
+                draining,
+                reply,
+            } => {
                 if !self.scheduler.has_agent(&agent) {
-                    let _ = reply.send(Err(ServiceError::NotFound(format!("no agent named {agent} has registered"))));
+                    let _ = reply.send(Err(ServiceError::NotFound(format!(
+                        "no agent named {agent} has registered"
+                    ))));
                     return;
                 }
                 if let Some((_, tx)) = self.sessions.get(&agent) {
@@ -345,7 +443,10 @@ impl Coordinator {
 
     fn send(&self, agent: &str, kind: pb::coordinator_message::Kind) {
         if let Some((_, tx)) = self.sessions.get(agent) {
-            if tx.try_send(Ok(pb::CoordinatorMessage { kind: Some(kind) })).is_err() {
+            if tx
+                .try_send(Ok(pb::CoordinatorMessage { kind: Some(kind) }))
+                .is_err()
+            {
                 tracing::warn!(agent, "agent stream is full or gone; the lease will expire");
             }
         }
@@ -375,9 +476,21 @@ impl Coordinator {
                     self.send(&agent, pb::coordinator_message::Kind::Offer(msg));
                 }
                 Action::Revoke { agent, lease_id } => {
-                    self.send(&agent, pb::coordinator_message::Kind::Cancel(pb::Cancel { lease_id }));
+                    self.send(
+                        &agent,
+                        pb::coordinator_message::Kind::Cancel(pb::Cancel { lease_id }),
+                    );
                 }
-                Action::AttemptEnded { lease_id, sweep, cell_id, agent, attempt_no, started_at, ended_at, reason } => {
+                Action::AttemptEnded {
+                    lease_id,
+                    sweep,
+                    cell_id,
+                    agent,
+                    attempt_no,
+                    started_at,
+                    ended_at,
+                    reason,
+                } => {
                     records.push(Record::Attempt(AttemptRecord {
                         attempt_id: lease_id,
                         sweep_id: sweep,
@@ -389,7 +502,12 @@ impl Coordinator {
                         end_reason: Some(reason.as_str()),
                     }));
                 }
-                Action::StoreResult { lease_id, sweep, result, accepted } => {
+                Action::StoreResult {
+                    lease_id,
+                    sweep,
+                    result,
+                    accepted,
+                } => {
                     records.push(Record::Result(ResultRecord {
                         attempt_id: lease_id,
                         sweep_id: sweep,
@@ -408,7 +526,11 @@ impl Coordinator {
                         SweepEnd::Finished => "finished",
                         SweepEnd::Cancelled => "cancelled",
                     };
-                    records.push(Record::SweepEnded { sweep_id: sweep.clone(), state, at_us: (now * 1000) as i64 });
+                    records.push(Record::SweepEnded {
+                        sweep_id: sweep.clone(),
+                        state,
+                        at_us: (now * 1000) as i64,
+                    });
                     if let Some(tx) = self.watchers.remove(&sweep) {
                         let mut last = tx.borrow().clone();
                         last.finished = true;
@@ -423,7 +545,11 @@ impl Coordinator {
                         });
                     }
                 }
-                Action::Ignored { agent, lease_id, why } => {
+                Action::Ignored {
+                    agent,
+                    lease_id,
+                    why,
+                } => {
                     tracing::info!(agent, lease_id, why, "report not stored");
                 }
             }
@@ -436,7 +562,11 @@ impl Coordinator {
         if records.is_empty() && acks.is_empty() {
             return;
         }
-        let committed = if records.is_empty() { None } else { Some(self.writer.queue(records).await) };
+        let committed = if records.is_empty() {
+            None
+        } else {
+            Some(self.writer.queue(records).await)
+        };
         if acks.is_empty() {
             return;
         }
@@ -452,7 +582,11 @@ impl Coordinator {
                 }
             }
             for (tx, lease_id) in acks {
-                let msg = pb::CoordinatorMessage { kind: Some(pb::coordinator_message::Kind::Ack(pb::ReportAck { lease_id })) };
+                let msg = pb::CoordinatorMessage {
+                    kind: Some(pb::coordinator_message::Kind::Ack(pb::ReportAck {
+                        lease_id,
+                    })),
+                };
                 let _ = tx.send(Ok(msg)).await;
             }
         });

@@ -18,11 +18,17 @@ pub struct Identity {
 pub fn generate_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
-    Ok(format!("qgt_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!(
+        "qgt_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Live token hashes, loaded when the coordinator starts.
@@ -45,12 +51,18 @@ impl Tokens {
     fn verify(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Identity, ServiceError> {
         let header = metadata
             .get("authorization")
-            .ok_or_else(|| ServiceError::Unauthenticated("missing bearer token: pass --token or set QUANTGRID_TOKEN".into()))?
+            .ok_or_else(|| {
+                ServiceError::Unauthenticated(
+                    "missing bearer token: pass --token or set QUANTGRID_TOKEN".into(),
+                )
+            })?
             .to_str()
-            .map_err(|_| ServiceError::Unauthenticated("authorization header is not text".into()))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ServiceError::Unauthenticated("authorization header must be `Bearer <token>`".into()))?;
+            .map_err(|_| {
+                ServiceError::Unauthenticated("authorization header is not text".into())
+            })?;
+        let token = header.strip_prefix("Bearer ").ok_or_else(|| {
+            ServiceError::Unauthenticated("authorization header must be `Bearer <token>`".into())
+        })?;
         self.by_hash
             .get(&hash_token(token.trim()))
             .cloned()
@@ -58,7 +70,9 @@ impl Tokens {
     }
 
     /// Interceptor for the agent service: agent tokens only.
-    pub fn agent_interceptor(&self) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
+    pub fn agent_interceptor(
+        &self,
+    ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
         let tokens = self.clone();
         move |mut req: Request<()>| {
             let id = tokens.verify(req.metadata()).map_err(Status::from)?;
@@ -75,7 +89,9 @@ impl Tokens {
     }
 
     /// Interceptor for the admin service: the admin token only.
-    pub fn admin_interceptor(&self) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
+    pub fn admin_interceptor(
+        &self,
+    ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
         let tokens = self.clone();
         move |mut req: Request<()>| {
             let id = tokens.verify(req.metadata()).map_err(Status::from)?;
@@ -99,7 +115,10 @@ mod tests {
     fn req(token: Option<&str>) -> Request<()> {
         let mut r = Request::new(());
         if let Some(t) = token {
-            r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().expect("header"));
+            r.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {t}").parse().expect("header"),
+            );
         }
         r
     }
@@ -115,10 +134,22 @@ mod tests {
         ]);
         let a = tokens.agent_interceptor();
         let ok = a(req(Some(&agent))).expect("agent token");
-        assert_eq!(ok.extensions().get::<Identity>().map(|i| i.name.as_str()), Some("lab-1"));
-        assert_eq!(a(req(None)).expect_err("none").code(), tonic::Code::Unauthenticated);
-        assert_eq!(a(req(Some("qgt_bogus"))).expect_err("bogus").code(), tonic::Code::Unauthenticated);
-        assert_eq!(a(req(Some(&admin))).expect_err("admin").code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            ok.extensions().get::<Identity>().map(|i| i.name.as_str()),
+            Some("lab-1")
+        );
+        assert_eq!(
+            a(req(None)).expect_err("none").code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            a(req(Some("qgt_bogus"))).expect_err("bogus").code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            a(req(Some(&admin))).expect_err("admin").code(),
+            tonic::Code::PermissionDenied
+        );
         let m = tokens.admin_interceptor();
         assert!(m(req(Some(&admin))).is_ok());
         let denied = m(req(Some(&agent))).expect_err("agent on admin");

@@ -8,7 +8,9 @@ use crate::report::{MatrixOptions, matrix_markdown};
 use crate::store::StoreWriter;
 use quantgrid_matrix::agent::Capabilities;
 use quantgrid_matrix::{CellResult, spec};
-use quantgrid_proto::pb::{self, admin_service_server::AdminService, agent_service_server::AgentService};
+use quantgrid_proto::pb::{
+    self, admin_service_server::AdminService, agent_service_server::AgentService,
+};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,17 +38,17 @@ fn identity<T>(req: &Request<T>) -> Result<Identity, Status> {
 
 impl Grid {
     async fn send(&self, cmd: Command) -> Result<(), Status> {
-        self.commands
-            .send(cmd)
-            .await
-            .map_err(|_| ServiceError::Unavailable("the coordinator is shutting down".into()).into())
+        self.commands.send(cmd).await.map_err(|_| {
+            ServiceError::Unavailable("the coordinator is shutting down".into()).into()
+        })
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Status> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx)).await?;
-        rx.await
-            .map_err(|_| ServiceError::Unavailable("the coordinator is shutting down".into()).into())
+        rx.await.map_err(|_| {
+            ServiceError::Unavailable("the coordinator is shutting down".into()).into()
+        })
     }
 }
 
@@ -54,7 +56,10 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AgentService for Grid {
-    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
         let id = identity(&req)?;
         let body = req.into_inner();
         if !body.name.is_empty() && body.name != id.name {
@@ -65,7 +70,12 @@ impl AgentService for Grid {
             .into());
         }
         let caps = Capabilities::try_from(&body).map_err(ServiceError::from)?;
-        self.send(Command::Register { agent: id.name.clone(), caps, version: body.version }).await?;
+        self.send(Command::Register {
+            agent: id.name.clone(),
+            caps,
+            version: body.version,
+        })
+        .await?;
         Ok(Response::new(pb::RegisterResponse {
             agent_id: id.name,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
@@ -75,12 +85,20 @@ impl AgentService for Grid {
 
     type SessionStream = BoxStream<pb::CoordinatorMessage>;
 
-    async fn session(&self, req: Request<Streaming<pb::AgentMessage>>) -> Result<Response<Self::SessionStream>, Status> {
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
         let agent = identity(&req)?.name;
         let mut inbound = req.into_inner();
         let (tx, rx): (SessionTx, _) = mpsc::channel(1024);
         let session = self.sessions.fetch_add(1, Ordering::Relaxed);
-        self.send(Command::SessionOpen { agent: agent.clone(), session, tx: tx.clone() }).await?;
+        self.send(Command::SessionOpen {
+            agent: agent.clone(),
+            session,
+            tx: tx.clone(),
+        })
+        .await?;
         let grid = self.clone();
         self.tracker.spawn(async move {
             loop {
@@ -89,9 +107,10 @@ impl AgentService for Grid {
                     Ok(None) | Err(_) => break,
                 };
                 let cmd = match msg.kind {
-                    Some(pb::agent_message::Kind::Heartbeat(h)) => {
-                        Command::Heartbeat { agent: agent.clone(), leases: h.lease_ids }
-                    }
+                    Some(pb::agent_message::Kind::Heartbeat(h)) => Command::Heartbeat {
+                        agent: agent.clone(),
+                        leases: h.lease_ids,
+                    },
                     Some(pb::agent_message::Kind::Report(r)) => {
                         let parsed = r
                             .result
@@ -99,7 +118,11 @@ impl AgentService for Grid {
                             .ok_or(quantgrid_proto::ConvertError::Missing("result"))
                             .and_then(CellResult::try_from);
                         match parsed {
-                            Ok(result) => Command::Report { agent: agent.clone(), lease: r.lease_id, result },
+                            Ok(result) => Command::Report {
+                                agent: agent.clone(),
+                                lease: r.lease_id,
+                                result,
+                            },
                             Err(e) => {
                                 let _ = tx.send(Err(ServiceError::from(e).into())).await;
                                 break;
@@ -112,7 +135,10 @@ impl AgentService for Grid {
                     break;
                 }
             }
-            let _ = grid.commands.send(Command::SessionClosed { agent, session }).await;
+            let _ = grid
+                .commands
+                .send(Command::SessionClosed { agent, session })
+                .await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -120,20 +146,38 @@ impl AgentService for Grid {
 
 #[tonic::async_trait]
 impl AdminService for Grid {
-    async fn submit_sweep(&self, req: Request<pb::SubmitSweepRequest>) -> Result<Response<pb::SubmitSweepResponse>, Status> {
+    async fn submit_sweep(
+        &self,
+        req: Request<pb::SubmitSweepRequest>,
+    ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
         let body = req.into_inner();
-        let file = if body.spec_name.is_empty() { "<submitted spec>".to_string() } else { body.spec_name };
-        let spec = spec::parse(&body.spec_yaml, &file).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
-        let client_request_id = (!body.client_request_id.is_empty()).then_some(body.client_request_id);
+        let file = if body.spec_name.is_empty() {
+            "<submitted spec>".to_string()
+        } else {
+            body.spec_name
+        };
+        let spec = spec::parse(&body.spec_yaml, &file)
+            .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+        let client_request_id =
+            (!body.client_request_id.is_empty()).then_some(body.client_request_id);
         let (sweep_id, cells) = self
-            .ask(|reply| Command::Submit { spec, yaml: body.spec_yaml, file, client_request_id, reply })
+            .ask(|reply| Command::Submit {
+                spec,
+                yaml: body.spec_yaml,
+                file,
+                client_request_id,
+                reply,
+            })
             .await??;
         Ok(Response::new(pb::SubmitSweepResponse { sweep_id, cells }))
     }
 
     type WatchSweepStream = BoxStream<pb::SweepProgress>;
 
-    async fn watch_sweep(&self, req: Request<pb::SweepRef>) -> Result<Response<Self::WatchSweepStream>, Status> {
+    async fn watch_sweep(
+        &self,
+        req: Request<pb::SweepRef>,
+    ) -> Result<Response<Self::WatchSweepStream>, Status> {
         let sweep = req.into_inner().sweep_id;
         let mut rx = self.ask(|reply| Command::Watch { sweep, reply }).await??;
         let (tx, out) = mpsc::channel(16);
@@ -150,24 +194,41 @@ impl AdminService for Grid {
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 
-    async fn cancel_sweep(&self, req: Request<pb::SweepRef>) -> Result<Response<pb::CancelSweepResponse>, Status> {
+    async fn cancel_sweep(
+        &self,
+        req: Request<pb::SweepRef>,
+    ) -> Result<Response<pb::CancelSweepResponse>, Status> {
         let sweep = req.into_inner().sweep_id;
         self.ask(|reply| Command::Cancel { sweep, reply }).await??;
         Ok(Response::new(pb::CancelSweepResponse {}))
     }
 
-    async fn list_agents(&self, _: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+    async fn list_agents(
+        &self,
+        _: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         let agents = self.ask(|reply| Command::Agents { reply }).await?;
         Ok(Response::new(pb::ListAgentsResponse { agents }))
     }
 
-    async fn drain_agent(&self, req: Request<pb::DrainRequest>) -> Result<Response<pb::DrainResponse>, Status> {
+    async fn drain_agent(
+        &self,
+        req: Request<pb::DrainRequest>,
+    ) -> Result<Response<pb::DrainResponse>, Status> {
         let body = req.into_inner();
-        self.ask(|reply| Command::Drain { agent: body.agent, draining: !body.undrain, reply }).await??;
+        self.ask(|reply| Command::Drain {
+            agent: body.agent,
+            draining: !body.undrain,
+            reply,
+        })
+        .await??;
         Ok(Response::new(pb::DrainResponse {}))
     }
 
-    async fn sweep_matrix(&self, req: Request<pb::SweepRef>) -> Result<Response<pb::MatrixResponse>, Status> {
+    async fn sweep_matrix(
+        &self,
+        req: Request<pb::SweepRef>,
+    ) -> Result<Response<pb::MatrixResponse>, Status> {
         let sweep = req.into_inner().sweep_id;
         let markdown = self
             .writer

@@ -8,7 +8,9 @@ mod grpc;
 
 use crate::scheduler::SchedulerConfig;
 use crate::store::{Store, StoreError, StoreWriter};
-use quantgrid_proto::pb::{admin_service_server::AdminServiceServer, agent_service_server::AgentServiceServer};
+use quantgrid_proto::pb::{
+    admin_service_server::AdminServiceServer, agent_service_server::AgentServiceServer,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -59,18 +61,29 @@ pub enum ServeError {
 
 /// Serves until `shutdown` is cancelled, then stops taking calls, ends agent sessions, lets
 /// queued writes commit and returns.
-pub async fn run(config: ServeConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let path = config.db_path.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&path))
         .await
         .map_err(|_| StoreError::WriterGone)??;
     let tokens = auth::Tokens::new(store.live_token_hashes()?);
     let running = store.running_sweeps()?;
-    let (scheduler, progress, requests) = actor::restore(running, config.scheduler, actor::now_ms());
+    let (scheduler, progress, requests) =
+        actor::restore(running, config.scheduler, actor::now_ms());
     let (writer, writer_thread) = StoreWriter::spawn(store);
     let tracker = TaskTracker::new();
     let (commands, rx) = tokio::sync::mpsc::channel(16 * 1024);
-    let coordinator = actor::Coordinator::new(scheduler, writer.clone(), progress, requests, tracker.clone());
+    let coordinator = actor::Coordinator::new(
+        scheduler,
+        writer.clone(),
+        progress,
+        requests,
+        tracker.clone(),
+    );
     let component = tracker.spawn(coordinator.run(rx, config.tick, shutdown.clone()));
 
     let grid = grpc::Grid {
@@ -89,7 +102,8 @@ pub async fn run(config: ServeConfig, listener: TcpListener, shutdown: Cancellat
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if let Some(tls) = &config.tls {
-        let mut t = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        let mut t =
+            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
         if let Some(ca) = &tls.client_ca_pem {
             t = t.client_ca_root(Certificate::from_pem(ca));
         }
@@ -97,8 +111,14 @@ pub async fn run(config: ServeConfig, listener: TcpListener, shutdown: Cancellat
     }
     let served = builder
         .add_service(health_service)
-        .add_service(AgentServiceServer::with_interceptor(grid.clone(), tokens.agent_interceptor()))
-        .add_service(AdminServiceServer::with_interceptor(grid, tokens.admin_interceptor()))
+        .add_service(AgentServiceServer::with_interceptor(
+            grid.clone(),
+            tokens.agent_interceptor(),
+        ))
+        .add_service(AdminServiceServer::with_interceptor(
+            grid,
+            tokens.admin_interceptor(),
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown.clone().cancelled_owned(),

@@ -121,7 +121,10 @@ impl StoreWriter {
         let job: ReadJob = Box::new(move |store| {
             let _ = tx.send(f(store));
         });
-        self.tx.send(Msg::Read(job)).await.map_err(|_| StoreError::WriterGone)?;
+        self.tx
+            .send(Msg::Read(job))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)
     }
 }

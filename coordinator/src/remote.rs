@@ -1,0 +1,267 @@
+//! The commands that talk to a running coordinator (`serve` runs one).
+
+use crate::cli::{Remote, ServeArgs};
+use anyhow::{Context, Result, bail};
+use quantgrid_coordinator::scheduler::SchedulerConfig;
+use quantgrid_coordinator::service::{self, ServeConfig, TlsFiles};
+use quantgrid_proto::client::{self, Bearer, Tls};
+use quantgrid_proto::pb::{self, admin_service_client::AdminServiceClient};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+fn secs(v: f64, flag: &str) -> Result<Duration> {
+    if !(v.is_finite() && v > 0.0) {
+        bail!("{flag} must be a positive number of seconds, not {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+pub fn serve(db_path: Option<PathBuf>, args: &ServeArgs) -> Result<ExitCode> {
+    let Some(db_path) = db_path else {
+        bail!("--db-path is required")
+    };
+    let lease = secs(args.lease_ttl_secs, "--lease-ttl-secs")?;
+    let heartbeat = secs(args.heartbeat_secs, "--heartbeat-secs")?;
+    let grace = secs(args.disconnect_grace_secs, "--disconnect-grace-secs")?;
+    if heartbeat >= lease {
+        bail!(
+            "--heartbeat-secs ({}) must be shorter than --lease-ttl-secs ({})",
+            args.heartbeat_secs,
+            args.lease_ttl_secs
+        );
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert_pem: read(cert, "TLS certificate")?,
+            key_pem: read(key, "TLS key")?,
+            client_ca_pem: args
+                .tls_client_ca
+                .as_deref()
+                .map(|p| read(p, "client CA"))
+                .transpose()?,
+        }),
+        _ => None,
+    };
+    let mut config = ServeConfig::new(db_path);
+    config.scheduler = SchedulerConfig {
+        lease_ttl_ms: lease.as_millis() as u64,
+        disconnect_grace_ms: grace.as_millis() as u64,
+        ..SchedulerConfig::default()
+    };
+    config.heartbeat_interval = heartbeat;
+    config.tls = tls;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        // tests and scripts read the port from this line
+        println!("listening {addr}");
+        eprintln!(
+            "quantgrid coordinator on {addr} ({})",
+            if args.tls_cert.is_some() {
+                "tls"
+            } else {
+                "plaintext"
+            }
+        );
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            eprintln!("shutting down");
+            signals.cancel();
+        });
+        service::run(config, listener, shutdown)
+            .await
+            .context("coordinator failed")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn admin(remote: &Remote) -> Result<Admin> {
+    let tls = Tls {
+        ca_pem: remote
+            .tls_ca
+            .as_deref()
+            .map(|p| read(p, "CA certificate"))
+            .transpose()?,
+        identity: None,
+    };
+    let channel = client::connect(&remote.coordinator, &tls).await?;
+    Ok(AdminServiceClient::with_interceptor(
+        channel,
+        Bearer::new(&remote.token)?,
+    ))
+}
+
+fn status_error(e: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", e.message(), e.code())
+}
+
+pub fn submit(
+    config: &Path,
+    wait: bool,
+    request_id: Option<String>,
+    remote: &Remote,
+) -> Result<ExitCode> {
+    let yaml = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read matrix spec {}", config.display()))?;
+    // fail fast, with positions, before talking to anyone
+    quantgrid_matrix::spec::parse(&yaml, &config.display().to_string())?;
+    runtime()?.block_on(async {
+        let mut client = admin(remote).await?;
+        let resp = client
+            .submit_sweep(pb::SubmitSweepRequest {
+                client_request_id: request_id.unwrap_or_default(),
+                spec_yaml: yaml,
+                spec_name: config.display().to_string(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        eprintln!("sweep {} submitted: {} cells", resp.sweep_id, resp.cells);
+        if !wait {
+            println!("{}", resp.sweep_id);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut stream = client
+            .watch_sweep(pb::SweepRef {
+                sweep_id: resp.sweep_id.clone(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        let bar = indicatif::ProgressBar::new(u64::from(resp.cells));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cells {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut last = None;
+        while let Some(p) = stream.message().await.map_err(status_error)? {
+            bar.set_length(u64::from(p.total));
+            bar.set_position(u64::from(p.done));
+            bar.set_message(format!("{} passed", p.passed));
+            let finished = p.finished;
+            last = Some(p);
+            if finished {
+                break;
+            }
+        }
+        bar.finish();
+        let Some(p) = last.filter(|p| p.finished) else {
+            bail!(
+                "the coordinator ended the watch before sweep {} finished",
+                resp.sweep_id
+            );
+        };
+        eprintln!(
+            "sweep {} {}: {}/{} cells passed",
+            p.sweep_id, p.state, p.passed, p.total
+        );
+        println!("{}", resp.sweep_id);
+        Ok(if p.state == "finished" && p.passed == p.total {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
+pub fn agents(remote: &Remote) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let list = admin(remote)
+            .await?
+            .list_agents(pb::ListAgentsRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        println!(
+            "{:<24} {:<10} {:<9} {:>5}",
+            "agent", "connected", "draining", "busy"
+        );
+        for a in list.agents {
+            println!(
+                "{:<24} {:<10} {:<9} {:>2}/{}",
+                a.name, a.connected, a.draining, a.busy_slots, a.slots
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn cancel(sweep: &str, remote: &Remote) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        admin(remote)
+            .await?
+            .cancel_sweep(pb::SweepRef {
+                sweep_id: sweep.to_string(),
+            })
+            .await
+            .map_err(status_error)?;
+        eprintln!("sweep {sweep} cancelled");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn drain(agent: &str, undo: bool, remote: &Remote) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        admin(remote)
+            .await?
+            .drain_agent(pb::DrainRequest {
+                agent: agent.to_string(),
+                undrain: undo,
+            })
+            .await
+            .map_err(status_error)?;
+        eprintln!(
+            "agent {agent} {}",
+            if undo {
+                "takes cells again"
+            } else {
+                "is draining"
+            }
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
