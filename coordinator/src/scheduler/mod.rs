@@ -50,6 +50,8 @@ pub struct RestoredSweep {
     pub input: SweepInput,
     /// Cells with an accepted result.
     pub done: HashSet<CellId>,
+    /// Of those, the ones that passed.
+    pub passed: HashSet<CellId>,
     /// Highest attempt number used per cell, so new lease ids never repeat old ones.
     pub attempts: HashMap<CellId, u32>,
     /// Leases that were out when the coordinator stopped.
@@ -347,6 +349,7 @@ impl Scheduler {
                 if r.done.contains(&slot.cell.id) {
                     slot.done = true;
                     sweep.done += 1;
+                    sweep.passed += u32::from(r.passed.contains(&slot.cell.id));
                 }
             }
             // rebuild the queues without done or outstanding cells

@@ -526,6 +526,7 @@ fn restore_resumes_outstanding_leases_and_skips_done_cells() {
     let restored = RestoredSweep {
         input,
         done: [ids[0].clone()].into(),
+        passed: [ids[0].clone()].into(),
         attempts: [(ids[0].clone(), 1), (ids[1].clone(), 1)].into(),
         outstanding: vec![RestoredLease {
             lease_id: format!("s.{}.1", ids[1]),
@@ -592,6 +593,7 @@ fn restored_leases_of_an_agent_that_never_returns_are_reclaimed() {
     let restored = RestoredSweep {
         input,
         done: HashSet::new(),
+        passed: HashSet::new(),
         attempts: [(id.clone(), 1)].into(),
         outstanding: vec![RestoredLease {
             lease_id: format!("s.{id}.1"),

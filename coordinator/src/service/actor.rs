@@ -123,6 +123,7 @@ pub fn restore(
         restored.push(RestoredSweep {
             input: sweep_input(&s.sweep_id, &spec, s.cells),
             done: s.done,
+            passed: s.passed,
             attempts: s.attempts,
             outstanding: s
                 .outstanding

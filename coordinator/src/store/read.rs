@@ -309,6 +309,8 @@ pub struct StoredSweep {
     pub client_request_id: Option<String>,
     pub cells: Vec<Cell>,
     pub done: std::collections::HashSet<quantgrid_matrix::CellId>,
+    /// Of `done`, the cells whose accepted result passed.
+    pub passed: std::collections::HashSet<quantgrid_matrix::CellId>,
     pub attempts: std::collections::HashMap<quantgrid_matrix::CellId, u32>,
     /// `(lease_id, cell_id, agent_id, attempt_no, started_at_us)`
     pub outstanding: Vec<(String, quantgrid_matrix::CellId, String, u32, i64)>,
@@ -356,16 +358,22 @@ impl Store {
             }
             let mut stmt = self
                 .conn
-                .prepare("SELECT attempt_id, cell_id, accepted FROM results WHERE sweep_id = ?")
+                .prepare("SELECT attempt_id, cell_id, accepted, status = 'pass' FROM results WHERE sweep_id = ?")
                 .doing("preparing the results query")?;
-            let rows: Vec<(String, String, bool)> = stmt
-                .query_map([&sweep_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            let rows: Vec<(String, String, bool, bool)> = stmt
+                .query_map([&sweep_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .doing("reading results")?
                 .collect::<Result<_, _>>()
                 .doing("reading results")?;
             let mut done = std::collections::HashSet::new();
+            let mut passed = std::collections::HashSet::new();
             let mut reported = std::collections::HashSet::new();
-            for (attempt, cell, accepted) in rows {
+            for (attempt, cell, accepted, pass) in rows {
+                if accepted && pass {
+                    passed.insert(CellId(cell.clone()));
+                }
                 if accepted {
                     done.insert(CellId(cell));
                 }
@@ -414,6 +422,7 @@ impl Store {
                 client_request_id,
                 cells,
                 done,
+                passed,
                 attempts,
                 outstanding,
                 reported,

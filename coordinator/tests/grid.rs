@@ -1,0 +1,528 @@
+//! Multi-process tests of the grid: the real `quantgrid serve` and `quantgrid-agent` binaries
+//! over TCP on 127.0.0.1, killed and restarted for real. Waits are on observable events (a
+//! line on a pipe, a progress message), never on sleeps.
+
+use quantgrid_coordinator::store::Store;
+use quantgrid_proto::client::{self, Bearer, Tls};
+use quantgrid_proto::pb::{
+    self, admin_service_client::AdminServiceClient, agent_service_client::AgentServiceClient,
+};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn bin(name: &str) -> PathBuf {
+    let quantgrid = PathBuf::from(env!("CARGO_BIN_EXE_quantgrid"));
+    let path = quantgrid.with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Sends a signal with kill(1): the workspace forbids unsafe code, so no libc::kill.
+    fn signal(&self, sig: i32) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.0.wait().expect("wait")
+    }
+}
+
+fn token(db: &Path, name: &str, admin: bool) -> String {
+    let mut cmd = Command::new(bin("quantgrid"));
+    cmd.args(["token", "create", name, "--db-path"]).arg(db);
+    if admin {
+        cmd.arg("--admin");
+    }
+    let out = cmd.output().expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("token line")
+        .to_string()
+}
+
+/// Starts `quantgrid serve` and waits for its "listening ADDR" line.
+fn serve(db: &Path, listen: &str) -> (Proc, String) {
+    let mut child = Command::new(bin("quantgrid"))
+        .args([
+            "serve",
+            "--listen",
+            listen,
+            "--lease-ttl-secs",
+            "2",
+            "--heartbeat-secs",
+            "0.3",
+            "--disconnect-grace-secs",
+            "1",
+            "--db-path",
+        ])
+        .arg(db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read listening line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("unexpected: {line}"))
+        .to_string();
+    (Proc(child), format!("http://{addr}"))
+}
+
+fn agent(url: &str, token: &str, cell_ms: u64, extra: &[&str]) -> Proc {
+    let child = Command::new(bin("quantgrid-agent"))
+        .args([
+            "run",
+            "--coordinator",
+            url,
+            "--token",
+            token,
+            "--executor",
+            "simulated",
+        ])
+        .arg("--simulated-cell-ms")
+        .arg(cell_ms.to_string())
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent");
+    Proc(child)
+}
+
+type Admin = AdminServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
+
+async fn admin(url: &str, token: &str) -> Admin {
+    let ch = client::connect(url, &Tls::default())
+        .await
+        .expect("connect");
+    AdminServiceClient::with_interceptor(ch, Bearer::new(token).expect("token"))
+}
+
+const SPEC: &str = "version: 1
+name: drill
+families: [bert, gpt2, vit, whisper, clip]
+browsers: [chromium, firefox]
+platforms: both
+bits: [4, 8]
+retries: 3
+";
+
+async fn submit(a: &mut Admin, spec: &str) -> (String, u32) {
+    let r = a
+        .submit_sweep(pb::SubmitSweepRequest {
+            client_request_id: String::new(),
+            spec_yaml: spec.into(),
+            spec_name: "drill.yaml".into(),
+        })
+        .await
+        .expect("submit")
+        .into_inner();
+    (r.sweep_id, r.cells)
+}
+
+/// Follows the sweep until `until` holds for a progress message; returns that message.
+async fn watch_until(
+    a: &mut Admin,
+    sweep: &str,
+    until: impl Fn(&pb::SweepProgress) -> bool,
+) -> pb::SweepProgress {
+    let mut s = a
+        .watch_sweep(pb::SweepRef {
+            sweep_id: sweep.into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    while let Some(p) = s.message().await.expect("progress") {
+        if until(&p) {
+            return p;
+        }
+    }
+    panic!("the watch ended before the condition held");
+}
+
+/// Every cell of the sweep has exactly one accepted result.
+fn accepted_once(db: &Path, sweep: &str, cells: u32) {
+    let store = Store::open(db).expect("open db");
+    let rows = store.results(Some(sweep), 1_000_000).expect("results");
+    let mut per_cell = std::collections::HashMap::<String, u32>::new();
+    for r in rows.iter().filter(|r| r.accepted) {
+        *per_cell.entry(r.cell_id.clone()).or_default() += 1;
+    }
+    assert_eq!(
+        per_cell.len() as u32,
+        cells,
+        "cells with an accepted result"
+    );
+    assert!(
+        per_cell.values().all(|n| *n == 1),
+        "a cell was accepted twice: {per_cell:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r.simulated),
+        "simulated drill results must say so"
+    );
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn an_agent_killed_mid_sweep_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (t1, t2, ops) = (
+        token(&db, "a1", false),
+        token(&db, "a2", false),
+        token(&db, "ops", true),
+    );
+    let (_server, url) = serve(&db, "127.0.0.1:0");
+    let mut victim = agent(&url, &t1, 40, &[]);
+    let _survivor = agent(&url, &t2, 40, &[]);
+    rt().block_on(async {
+        let mut a = admin(&url, &ops).await;
+        let (sweep, cells) = submit(&mut a, SPEC).await;
+        watch_until(&mut a, &sweep, |p| p.done >= 5).await;
+        victim.signal(9);
+        victim.wait_exit();
+        let last = watch_until(&mut a, &sweep, |p| p.finished).await;
+        assert_eq!(
+            (last.state.as_str(), last.done, last.passed),
+            ("finished", cells, cells)
+        );
+        drop(_server);
+        accepted_once(&db, &sweep, cells);
+    });
+}
+
+#[test]
+fn a_coordinator_killed_mid_sweep_resumes_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (t1, t2, ops) = (
+        token(&db, "a1", false),
+        token(&db, "a2", false),
+        token(&db, "ops", true),
+    );
+    let (mut server, url) = serve(&db, "127.0.0.1:0");
+    let listen = url.trim_start_matches("http://").to_string();
+    let _a1 = agent(&url, &t1, 30, &[]);
+    let _a2 = agent(&url, &t2, 30, &[]);
+    let (sweep, cells) = rt().block_on(async {
+        let mut a = admin(&url, &ops).await;
+        let (sweep, cells) = submit(&mut a, SPEC).await;
+        watch_until(&mut a, &sweep, |p| p.done >= 10).await;
+        (sweep, cells)
+    });
+    server.signal(9);
+    server.wait_exit();
+    // the agents keep running and reconnect to the restarted coordinator on the same port
+    let (server2, url2) = serve(&db, &listen);
+    assert_eq!(url2, url);
+    rt().block_on(async {
+        let mut a = admin(&url, &ops).await;
+        let last = watch_until(&mut a, &sweep, |p| p.finished).await;
+        assert_eq!(
+            (last.state.as_str(), last.done, last.passed),
+            ("finished", cells, cells)
+        );
+    });
+    drop(server2);
+    accepted_once(&db, &sweep, cells);
+}
+
+#[test]
+fn wrong_tokens_are_refused_with_clear_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (agent_token, ops) = (token(&db, "a1", false), token(&db, "ops", true));
+    let (_server, url) = serve(&db, "127.0.0.1:0");
+    rt().block_on(async {
+        let mut bogus = admin(&url, "qgt_not-a-real-token").await;
+        let e = bogus
+            .list_agents(pb::ListAgentsRequest {})
+            .await
+            .expect_err("bogus token");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        let mut wrong_kind = admin(&url, &agent_token).await;
+        let e = wrong_kind
+            .list_agents(pb::ListAgentsRequest {})
+            .await
+            .expect_err("agent token");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        let ch = client::connect(&url, &Tls::default())
+            .await
+            .expect("connect");
+        let mut as_agent =
+            AgentServiceClient::with_interceptor(ch, Bearer::new(&ops).expect("token"));
+        let e = as_agent
+            .register(pb::RegisterRequest {
+                slots: 1,
+                ..Default::default()
+            })
+            .await
+            .expect_err("admin as agent");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    });
+    // an agent with a bad token exits with the reason instead of retrying forever
+    let out = Command::new(bin("quantgrid-agent"))
+        .args([
+            "run",
+            "--coordinator",
+            &url,
+            "--token",
+            "qgt_wrong",
+            "--executor",
+            "simulated",
+        ])
+        .output()
+        .expect("agent");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown or revoked token"));
+}
+
+#[test]
+fn a_repeated_report_is_stored_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (agent_token, ops) = (token(&db, "fake", false), token(&db, "ops", true));
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    let sweep = rt().block_on(async {
+        let mut a = admin(&url, &ops).await;
+        let (sweep, _) = submit(&mut a, "version: 1\nname: one\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n").await;
+        // a hand-written agent that reports the same result twice
+        let ch = client::connect(&url, &Tls::default()).await.expect("connect");
+        let mut c = AgentServiceClient::with_interceptor(ch, Bearer::new(&agent_token).expect("token"));
+        let caps = quantgrid_matrix::agent::Capabilities {
+            os: Some(quantgrid_matrix::spec::Os::Linux),
+            arch: "x86_64".into(),
+            browsers: vec![quantgrid_matrix::agent::BrowserCapability {
+                browser: quantgrid_matrix::Browser::Chromium,
+                channel: String::new(),
+                version: "156.0".into(),
+                webgpu: None,
+                webnn: false,
+            }],
+            gpu_vendors: vec![],
+            labels: Default::default(),
+            slots: 1,
+        };
+        c.register(quantgrid_proto::convert::register_request("fake", "test", &caps)).await.expect("register");
+        let (up, rx) = tokio::sync::mpsc::channel(8);
+        let mut down = c.session(tokio_stream::wrappers::ReceiverStream::new(rx)).await.expect("session").into_inner();
+        let offer = loop {
+            match down.message().await.expect("message").expect("open").kind {
+                Some(pb::coordinator_message::Kind::Offer(o)) => break o,
+                _ => continue,
+            }
+        };
+        let cell = offer.cell.expect("cell");
+        let result = pb::CellResult {
+            cell_id: cell.id.clone(),
+            status: pb::Status::Pass as i32,
+            error_text: None,
+            effective_bits: 4,
+            measurement: None,
+            environment: None,
+            simulated: true,
+        };
+        for _ in 0..2 {
+            let report = pb::Report { lease_id: offer.lease_id.clone(), result: Some(result.clone()) };
+            up.send(pb::AgentMessage { agent_id: "fake".into(), kind: Some(pb::agent_message::Kind::Report(report)) })
+                .await
+                .expect("send");
+        }
+        // both reports are acknowledged: the second as a duplicate
+        let mut acks = 0;
+        while acks < 2 {
+            if let Some(pb::coordinator_message::Kind::Ack(a)) = down.message().await.expect("message").expect("open").kind {
+                assert_eq!(a.lease_id, offer.lease_id);
+                acks += 1;
+            }
+        }
+        let last = watch_until(&mut a, &sweep, |p| p.finished).await;
+        assert_eq!(last.passed, 1);
+        sweep
+    });
+    drop(server);
+    let store = Store::open(&db).expect("open");
+    assert_eq!(store.results(Some(&sweep), 10).expect("results").len(), 1);
+}
+
+#[test]
+fn cancel_stops_a_sweep_and_drain_stops_offers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (t1, ops) = (token(&db, "a1", false), token(&db, "ops", true));
+    let (_server, url) = serve(&db, "127.0.0.1:0");
+    let _a1 = agent(&url, &t1, 30, &[]);
+    rt().block_on(async {
+        let mut a = admin(&url, &ops).await;
+        // wait until the agent is connected
+        loop {
+            let agents = a
+                .list_agents(pb::ListAgentsRequest {})
+                .await
+                .expect("agents")
+                .into_inner()
+                .agents;
+            if agents.iter().any(|x| x.name == "a1" && x.connected) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        a.drain_agent(pb::DrainRequest {
+            agent: "a1".into(),
+            undrain: false,
+        })
+        .await
+        .expect("drain");
+        let agents = a
+            .list_agents(pb::ListAgentsRequest {})
+            .await
+            .expect("agents")
+            .into_inner()
+            .agents;
+        assert!(agents[0].draining);
+        let (sweep, cells) = submit(&mut a, SPEC).await;
+        let p = a
+            .watch_sweep(pb::SweepRef {
+                sweep_id: sweep.clone(),
+            })
+            .await
+            .expect("watch")
+            .into_inner()
+            .message()
+            .await
+            .expect("p")
+            .expect("first");
+        assert_eq!(p.done, 0);
+        let agents = a
+            .list_agents(pb::ListAgentsRequest {})
+            .await
+            .expect("agents")
+            .into_inner()
+            .agents;
+        assert_eq!(agents[0].busy_slots, 0, "a draining agent got a cell");
+        a.drain_agent(pb::DrainRequest {
+            agent: "a1".into(),
+            undrain: true,
+        })
+        .await
+        .expect("undrain");
+        watch_until(&mut a, &sweep, |p| p.done >= 3).await;
+        a.cancel_sweep(pb::SweepRef {
+            sweep_id: sweep.clone(),
+        })
+        .await
+        .expect("cancel");
+        let last = watch_until(&mut a, &sweep, |p| p.finished).await;
+        assert_eq!(last.state, "cancelled");
+        assert!(last.done < cells);
+        let e = a
+            .cancel_sweep(pb::SweepRef {
+                sweep_id: sweep.clone(),
+            })
+            .await
+            .expect_err("twice");
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let e = a
+            .drain_agent(pb::DrainRequest {
+                agent: "nobody".into(),
+                undrain: false,
+            })
+            .await
+            .expect_err("unknown agent");
+        assert_eq!(e.code(), tonic::Code::NotFound);
+    });
+}
+
+#[test]
+fn submit_wait_exits_0_and_prints_the_sweep_id_last() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (t1, ops) = (token(&db, "a1", false), token(&db, "ops", true));
+    let (_server, url) = serve(&db, "127.0.0.1:0");
+    let _a1 = agent(&url, &t1, 5, &[]);
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/smoke.yaml");
+    let out = Command::new(bin("quantgrid"))
+        .args([
+            "submit",
+            "--wait",
+            "--request-id",
+            "nightly-1",
+            "--coordinator",
+            &url,
+            "--token",
+            &ops,
+        ])
+        .arg(&smoke)
+        .output()
+        .expect("submit");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("id")
+        .to_string();
+    assert!(id.starts_with("sw-"));
+    // the same request id returns the same sweep instead of a second one
+    let again = Command::new(bin("quantgrid"))
+        .args([
+            "submit",
+            "--request-id",
+            "nightly-1",
+            "--coordinator",
+            &url,
+            "--token",
+            &ops,
+        ])
+        .arg(&smoke)
+        .output()
+        .expect("submit");
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).lines().last(),
+        Some(id.as_str())
+    );
+}
