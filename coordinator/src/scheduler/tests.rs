@@ -543,7 +543,7 @@ fn restore_resumes_outstanding_leases_and_skips_done_cells() {
         Some(Progress {
             total: 4,
             done: 1,
-            passed: 0
+            passed: 1
         })
     );
     // the agent comes back holding its lease: its slot is busy, so nothing new is offered
