@@ -65,6 +65,11 @@ enum Command {
         /// CA certificate of an https coordinator.
         #[arg(long, value_name = "FILE")]
         tls_ca: Option<PathBuf>,
+        /// Client certificate (PEM), for a coordinator that requires mutual TLS.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -95,6 +100,8 @@ fn main() -> Result<()> {
             executor,
             simulated_cell_ms,
             tls_ca,
+            tls_cert,
+            tls_key,
         } => {
             let raw = match &config_path {
                 Some(p) => {
@@ -132,14 +139,18 @@ fn main() -> Result<()> {
                 bail!("--slots must be at least 1");
             }
             let tls_ca = tls_ca.or(raw.tls_ca);
+            let read = |p: PathBuf, what: &str| {
+                std::fs::read(&p).with_context(|| format!("cannot read {what} {}", p.display()))
+            };
+            let identity = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => {
+                    Some((read(c, "client certificate")?, read(k, "client key")?))
+                }
+                _ => None,
+            };
             let tls = Tls {
-                ca_pem: tls_ca
-                    .map(|p| {
-                        std::fs::read(&p)
-                            .with_context(|| format!("cannot read CA certificate {}", p.display()))
-                    })
-                    .transpose()?,
-                identity: None,
+                ca_pem: tls_ca.map(|p| read(p, "CA certificate")).transpose()?,
+                identity,
             };
             let executor: Arc<dyn Executor> = match executor {
                 ExecutorKind::Browser => bail!(

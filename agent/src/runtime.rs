@@ -220,10 +220,12 @@ impl Agent {
                 }
                 _ = self.shutdown.graceful.cancelled(), if !graceful_seen => {
                     graceful_seen = true;
+                    let _ = up.send(msg(pb::agent_message::Kind::Leaving(pb::Leaving {}))).await;
                     tracing::info!(running = self.running.len(), "finishing running cells, then exiting");
                 }
                 _ = self.shutdown.abandon.cancelled(), if !abandon_seen => {
                     abandon_seen = true;
+                    let _ = up.send(msg(pb::agent_message::Kind::Leaving(pb::Leaving {}))).await;
                     tracing::warn!(running = self.running.len(), "abandoning running cells");
                     for r in self.running.values() {
                         r.abandon.cancel();

@@ -120,13 +120,17 @@ async fn wait_for_signal() {
 }
 
 async fn admin(remote: &Remote) -> Result<Admin> {
+    let identity = match (&remote.tls_cert, &remote.tls_key) {
+        (Some(c), Some(k)) => Some((read(c, "client certificate")?, read(k, "client key")?)),
+        _ => None,
+    };
     let tls = Tls {
         ca_pem: remote
             .tls_ca
             .as_deref()
             .map(|p| read(p, "CA certificate"))
             .transpose()?,
-        identity: None,
+        identity,
     };
     let channel = client::connect(&remote.coordinator, &tls).await?;
     Ok(AdminServiceClient::with_interceptor(
@@ -136,7 +140,13 @@ async fn admin(remote: &Remote) -> Result<Admin> {
 }
 
 fn status_error(e: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", e.message(), e.code())
+    let mut text = format!("{} ({:?})", e.message(), e.code());
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        text.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    anyhow::anyhow!(text)
 }
 
 pub fn submit(

@@ -526,3 +526,195 @@ fn submit_wait_exits_0_and_prints_the_sweep_id_last() {
         Some(id.as_str())
     );
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
+fn pki(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
+    let write = |name: &str, text: String| std::fs::write(dir.join(name), text).expect("write pem");
+    write("ca.pem", ca.pem());
+    for (name, sans, usage) in [
+        (
+            "server",
+            vec!["127.0.0.1".to_string(), "localhost".to_string()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        (
+            "client",
+            vec!["a1.agents.quantgrid".to_string()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+    ] {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(sans).expect("params");
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &ca).expect("sign");
+        write(&format!("{name}.pem"), cert.pem());
+        write(&format!("{name}.key"), key.serialize_pem());
+    }
+}
+
+#[test]
+fn mutual_tls_end_to_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    pki(d);
+    let db = d.join("grid.duckdb");
+    let (t1, ops) = (token(&db, "a1", false), token(&db, "ops", true));
+    let p = |n: &str| d.join(n).display().to_string();
+    let mut child = Command::new(bin("quantgrid"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db-path",
+            &p("grid.duckdb"),
+        ])
+        .args([
+            "--tls-cert",
+            &p("server.pem"),
+            "--tls-key",
+            &p("server.key"),
+            "--tls-client-ca",
+            &p("ca.pem"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let _server = Proc(child);
+    let url = format!("https://{}", line.trim().trim_start_matches("listening "));
+    let tls = [
+        "--tls-ca",
+        &p("ca.pem"),
+        "--tls-cert",
+        &p("client.pem"),
+        "--tls-key",
+        &p("client.key"),
+    ];
+    let _agent = agent(&url, &t1, 5, &tls);
+    let spec = d.join("one.yaml");
+    std::fs::write(&spec, "version: 1\nname: tls\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: both\nbits: [4]\n").expect("spec");
+    let submit = |extra: &[&str]| {
+        Command::new(bin("quantgrid"))
+            .args(["submit", "--wait", "--coordinator", &url, "--token", &ops])
+            .args(extra)
+            .arg(&spec)
+            .output()
+            .expect("submit")
+    };
+    let ok = submit(&tls);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // without a client certificate the handshake fails, before any token is looked at
+    let no_cert = submit(&["--tls-ca", &p("ca.pem")]);
+    assert_eq!(no_cert.status.code(), Some(2));
+    // plaintext to a TLS port fails too
+    let plain = Command::new(bin("quantgrid"))
+        .args([
+            "agents",
+            "--coordinator",
+            &url.replace("https", "http"),
+            "--token",
+            &ops,
+        ])
+        .output()
+        .expect("agents");
+    assert_eq!(plain.status.code(), Some(2));
+}
+
+#[test]
+fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (t1, t2, ops) = (
+        token(&db, "a1", false),
+        token(&db, "a2", false),
+        token(&db, "ops", true),
+    );
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    // a cell takes 1.5 s, so the signal lands while one is running
+    let mut graceful = agent(&url, &t1, 1_500, &[]);
+    let one = "version: 1\nname: one\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n";
+    let sweep = rt().block_on(async {
+        let mut a = admin(&url, &ops).await;
+        let (sweep, _) = submit(&mut a, one).await;
+        wait_busy(&mut a, "a1").await;
+        graceful.signal(15);
+        let status = graceful.wait_exit();
+        assert!(status.success(), "{status:?}");
+        let last = watch_until(&mut a, &sweep, |p| p.finished).await;
+        assert_eq!(
+            last.passed, 1,
+            "the running cell was finished and reported before exiting"
+        );
+        sweep
+    });
+    let mut abandoning = agent(&url, &t2, 60_000, &[]);
+    rt().block_on(async {
+        let mut a = admin(&url, &ops).await;
+        let (sweep2, _) = submit(&mut a, &one.replace("bits: [4]", "bits: [8]")).await;
+        wait_busy(&mut a, "a2").await;
+        abandoning.signal(15);
+        abandoning.signal(15);
+        let status = abandoning.wait_exit();
+        assert!(status.success(), "{status:?}");
+        // the abandoned attempt is recorded as such, and the cell goes back in the queue
+        a.cancel_sweep(pb::SweepRef {
+            sweep_id: sweep2.clone(),
+        })
+        .await
+        .expect("cancel");
+    });
+    drop(server);
+    let store = Store::open(&db).expect("open");
+    let rows = store.results(None, 100).expect("results");
+    assert!(
+        rows.iter().any(|r| r.sweep_id == sweep
+            && r.accepted
+            && r.status == quantgrid_matrix::Status::Pass)
+    );
+    assert!(
+        rows.iter().any(|r| r
+            .error_text
+            .as_deref()
+            .is_some_and(|e| e.contains("abandoned"))
+            && !r.accepted),
+        "{rows:?}"
+    );
+}
+
+/// Returns once `agent` holds a cell.
+async fn wait_busy(a: &mut Admin, agent: &str) {
+    loop {
+        let list = a
+            .list_agents(pb::ListAgentsRequest {})
+            .await
+            .expect("agents")
+            .into_inner()
+            .agents;
+        if list.iter().any(|x| x.name == agent && x.busy_slots > 0) {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}

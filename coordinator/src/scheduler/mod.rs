@@ -97,6 +97,10 @@ pub enum Event {
         agent: String,
         draining: bool,
     },
+    /// The agent is shutting down; its next session clears this.
+    Leaving {
+        agent: String,
+    },
     Tick,
 }
 
@@ -206,6 +210,7 @@ struct Agent {
     connected: bool,
     disconnected_at: Option<Millis>,
     draining: bool,
+    leaving: bool,
     leases: HashSet<String>,
 }
 
@@ -214,7 +219,7 @@ impl Agent {
         self.caps.slots.saturating_sub(self.leases.len() as u32)
     }
     fn accepting(&self) -> bool {
-        self.connected && !self.draining && self.free() > 0
+        self.connected && !self.draining && !self.leaving && self.free() > 0
     }
 }
 
@@ -390,10 +395,12 @@ impl Scheduler {
                     connected: true,
                     disconnected_at: None,
                     draining: false,
+                    leaving: false,
                     leases: HashSet::new(),
                 });
                 a.caps = caps;
                 a.connected = true;
+                a.leaving = false;
                 a.disconnected_at = None;
                 // leases restored from the store belong to this agent again
                 for id in self.orphans.remove(&agent).unwrap_or_default() {
@@ -444,6 +451,11 @@ impl Scheduler {
                 }
                 if !draining {
                     self.fill(&agent, now, &mut out);
+                }
+            }
+            Event::Leaving { agent } => {
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.leaving = true;
                 }
             }
             Event::Tick => self.tick(now, &mut out),

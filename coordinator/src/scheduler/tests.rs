@@ -610,3 +610,14 @@ fn restored_leases_of_an_agent_that_never_returns_are_reclaimed() {
     let o = offers(&a);
     assert_eq!((o[0].0.as_str(), o[0].1.attempt_no), ("b", 2));
 }
+
+#[test]
+fn a_leaving_agent_gets_no_more_cells_until_it_comes_back() {
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
+    let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    s.handle(Event::Leaving { agent: "a".into() }, 1);
+    assert!(offers(&report(&mut s, "a", &o, Status::Pass, 2)).is_empty());
+    // a restarted agent process opens a new session and takes cells again
+    assert_eq!(offers(&up(&mut s, "a", chromium(1), 3)).len(), 1);
+}

@@ -50,6 +50,9 @@ pub enum Command {
         agent: String,
         leases: Vec<String>,
     },
+    Leaving {
+        agent: String,
+    },
     Report {
         agent: String,
         lease: String,
@@ -279,6 +282,10 @@ impl Coordinator {
                 let actions = self
                     .scheduler
                     .handle(Event::Heartbeat { agent, leases }, now);
+                self.execute(actions, Vec::new(), now).await;
+            }
+            Command::Leaving { agent } => {
+                let actions = self.scheduler.handle(Event::Leaving { agent }, now);
                 self.execute(actions, Vec::new(), now).await;
             }
             Command::Report {

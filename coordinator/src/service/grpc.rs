@@ -129,6 +129,9 @@ impl AgentService for Grid {
                             }
                         }
                     }
+                    Some(pb::agent_message::Kind::Leaving(_)) => Command::Leaving {
+                        agent: agent.clone(),
+                    },
                     Some(pb::agent_message::Kind::Progress(_)) | None => continue,
                 };
                 if grid.commands.send(cmd).await.is_err() {
