@@ -284,6 +284,10 @@ pub struct Scheduler {
     leases: HashMap<String, Lease>,
     /// Restored leases whose agent has not come back yet.
     orphans: HashMap<String, Vec<String>>,
+    /// Connected agents with the browser of each queue, and those that also reported its
+    /// platform; kept incrementally so matching never scans every agent.
+    capable: HashMap<Queue, u32>,
+    reporting: HashMap<Queue, u32>,
     next_seq: u64,
 }
 
@@ -305,6 +309,8 @@ impl Scheduler {
             sweeps: BTreeMap::new(),
             leases: HashMap::new(),
             orphans: HashMap::new(),
+            capable: HashMap::new(),
+            reporting: HashMap::new(),
             next_seq: 0,
         }
     }
@@ -390,6 +396,16 @@ impl Scheduler {
         let mut out = Vec::new();
         match event {
             Event::AgentUp { agent, caps } => {
+                // forget what a previous session counted, then count this one
+                if let Some(old) = self
+                    .agents
+                    .get(&agent)
+                    .filter(|a| a.connected)
+                    .map(|a| a.caps.clone())
+                {
+                    self.count(&old, -1);
+                }
+                self.count(&caps, 1);
                 let a = self.agents.entry(agent.clone()).or_insert_with(|| Agent {
                     caps: caps.clone(),
                     connected: true,
@@ -411,9 +427,11 @@ impl Scheduler {
                 self.fill(&agent, now, &mut out);
             }
             Event::AgentDown { agent } => {
-                if let Some(a) = self.agents.get_mut(&agent) {
+                if let Some(a) = self.agents.get_mut(&agent).filter(|a| a.connected) {
                     a.connected = false;
                     a.disconnected_at = Some(now);
+                    let caps = a.caps.clone();
+                    self.count(&caps, -1);
                 }
             }
             Event::Heartbeat { agent, leases } => {
@@ -505,14 +523,27 @@ impl Scheduler {
     /// Whether `agent` should get cells of queue `(b, p)`: it has the browser, and either it
     /// reported the platform or no connected agent did (then the browser answers for itself).
     fn eligible(&self, agent: &Agent, b: Browser, p: Platform) -> bool {
-        if agent.caps.has_platform(b, p) {
-            return true;
+        agent.caps.has_platform(b, p)
+            || (agent.caps.has_browser(b) && self.reporting.get(&(b, p)).copied().unwrap_or(0) == 0)
+    }
+
+    /// Keeps the per-queue agent counts in step as an agent connects (`+1`) or goes (`-1`).
+    fn count(&mut self, caps: &Capabilities, delta: i64) {
+        for b in Browser::ALL {
+            if !caps.has_browser(b) {
+                continue;
+            }
+            for p in Platform::ALL {
+                let bump = |m: &mut HashMap<Queue, u32>| {
+                    let v = m.entry((b, p)).or_default();
+                    *v = (i64::from(*v) + delta).max(0) as u32;
+                };
+                bump(&mut self.capable);
+                if caps.has_platform(b, p) {
+                    bump(&mut self.reporting);
+                }
+            }
         }
-        agent.caps.has_browser(b)
-            && !self
-                .agents
-                .values()
-                .any(|o| o.connected && o.caps.has_platform(b, p))
     }
 
     /// The next cell for `agent`: highest priority first; among equals, the sweep with the
@@ -526,12 +557,18 @@ impl Scheduler {
                     continue;
                 }
             }
-            let queue = s.pending.iter().find_map(|(q, cells)| {
-                (!cells.is_empty()
-                    && agent.caps.meets(&s.requirements, q.0)
-                    && self.eligible(agent, q.0, q.1))
-                .then_some(*q)
-            });
+            // the scarcest kind of cell first: what few agents can run should not wait for
+            // the agents that can run anything to finish the common cells
+            let queue = s
+                .pending
+                .iter()
+                .filter(|(q, cells)| {
+                    !cells.is_empty()
+                        && agent.caps.meets(&s.requirements, q.0)
+                        && self.eligible(agent, q.0, q.1)
+                })
+                .min_by_key(|(q, _)| self.capable.get(q).copied().unwrap_or(0))
+                .map(|(q, _)| *q);
             let Some(q) = queue else { continue };
             let key = (s.input_priority, s.outstanding, s.seq);
             let better = match &best {

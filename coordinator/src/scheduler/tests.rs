@@ -621,3 +621,26 @@ fn a_leaving_agent_gets_no_more_cells_until_it_comes_back() {
     // a restarted agent process opens a new session and takes cells again
     assert_eq!(offers(&up(&mut s, "a", chromium(1), 3)).len(), 1);
 }
+
+#[test]
+fn an_agent_that_can_run_scarce_cells_takes_those_first() {
+    let mut s = Scheduler::new(config());
+    s.handle(
+        Event::Submit(sweep(
+            "s",
+            0,
+            "families: [bert, gpt2]\nbrowsers: [chromium, firefox]\nplatforms: webgpu\nbits: [4]\n",
+        )),
+        0,
+    );
+    up(&mut s, "chromium-only", chromium(0), 0);
+    let both = caps(
+        vec![
+            browser(Browser::Chromium, "156.0", true, false),
+            browser(Browser::Firefox, "153.0", true, false),
+        ],
+        1,
+    );
+    let o = offers(&up(&mut s, "both", both, 0));
+    assert_eq!(o[0].1.cell.browser, Browser::Firefox);
+}
