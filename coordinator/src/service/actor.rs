@@ -83,7 +83,19 @@ pub enum Command {
     },
 }
 
+/// Commands handled before their records are queued as one write.
+const MAX_COMMANDS_PER_BATCH: usize = 512;
+
+/// What a batch of commands produced for the store, and who waits for it to be durable.
+#[derive(Default)]
+struct Outbox {
+    records: Vec<Record>,
+    acks: Vec<(SessionTx, String)>,
+    finals: Vec<(watch::Sender<pb::SweepProgress>, pb::SweepProgress)>,
+}
+
 pub struct Coordinator {
+    outbox: Outbox,
     scheduler: Scheduler,
     writer: StoreWriter,
     sessions: HashMap<String, (u64, SessionTx)>,
@@ -180,6 +192,7 @@ impl Coordinator {
             })
             .collect();
         Coordinator {
+            outbox: Outbox::default(),
             scheduler,
             writer,
             sessions: HashMap::new(),
@@ -208,14 +221,24 @@ impl Coordinator {
                 },
                 _ = ticker.tick() => None,
             };
-            let now = now_ms();
             match cmd {
-                Some(c) => self.command(c, now).await,
+                Some(c) => {
+                    self.command(c, now_ms()).await;
+                    // handle whatever else is already queued, then write it all as one batch
+                    for _ in 0..MAX_COMMANDS_PER_BATCH {
+                        match rx.try_recv() {
+                            Ok(c) => self.command(c, now_ms()).await,
+                            Err(_) => break,
+                        }
+                    }
+                }
                 None => {
+                    let now = now_ms();
                     let actions = self.scheduler.handle(Event::Tick, now);
-                    self.execute(actions, Vec::new(), now).await;
+                    self.execute(actions, Vec::new(), now);
                 }
             }
+            self.flush().await;
         }
         // dropping the sessions ends every agent stream, so the server can stop
         self.sessions.clear();
@@ -240,7 +263,7 @@ impl Coordinator {
                     labels: caps.labels.clone(),
                     registered_at_us: (now * 1000) as i64,
                 });
-                self.queue(vec![record], Vec::new()).await;
+                self.outbox.records.push(record);
                 // a live session picks up new capabilities at once
                 if self.sessions.contains_key(&agent) {
                     let actions = self.scheduler.handle(
@@ -251,7 +274,7 @@ impl Coordinator {
                         now,
                     );
                     self.registered.insert(agent, caps);
-                    self.execute(actions, Vec::new(), now).await;
+                    self.execute(actions, Vec::new(), now);
                 } else {
                     self.registered.insert(agent, caps);
                 }
@@ -265,7 +288,7 @@ impl Coordinator {
                 };
                 self.sessions.insert(agent.clone(), (session, tx));
                 let actions = self.scheduler.handle(Event::AgentUp { agent, caps }, now);
-                self.execute(actions, Vec::new(), now).await;
+                self.execute(actions, Vec::new(), now);
             }
             Command::SessionClosed { agent, session } => {
                 if self
@@ -275,18 +298,18 @@ impl Coordinator {
                 {
                     self.sessions.remove(&agent);
                     let actions = self.scheduler.handle(Event::AgentDown { agent }, now);
-                    self.execute(actions, Vec::new(), now).await;
+                    self.execute(actions, Vec::new(), now);
                 }
             }
             Command::Heartbeat { agent, leases } => {
                 let actions = self
                     .scheduler
                     .handle(Event::Heartbeat { agent, leases }, now);
-                self.execute(actions, Vec::new(), now).await;
+                self.execute(actions, Vec::new(), now);
             }
             Command::Leaving { agent } => {
                 let actions = self.scheduler.handle(Event::Leaving { agent }, now);
-                self.execute(actions, Vec::new(), now).await;
+                self.execute(actions, Vec::new(), now);
             }
             Command::Report {
                 agent,
@@ -305,7 +328,7 @@ impl Coordinator {
                     },
                     now,
                 );
-                self.execute(actions, ack.into_iter().collect(), now).await;
+                self.execute(actions, ack.into_iter().collect(), now);
             }
             Command::Submit {
                 spec,
@@ -363,7 +386,7 @@ impl Coordinator {
                 let actions = self
                     .scheduler
                     .handle(Event::Submit(sweep_input(&id, &spec, cells)), now);
-                self.execute(actions, Vec::new(), now).await;
+                self.execute(actions, Vec::new(), now);
             }
             Command::Watch { sweep, reply } => match self.watchers.get(&sweep) {
                 Some(tx) => {
@@ -406,7 +429,7 @@ impl Coordinator {
                     return;
                 }
                 let actions = self.scheduler.handle(Event::Cancel { sweep }, now);
-                self.execute(actions, Vec::new(), now).await;
+                self.execute(actions, Vec::new(), now);
                 let _ = reply.send(Ok(()));
             }
             Command::Drain {
@@ -427,7 +450,7 @@ impl Coordinator {
                     let _ = tx.try_send(Ok(msg));
                 }
                 let actions = self.scheduler.handle(Event::Drain { agent, draining }, now);
-                self.execute(actions, Vec::new(), now).await;
+                self.execute(actions, Vec::new(), now);
                 let _ = reply.send(Ok(()));
             }
             Command::Agents { reply } => {
@@ -460,8 +483,8 @@ impl Coordinator {
         }
     }
 
-    async fn execute(&mut self, actions: Vec<Action>, acks: Vec<(SessionTx, String)>, now: Millis) {
-        let mut records = Vec::new();
+    fn execute(&mut self, actions: Vec<Action>, acks: Vec<(SessionTx, String)>, now: Millis) {
+        let mut records = std::mem::take(&mut self.outbox.records);
         for action in actions {
             match action {
                 Action::Offer { agent, offer } => {
@@ -544,13 +567,7 @@ impl Coordinator {
                         last.finished = true;
                         last.state = state.to_string();
                         // watchers see the final state only once it is durable
-                        let committed = self.writer.queue(std::mem::take(&mut records)).await;
-                        self.tracker.spawn(async move {
-                            if let Ok(c) = committed {
-                                let _ = c.wait().await;
-                            }
-                            tx.send_replace(last);
-                        });
+                        self.outbox.finals.push((tx, last));
                     }
                 }
                 Action::Ignored {
@@ -562,12 +579,15 @@ impl Coordinator {
                 }
             }
         }
-        self.queue(records, acks).await;
+        self.outbox.records = records;
+        self.outbox.acks.extend(acks);
     }
 
-    /// Queues records; acknowledges reports once they are durable.
-    async fn queue(&self, records: Vec<Record>, acks: Vec<(SessionTx, String)>) {
-        if records.is_empty() && acks.is_empty() {
+    /// Queues the batch's records; acknowledges its reports and announces finished sweeps once
+    /// they are durable.
+    async fn flush(&mut self) {
+        let Outbox { records, acks, finals } = std::mem::take(&mut self.outbox);
+        if records.is_empty() && acks.is_empty() && finals.is_empty() {
             return;
         }
         let committed = if records.is_empty() {
@@ -575,7 +595,7 @@ impl Coordinator {
         } else {
             Some(self.writer.queue(records).await)
         };
-        if acks.is_empty() {
+        if acks.is_empty() && finals.is_empty() {
             return;
         }
         self.tracker.spawn(async move {
@@ -589,11 +609,12 @@ impl Coordinator {
                     return;
                 }
             }
+            for (tx, last) in finals {
+                tx.send_replace(last);
+            }
             for (tx, lease_id) in acks {
                 let msg = pb::CoordinatorMessage {
-                    kind: Some(pb::coordinator_message::Kind::Ack(pb::ReportAck {
-                        lease_id,
-                    })),
+                    kind: Some(pb::coordinator_message::Kind::Ack(pb::ReportAck { lease_id })),
                 };
                 let _ = tx.send(Ok(msg)).await;
             }

@@ -461,6 +461,20 @@ impl Store {
         Ok(())
     }
 
+    /// Stores many tokens in one transaction (lab provisioning, benchmarks).
+    pub fn put_tokens(&mut self, tokens: &[(String, String, bool)]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().doing("starting a token batch")?;
+        {
+            let mut stmt = tx
+                .prepare("INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, current_timestamp::TIMESTAMP, NULL)")
+                .doing("preparing a token insert")?;
+            for (name, hash, admin) in tokens {
+                stmt.execute(duckdb::params![name, hash, admin]).doing("storing a token")?;
+            }
+        }
+        tx.commit().doing("committing tokens")
+    }
+
     /// Returns whether a live token of that name existed.
     pub fn revoke_token(&mut self, name: &str) -> Result<bool, StoreError> {
         let n = self
