@@ -185,10 +185,11 @@ fn main() -> Result<()> {
                 };
                 let signals = shutdown.clone();
                 tokio::spawn(async move {
-                    wait_for_signal().await;
+                    let mut signals_in = Signals::new();
+                    signals_in.next().await;
                     eprintln!("finishing the running cell; signal again to abandon it");
                     signals.graceful.cancel();
-                    wait_for_signal().await;
+                    signals_in.next().await;
                     eprintln!("abandoning");
                     signals.abandon.cancel();
                 });
@@ -200,17 +201,30 @@ fn main() -> Result<()> {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and Ctrl-C, listened for once: a second signal sent right after the first must
+/// not slip through while a new listener is being set up.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(term) = self.term.as_mut() {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

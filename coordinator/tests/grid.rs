@@ -32,14 +32,8 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    /// Sends a signal with kill(1): the workspace forbids unsafe code, so no libc::kill.
-    fn signal(&self, sig: i32) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.0.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{sig} failed");
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), sig).expect("kill");
     }
     fn wait_exit(&mut self) -> std::process::ExitStatus {
         self.0.wait().expect("wait")
@@ -219,7 +213,7 @@ fn an_agent_killed_mid_sweep_loses_nothing() {
         let mut a = admin(&url, &ops).await;
         let (sweep, cells) = submit(&mut a, SPEC).await;
         watch_until(&mut a, &sweep, |p| p.done >= 5).await;
-        victim.signal(9);
+        victim.signal(nix::sys::signal::Signal::SIGKILL);
         victim.wait_exit();
         let last = watch_until(&mut a, &sweep, |p| p.finished).await;
         assert_eq!(
@@ -250,7 +244,7 @@ fn a_coordinator_killed_mid_sweep_resumes_after_restart() {
         watch_until(&mut a, &sweep, |p| p.done >= 10).await;
         (sweep, cells)
     });
-    server.signal(9);
+    server.signal(nix::sys::signal::Signal::SIGKILL);
     server.wait_exit();
     // the agents keep running and reconnect to the restarted coordinator on the same port
     let (server2, url2) = serve(&db, &listen);
@@ -659,7 +653,7 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
         let mut a = admin(&url, &ops).await;
         let (sweep, _) = submit(&mut a, one).await;
         wait_busy(&mut a, "a1").await;
-        graceful.signal(15);
+        graceful.signal(nix::sys::signal::Signal::SIGTERM);
         let status = graceful.wait_exit();
         assert!(status.success(), "{status:?}");
         let last = watch_until(&mut a, &sweep, |p| p.finished).await;
@@ -669,16 +663,45 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
         );
         sweep
     });
-    let mut abandoning = agent(&url, &t2, 60_000, &[]);
-    rt().block_on(async {
+    // a cell that would take a minute: only abandoning it lets the agent exit in time
+    let mut abandoning = Proc(
+        Command::new(bin("quantgrid-agent"))
+            .args([
+                "run",
+                "--coordinator",
+                &url,
+                "--token",
+                &t2,
+                "--executor",
+                "simulated",
+                "--simulated-cell-ms",
+                "60000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn agent"),
+    );
+    let mut agent_stderr = BufReader::new(abandoning.0.stderr.take().expect("stderr")).lines();
+    let sweep2 = rt().block_on(async {
         let mut a = admin(&url, &ops).await;
         let (sweep2, _) = submit(&mut a, &one.replace("bits: [4]", "bits: [8]")).await;
         wait_busy(&mut a, "a2").await;
-        abandoning.signal(15);
-        abandoning.signal(15);
-        let status = abandoning.wait_exit();
-        assert!(status.success(), "{status:?}");
-        // the abandoned attempt is recorded as such, and the cell goes back in the queue
+        sweep2
+    });
+    // a second signal once the agent has taken the first (the OS merges two pending ones)
+    abandoning.signal(nix::sys::signal::Signal::SIGTERM);
+    agent_stderr
+        .by_ref()
+        .map(|l| l.expect("agent stderr"))
+        .find(|l| l.contains("signal again to abandon"))
+        .expect("the agent acknowledged the first signal");
+    abandoning.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = abandoning.wait_exit();
+    assert!(status.success(), "{status:?}");
+    rt().block_on(async {
+        // the abandoned attempt was reported; the cell went back in the queue, so cancel it
+        let mut a = admin(&url, &ops).await;
         a.cancel_sweep(pb::SweepRef {
             sweep_id: sweep2.clone(),
         })

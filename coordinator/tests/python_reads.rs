@@ -6,6 +6,7 @@ use quantgrid_coordinator::store::{Record, ResultRecord, Store};
 use quantgrid_coordinator::sweep::sweep_record;
 use quantgrid_matrix::result::Measurement;
 use quantgrid_matrix::{CellResult, Status, spec};
+use std::path::Path;
 use std::process::Command;
 
 #[test]
@@ -46,7 +47,19 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
             ])
             .expect("write");
     }
-    let python = std::env::var("QUANTGRID_PYTHON").unwrap_or_else(|_| "python3".into());
+    // ./x test names its venv; a plain `cargo test` after it finds the same one
+    let venv = std::env::var("HOME").map(|h| format!("{h}/.cache/quantgrid/venv/bin/python"));
+    let python = std::env::var("QUANTGRID_PYTHON")
+        .or_else(|_| {
+            venv.clone().and_then(|v| {
+                if Path::new(&v).exists() {
+                    Ok(v)
+                } else {
+                    Err(std::env::VarError::NotPresent)
+                }
+            })
+        })
+        .unwrap_or_else(|_| "python3".into());
     let script = r#"
 import sys, duckdb
 con = duckdb.connect(sys.argv[1], read_only=True)

@@ -212,6 +212,8 @@ struct Agent {
     draining: bool,
     leaving: bool,
     leases: HashSet<String>,
+    /// Moving average of how long this agent's cells take, from its own reports.
+    cell_ms: Option<f64>,
 }
 
 impl Agent {
@@ -413,6 +415,7 @@ impl Scheduler {
                     draining: false,
                     leaving: false,
                     leases: HashSet::new(),
+                    cell_ms: None,
                 });
                 a.caps = caps;
                 a.connected = true;
@@ -432,6 +435,8 @@ impl Scheduler {
                     a.disconnected_at = Some(now);
                     let caps = a.caps.clone();
                     self.count(&caps, -1);
+                    // cells an end game held back for this agent may now suit another
+                    self.fill_all(now, &mut out);
                 }
             }
             Event::Heartbeat { agent, leases } => {
@@ -587,6 +592,9 @@ impl Scheduler {
             let Some((sweep_id, q)) = self.pick(agent) else {
                 return;
             };
+            if self.leave_for_faster(agent, &sweep_id, q) {
+                return;
+            }
             let ttl = self.config.lease_ttl_ms;
             let margin = self.config.timeout_margin_ms;
             let sweep = self.sweeps.get_mut(&sweep_id).expect("picked");
@@ -629,6 +637,36 @@ impl Scheduler {
                 offer,
             });
         }
+    }
+
+    /// The end game of a sweep: once its remaining cells fit in one wave, a slow agent leaves
+    /// them to an agent at least twice as fast, which finishes sooner even after waiting for
+    /// its current cell. This is what keeps a heterogeneous lab's makespan near the bound.
+    fn leave_for_faster(&self, agent: &str, sweep_id: &str, q: Queue) -> bool {
+        let Some(mine) = self.agents.get(agent).and_then(|a| a.cell_ms) else {
+            return false;
+        };
+        let Some(sweep) = self.sweeps.get(sweep_id) else {
+            return false;
+        };
+        let remaining: usize = sweep.pending.values().map(VecDeque::len).sum();
+        let capable = self.capable.get(&q).copied().unwrap_or(0) as usize;
+        if remaining > capable {
+            return false;
+        }
+        let fastest = self
+            .agents
+            .iter()
+            .filter(|(n, a)| {
+                n.as_str() != agent
+                    && a.connected
+                    && !a.draining
+                    && !a.leaving
+                    && a.caps.has_browser(q.0)
+            })
+            .filter_map(|(_, a)| a.cell_ms)
+            .fold(f64::INFINITY, f64::min);
+        mine > 2.0 * fastest
     }
 
     fn fill_all(&mut self, now: Millis, out: &mut Vec<Action>) {
@@ -788,6 +826,10 @@ impl Scheduler {
         let Some(lease) = self.end_lease(&lease_id, EndReason::Reported(status), now, out) else {
             return;
         };
+        if let Some(a) = self.agents.get_mut(&agent) {
+            let took = now.saturating_sub(lease.started_at) as f64;
+            a.cell_ms = Some(a.cell_ms.map_or(took, |m| 0.7 * m + 0.3 * took));
+        }
         let cell_ok = self
             .sweeps
             .get(&lease.sweep)

@@ -644,3 +644,39 @@ fn an_agent_that_can_run_scarce_cells_takes_those_first() {
     let o = offers(&up(&mut s, "both", both, 0));
     assert_eq!(o[0].1.cell.browser, Browser::Firefox);
 }
+
+#[test]
+fn in_the_end_game_a_slow_agent_leaves_the_last_cells_to_a_fast_one() {
+    let mut s = Scheduler::new(config());
+    s.handle(
+        Event::Submit(sweep(
+            "s",
+            0,
+            "families: [bert, gpt2, vit]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4, 8]\n",
+        )),
+        0,
+    );
+    let fast = offers(&up(&mut s, "fast", chromium(1), 0)).remove(0).1;
+    let slow = offers(&up(&mut s, "slow", chromium(1), 0)).remove(0).1;
+    // both learn their speed: fast takes 10 ms a cell, slow 100 ms
+    let f2 = offers(&report(&mut s, "fast", &fast, Status::Pass, 10))
+        .remove(0)
+        .1;
+    let f3 = offers(&report(&mut s, "fast", &f2, Status::Pass, 20))
+        .remove(0)
+        .1;
+    // 2 cells left for 2 agents: the slow agent's report does not win it another cell
+    let after_slow = report(&mut s, "slow", &slow, Status::Pass, 100);
+    assert!(
+        offers(&after_slow).is_empty(),
+        "the slow agent took an end-game cell"
+    );
+    let f4 = offers(&report(&mut s, "fast", &f3, Status::Pass, 110))
+        .remove(0)
+        .1;
+    let f5 = offers(&report(&mut s, "fast", &f4, Status::Pass, 120))
+        .remove(0)
+        .1;
+    let last = report(&mut s, "fast", &f5, Status::Pass, 130);
+    assert_eq!(done(&last), Some(SweepEnd::Finished));
+}

@@ -586,7 +586,11 @@ impl Coordinator {
     /// Queues the batch's records; acknowledges its reports and announces finished sweeps once
     /// they are durable.
     async fn flush(&mut self) {
-        let Outbox { records, acks, finals } = std::mem::take(&mut self.outbox);
+        let Outbox {
+            records,
+            acks,
+            finals,
+        } = std::mem::take(&mut self.outbox);
         if records.is_empty() && acks.is_empty() && finals.is_empty() {
             return;
         }
@@ -614,7 +618,9 @@ impl Coordinator {
             }
             for (tx, lease_id) in acks {
                 let msg = pb::CoordinatorMessage {
-                    kind: Some(pb::coordinator_message::Kind::Ack(pb::ReportAck { lease_id })),
+                    kind: Some(pb::coordinator_message::Kind::Ack(pb::ReportAck {
+                        lease_id,
+                    })),
                 };
                 let _ = tx.send(Ok(msg)).await;
             }

@@ -67,9 +67,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let path = config.db_path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+    let mut store = tokio::task::spawn_blocking(move || Store::open(&path))
         .await
         .map_err(|_| StoreError::WriterGone)??;
+    store.limit_threads(1)?;
     let tokens = auth::Tokens::new(store.live_token_hashes()?);
     let running = store.running_sweeps()?;
     let (scheduler, progress, requests) =

@@ -188,6 +188,14 @@ impl Store {
         Ok(store)
     }
 
+    /// Caps DuckDB's worker threads. The coordinator gives its writer one, so a checkpoint
+    /// cannot take every core from the scheduler and the agent sessions.
+    pub fn limit_threads(&mut self, threads: u32) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(&format!("SET threads = {}", threads.max(1)))
+            .doing("limiting DuckDB threads")
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -469,7 +469,8 @@ impl Store {
                 .prepare("INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, current_timestamp::TIMESTAMP, NULL)")
                 .doing("preparing a token insert")?;
             for (name, hash, admin) in tokens {
-                stmt.execute(duckdb::params![name, hash, admin]).doing("storing a token")?;
+                stmt.execute(duckdb::params![name, hash, admin])
+                    .doing("storing a token")?;
             }
         }
         tx.commit().doing("committing tokens")
