@@ -13,6 +13,9 @@ mod tests;
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
 
+/// A slow agent leaves an end-game cell to a faster one only when that saves at least this.
+const END_GAME_MIN_GAIN_MS: f64 = 50.0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchedulerConfig {
     /// How long a lease lives without a heartbeat naming it.
@@ -666,7 +669,8 @@ impl Scheduler {
             })
             .filter_map(|(_, a)| a.cell_ms)
             .fold(f64::INFINITY, f64::min);
-        mine > 2.0 * fastest
+        // waiting only pays when it saves more than dispatch overhead and timer noise
+        mine > 2.0 * fastest + END_GAME_MIN_GAIN_MS
     }
 
     fn fill_all(&mut self, now: Millis, out: &mut Vec<Action>) {

@@ -680,3 +680,22 @@ fn in_the_end_game_a_slow_agent_leaves_the_last_cells_to_a_fast_one() {
     let last = report(&mut s, "fast", &f5, Status::Pass, 130);
     assert_eq!(done(&last), Some(SweepEnd::Finished));
 }
+
+#[test]
+fn short_cells_never_wait_for_a_faster_agent() {
+    let mut s = Scheduler::new(config());
+    s.handle(
+        Event::Submit(sweep(
+            "s",
+            0,
+            "families: [bert, gpt2]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4, 8]\n",
+        )),
+        0,
+    );
+    let a = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
+    let b = offers(&up(&mut s, "b", chromium(1), 0)).remove(0).1;
+    // a learns it takes 0 ms and starts the third cell; one cell is left for two agents
+    assert_eq!(offers(&report(&mut s, "a", &a, Status::Pass, 0)).len(), 1);
+    // b takes 3 ms: 50 ms from a is not worth waiting for, so b takes the last cell
+    assert_eq!(offers(&report(&mut s, "b", &b, Status::Pass, 3)).len(), 1);
+}
