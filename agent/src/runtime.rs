@@ -281,6 +281,7 @@ impl Agent {
                     let result = fut.await;
                     let _ = done.send((lease, result)).await;
                 });
+                tracing::info!(lease = %offer.lease_id, cell = %cell.label(), "running cell");
                 self.running
                     .insert(offer.lease_id, Running { cell, abandon });
             }

@@ -676,6 +676,7 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
                 "simulated",
                 "--simulated-cell-ms",
                 "60000",
+                "-v",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -686,9 +687,14 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
     let sweep2 = rt().block_on(async {
         let mut a = admin(&url, &ops).await;
         let (sweep2, _) = submit(&mut a, &one.replace("bits: [4]", "bits: [8]")).await;
-        wait_busy(&mut a, "a2").await;
         sweep2
     });
+    // the coordinator's lease is not enough: wait for the agent to have started the cell
+    agent_stderr
+        .by_ref()
+        .map(|l| l.expect("agent stderr"))
+        .find(|l| l.contains("running cell"))
+        .expect("the agent started the cell");
     // a second signal once the agent has taken the first (the OS merges two pending ones)
     abandoning.signal(nix::sys::signal::Signal::SIGTERM);
     agent_stderr
@@ -698,6 +704,7 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
         .expect("the agent acknowledged the first signal");
     abandoning.signal(nix::sys::signal::Signal::SIGTERM);
     let status = abandoning.wait_exit();
+    let agent_log: Vec<String> = agent_stderr.map_while(Result::ok).collect();
     assert!(status.success(), "{status:?}");
     rt().block_on(async {
         // the abandoned attempt was reported; the cell went back in the queue, so cancel it
@@ -722,7 +729,8 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
             .as_deref()
             .is_some_and(|e| e.contains("abandoned"))
             && !r.accepted),
-        "{rows:?}"
+        "{rows:?}\nagent log:\n{}",
+        agent_log.join("\n")
     );
 }
 
