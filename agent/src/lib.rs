@@ -1,8 +1,9 @@
 //! The quantgrid agent: what the machine offers the grid, the runtime that dials out to a
 //! coordinator, and the executors that run cells. Browser discovery, WebDriver and the
-//! in-browser harness arrive with the agent issue.
+//! in-browser harness arrive with the agent issue; discovery of browsers and GPUs exists.
 
 pub mod config;
+pub mod discovery;
 pub mod executor;
 pub mod host;
 pub mod runtime;

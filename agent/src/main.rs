@@ -33,9 +33,11 @@ enum ExecutorKind {
     Simulated,
 }
 
+// parsed once at start-up: the size difference costs nothing
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print what this agent would register with a coordinator, as JSON.
+    /// Print the browsers (versions read from the binaries) and GPUs this machine has, as JSON.
     Probe,
     /// Connect to a coordinator and run the cells it offers until stopped. SIGTERM or Ctrl-C:
     /// finish the running cell, report, disconnect. A second signal: abandon it and exit.
@@ -85,9 +87,13 @@ fn main() -> Result<()> {
         .init();
     match cli.command {
         Command::Probe => {
-            let host = quantgrid_agent::host::host();
-            println!("{}", serde_json::to_string_pretty(&host)?);
-            eprintln!("browser discovery is not built yet: this agent reports no browsers");
+            let machine = quantgrid_agent::discovery::machine();
+            println!("{}", serde_json::to_string_pretty(&machine)?);
+            eprintln!(
+                "found {} browser(s) and {} GPU(s); probing WebGPU/WebNN from inside the browsers is not built yet",
+                machine.browsers.len(),
+                machine.gpus.len()
+            );
             Ok(())
         }
         Command::Run {

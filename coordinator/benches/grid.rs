@@ -161,10 +161,10 @@ async fn agent(
         let Some(pb::coordinator_message::Kind::Offer(o)) = m.kind else {
             continue;
         };
-        if let Some(t) = freed.take() {
-            if let Some(h) = stats.lock().expect("stats").dispatch.as_mut() {
-                let _ = h.record(t.elapsed().as_micros() as u64);
-            }
+        if let Some(t) = freed.take()
+            && let Some(h) = stats.lock().expect("stats").dispatch.as_mut()
+        {
+            let _ = h.record(t.elapsed().as_micros() as u64);
         }
         let cell_pb = o.cell.expect("cell");
         if !cell.is_zero() {

@@ -147,7 +147,7 @@ fn token(db_path: Option<&Path>, action: TokenAction) -> Result<ExitCode> {
         }
         TokenAction::List => {
             let store = open_existing(Some(path))?;
-            println!("{:<24} {:<6} {:<20} {}", "name", "kind", "created", "state");
+            println!("{:<24} {:<6} {:<20} state", "name", "kind", "created");
             for t in store.tokens()? {
                 println!(
                     "{:<24} {:<6} {:<20} {}",

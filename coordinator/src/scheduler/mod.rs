@@ -72,6 +72,8 @@ pub struct RestoredLease {
     pub started_at: Millis,
 }
 
+// one event is handled at a time, so its size does not matter; boxing would only add noise
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// An agent registered or its session (re)opened.
@@ -146,6 +148,7 @@ pub enum SweepEnd {
     Cancelled,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Send the lease to the agent; persist it as outstanding.
@@ -445,10 +448,10 @@ impl Scheduler {
             Event::Heartbeat { agent, leases } => {
                 let ttl = self.config.lease_ttl_ms;
                 for id in leases {
-                    if let Some(l) = self.leases.get_mut(&id) {
-                        if l.agent == agent {
-                            l.expires_at = now + ttl;
-                        }
+                    if let Some(l) = self.leases.get_mut(&id)
+                        && l.agent == agent
+                    {
+                        l.expires_at = now + ttl;
                     }
                 }
             }
@@ -560,10 +563,10 @@ impl Scheduler {
         let agent = self.agents.get(name)?;
         let mut best: Option<((i32, u32, u64), String, Queue)> = None;
         for (id, s) in &self.sweeps {
-            if let Some(((prio, _, _), _, _)) = &best {
-                if s.input_priority < *prio {
-                    continue;
-                }
+            if let Some(((prio, _, _), _, _)) = &best
+                && s.input_priority < *prio
+            {
+                continue;
             }
             // the scarcest kind of cell first: what few agents can run should not wait for
             // the agents that can run anything to finish the common cells

@@ -354,7 +354,8 @@ fn infrastructure_failures_are_retried_real_failures_are_not() {
     let mut s = Scheduler::new(config());
     s.handle(Event::Submit(sweep("s", 0, one)), 0);
     let o = offers(&up(&mut s, "a", chromium(1), 0)).remove(0).1;
-    for status in [Status::Fail] {
+    {
+        let status = Status::Fail;
         let a = report(&mut s, "a", &o, status, 1);
         assert_eq!(stored(&a), vec![(o.lease_id.clone(), status, true)]);
         assert!(offers(&a).is_empty());

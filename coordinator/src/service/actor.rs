@@ -473,13 +473,12 @@ impl Coordinator {
     }
 
     fn send(&self, agent: &str, kind: pb::coordinator_message::Kind) {
-        if let Some((_, tx)) = self.sessions.get(agent) {
-            if tx
+        if let Some((_, tx)) = self.sessions.get(agent)
+            && tx
                 .try_send(Ok(pb::CoordinatorMessage { kind: Some(kind) }))
                 .is_err()
-            {
-                tracing::warn!(agent, "agent stream is full or gone; the lease will expire");
-            }
+        {
+            tracing::warn!(agent, "agent stream is full or gone; the lease will expire");
         }
     }
 
