@@ -647,12 +647,13 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
     );
     let (server, url) = serve(&db, "127.0.0.1:0");
     // a cell takes 1.5 s, so the signal lands while one is running
-    let mut graceful = agent(&url, &t1, 1_500, &[]);
+    let (mut graceful, mut graceful_log) = logged_agent(&url, &t1, 1_500);
     let one = "version: 1\nname: one\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n";
     let sweep = rt().block_on(async {
         let mut a = admin(&url, &ops).await;
         let (sweep, _) = submit(&mut a, one).await;
-        wait_busy(&mut a, "a1").await;
+        // the coordinator's lease is not enough: the offer may still be on its way
+        wait_for_line(&mut graceful_log, "running cell");
         graceful.signal(nix::sys::signal::Signal::SIGTERM);
         let status = graceful.wait_exit();
         assert!(status.success(), "{status:?}");
@@ -664,44 +665,16 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
         sweep
     });
     // a cell that would take a minute: only abandoning it lets the agent exit in time
-    let mut abandoning = Proc(
-        Command::new(bin("quantgrid-agent"))
-            .args([
-                "run",
-                "--coordinator",
-                &url,
-                "--token",
-                &t2,
-                "--executor",
-                "simulated",
-                "--simulated-cell-ms",
-                "60000",
-                "-v",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn agent"),
-    );
-    let mut agent_stderr = BufReader::new(abandoning.0.stderr.take().expect("stderr")).lines();
+    let (mut abandoning, mut agent_stderr) = logged_agent(&url, &t2, 60_000);
     let sweep2 = rt().block_on(async {
         let mut a = admin(&url, &ops).await;
         let (sweep2, _) = submit(&mut a, &one.replace("bits: [4]", "bits: [8]")).await;
         sweep2
     });
-    // the coordinator's lease is not enough: wait for the agent to have started the cell
-    agent_stderr
-        .by_ref()
-        .map(|l| l.expect("agent stderr"))
-        .find(|l| l.contains("running cell"))
-        .expect("the agent started the cell");
+    wait_for_line(&mut agent_stderr, "running cell");
     // a second signal once the agent has taken the first (the OS merges two pending ones)
     abandoning.signal(nix::sys::signal::Signal::SIGTERM);
-    agent_stderr
-        .by_ref()
-        .map(|l| l.expect("agent stderr"))
-        .find(|l| l.contains("signal again to abandon"))
-        .expect("the agent acknowledged the first signal");
+    wait_for_line(&mut agent_stderr, "signal again to abandon");
     abandoning.signal(nix::sys::signal::Signal::SIGTERM);
     let status = abandoning.wait_exit();
     let agent_log: Vec<String> = agent_stderr.map_while(Result::ok).collect();
@@ -734,18 +707,35 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
     );
 }
 
-/// Returns once `agent` holds a cell.
-async fn wait_busy(a: &mut Admin, agent: &str) {
-    loop {
-        let list = a
-            .list_agents(pb::ListAgentsRequest {})
-            .await
-            .expect("agents")
-            .into_inner()
-            .agents;
-        if list.iter().any(|x| x.name == agent && x.busy_slots > 0) {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
+type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// An agent whose log (`-v`) the test reads, to wait on what it actually did.
+fn logged_agent(url: &str, token: &str, cell_ms: u64) -> (Proc, Lines) {
+    let mut child = Command::new(bin("quantgrid-agent"))
+        .args([
+            "run",
+            "-v",
+            "--coordinator",
+            url,
+            "--token",
+            token,
+            "--executor",
+            "simulated",
+        ])
+        .arg("--simulated-cell-ms")
+        .arg(cell_ms.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent");
+    let lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    (Proc(child), lines)
+}
+
+fn wait_for_line(lines: &mut Lines, needle: &str) {
+    lines
+        .by_ref()
+        .map(|l| l.expect("agent log"))
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("the agent exited without logging `{needle}`"));
 }
