@@ -51,13 +51,7 @@ pub struct ConfigError {
 
 pub fn parse(text: &str, file: &str) -> Result<RawAgentConfig, ConfigError> {
     let raw: RawAgentConfig = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-        let full = e.without_snippet().to_string();
-        let first = full.lines().next().unwrap_or_default();
-        let message = match first.split_once(": ") {
-            Some((pos, rest)) if pos.starts_with("line ") => rest.to_string(),
-            _ => first.to_string(),
-        };
+        let (line, column, message) = quantgrid_matrix::spec::yaml_error(&e);
         ConfigError {
             file: file.to_string(),
             line,

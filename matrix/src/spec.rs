@@ -481,18 +481,25 @@ pub struct MatrixSpec {
 /// Parses and validates `source`; `file` names it in errors.
 pub fn parse(source: &str, file: &str) -> Result<MatrixSpec, SpecError> {
     let raw: RawSpec = serde_saphyr::from_str(source).map_err(|e| {
-        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        let (line, column, message) = yaml_error(&e);
         SpecError {
             file: file.to_string(),
             line,
             column,
-            message: first_line(&e.without_snippet().to_string()),
+            message,
             hint: Some(format!(
                 "see configs/example.yaml; editors complete keys from configs/spec.schema.json (spec version {SPEC_VERSION})"
             )),
         }
     })?;
     validate(raw, file)
+}
+
+/// Line, column and message of a YAML (de)serialization error, for `file:line:col: message`
+/// reports of any YAML file quantgrid reads.
+pub fn yaml_error(e: &serde_saphyr::Error) -> (u64, u64, String) {
+    let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+    (line, column, first_line(&e.without_snippet().to_string()))
 }
 
 fn first_line(s: &str) -> String {
