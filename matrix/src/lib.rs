@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cell;
 pub mod family;
 pub mod quant;
+pub mod reference;
 pub mod render;
 pub mod result;
 pub mod spec;
