@@ -6,4 +6,7 @@ pub mod config;
 pub mod discovery;
 pub mod executor;
 pub mod host;
+pub mod probe;
 pub mod runtime;
+pub mod server;
+pub mod webdriver;

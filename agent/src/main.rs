@@ -37,7 +37,8 @@ enum ExecutorKind {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the browsers (versions read from the binaries) and GPUs this machine has, as JSON.
+    /// Print this machine's GPUs and browsers, each with what it reports from inside about
+    /// WebGPU and WebNN (a headless session per browser), as JSON.
     Probe,
     /// Connect to a coordinator and run the cells it offers until stopped. SIGTERM or Ctrl-C:
     /// finish the running cell, report, disconnect. A second signal: abandon it and exit.
@@ -88,12 +89,32 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Probe => {
             let machine = quantgrid_agent::discovery::machine();
-            println!("{}", serde_json::to_string_pretty(&machine)?);
-            eprintln!(
-                "found {} browser(s) and {} GPU(s); probing WebGPU/WebNN from inside the browsers is not built yet",
-                machine.browsers.len(),
-                machine.gpus.len()
-            );
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let mut probed = Vec::new();
+            for found in &machine.browsers {
+                match rt.block_on(quantgrid_agent::probe::probe(found)) {
+                    Ok(p) => probed.push(serde_json::json!({
+                        "capability": p.capability(),
+                        "driver": found.candidate.driver,
+                        "report": p.report,
+                    })),
+                    Err(e) => probed.push(serde_json::json!({
+                        "browser": found.candidate.browser,
+                        "binary": found.candidate.binary,
+                        "version": found.version,
+                        "error": format!("{:#}", anyhow::Error::from(e)),
+                    })),
+                }
+            }
+            let out = serde_json::json!({
+                "os": machine.os,
+                "arch": machine.arch,
+                "gpus": machine.gpus,
+                "browsers": probed,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
         Command::Run {

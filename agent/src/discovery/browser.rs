@@ -59,14 +59,6 @@ fn driver_name(b: Browser) -> &'static str {
 /// Every place to look, in order of preference, without touching the file system.
 pub fn candidates(os: Os, path: &[PathBuf], env: &HashMap<String, String>) -> Vec<Candidate> {
     let on_path = |name: &str| path.iter().map(|d| d.join(name)).collect::<Vec<_>>();
-    let exe = |name: &str| {
-        if os == Os::Windows {
-            format!("{name}.exe")
-        } else {
-            name.to_string()
-        }
-    };
-    let driver_on_path = |b: Browser| on_path(&exe(driver_name(b))).into_iter().next();
     let mut out = Vec::new();
     for (var, browser) in OVERRIDES {
         if let Some(p) = env.get(var) {
@@ -74,7 +66,7 @@ pub fn candidates(os: Os, path: &[PathBuf], env: &HashMap<String, String>) -> Ve
                 browser,
                 channel: "override".into(),
                 binary: p.into(),
-                driver: driver_on_path(browser),
+                driver: None,
             });
         }
     }
@@ -84,7 +76,7 @@ pub fn candidates(os: Os, path: &[PathBuf], env: &HashMap<String, String>) -> Ve
                 browser,
                 channel: channel.into(),
                 binary,
-                driver: driver_on_path(browser),
+                driver: None,
             });
         }
     };
@@ -219,26 +211,43 @@ pub fn version_of(candidate: &Candidate) -> Option<String> {
         .or_else(|| parse_version(&String::from_utf8_lossy(&out.stderr)))
 }
 
-/// The candidates that exist here, with their versions; the same binary is listed once.
+/// The first driver executable for `browser` on `path`.
+pub fn find_driver(os: Os, browser: Browser, path: &[PathBuf]) -> Option<PathBuf> {
+    let name = driver_name(browser);
+    let file = if os == Os::Windows {
+        format!("{name}.exe")
+    } else {
+        name.to_string()
+    };
+    path.iter().map(|d| d.join(&file)).find(|p| p.is_file())
+}
+
+/// The candidates that exist here, with their versions and drivers. A build reachable from
+/// two places (a binary and its launcher script) is listed once.
 pub fn discover(os: Os, path: &[PathBuf], env: &HashMap<String, String>) -> Vec<Found> {
-    let mut seen: Vec<PathBuf> = Vec::new();
-    let mut found = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     for c in candidates(os, path, env) {
         if !Path::new(&c.binary).is_file() {
             continue;
         }
-        let real = std::fs::canonicalize(&c.binary).unwrap_or_else(|_| c.binary.clone());
-        if seen.contains(&real) {
+        let Some(version) = version_of(&c) else {
+            continue;
+        };
+        if found
+            .iter()
+            .any(|f| f.candidate.browser == c.browser && f.version == version)
+        {
             continue;
         }
-        seen.push(real);
-        let driver = c.driver.clone().filter(|d| d.is_file());
-        if let Some(version) = version_of(&c) {
-            found.push(Found {
-                candidate: Candidate { driver, ..c },
-                version,
-            });
-        }
+        let driver = c
+            .driver
+            .clone()
+            .filter(|d| d.is_file())
+            .or_else(|| find_driver(os, c.browser, path));
+        found.push(Found {
+            candidate: Candidate { driver, ..c },
+            version,
+        });
     }
     found
 }
@@ -273,16 +282,26 @@ mod tests {
     }
 
     #[test]
-    fn linux_prefers_the_real_chromium_binary_and_finds_drivers_on_path() {
+    fn linux_prefers_the_real_chromium_binary() {
         let path = vec![PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")];
         let c = candidates(Os::Linux, &path, &HashMap::new());
         assert_eq!(c[0].binary, PathBuf::from("/usr/lib/chromium/chromium"));
-        assert_eq!(c[0].driver, Some(PathBuf::from("/usr/bin/chromedriver")));
-        let ff = c
-            .iter()
-            .find(|x| x.browser == Browser::Firefox)
-            .expect("firefox");
-        assert_eq!(ff.driver, Some(PathBuf::from("/usr/bin/geckodriver")));
+        assert!(c.iter().any(
+            |x| x.browser == Browser::Firefox && x.binary == Path::new("/usr/bin/firefox-esr")
+        ));
+    }
+
+    #[test]
+    fn drivers_are_found_on_path() {
+        let empty = tempfile::tempdir().expect("tempdir");
+        let with = tempfile::tempdir().expect("tempdir");
+        std::fs::write(with.path().join("geckodriver"), "").expect("write");
+        let path = vec![empty.path().to_path_buf(), with.path().to_path_buf()];
+        assert_eq!(
+            find_driver(Os::Linux, Browser::Firefox, &path),
+            Some(with.path().join("geckodriver"))
+        );
+        assert_eq!(find_driver(Os::Linux, Browser::Chromium, &path), None);
     }
 
     #[test]

@@ -1,0 +1,87 @@
+//! Capabilities as each browser reports them from inside: the probe page is loaded over
+//! WebDriver from the agent's harness server and asked about WebGPU and WebNN.
+
+use crate::discovery::browser::Found;
+use crate::server;
+use crate::webdriver::{Driver, Launch, Session, WebDriverError};
+use quantgrid_matrix::agent::BrowserCapability;
+use quantgrid_matrix::result::AdapterInfo;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Probed {
+    pub found: Found,
+    /// What the page returned, verbatim.
+    pub report: serde_json::Value,
+}
+
+impl Probed {
+    /// The capability the agent registers: only what the browser said.
+    pub fn capability(&self) -> BrowserCapability {
+        let g = &self.report["webgpu"];
+        let text = |k: &str| g[k].as_str().unwrap_or_default().to_string();
+        BrowserCapability {
+            browser: self.found.candidate.browser,
+            channel: self.found.candidate.channel.clone(),
+            version: self.found.version.clone(),
+            webgpu: (g["available"] == serde_json::json!(true)).then(|| AdapterInfo {
+                vendor: text("vendor"),
+                architecture: text("architecture"),
+                device: text("device"),
+                description: text("description"),
+                is_fallback: g["isFallbackAdapter"].as_bool().unwrap_or(false),
+            }),
+            webnn: self.report["webnn"]["available"] == serde_json::json!(true),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{browser} at {binary} has no WebDriver server (looked for its driver on PATH)")]
+    NoDriver { browser: String, binary: String },
+    #[error(transparent)]
+    WebDriver(#[from] WebDriverError),
+    #[error("cannot serve the harness")]
+    Serve(#[source] std::io::Error),
+    #[error("no randomness for the session token")]
+    Random,
+}
+
+/// Probes one browser build in a fresh headless session.
+pub async fn probe(found: &Found) -> Result<Probed, ProbeError> {
+    let c = &found.candidate;
+    let driver_path = c.driver.clone().ok_or_else(|| ProbeError::NoDriver {
+        browser: c.browser.to_string(),
+        binary: c.binary.display().to_string(),
+    })?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(ProbeError::Serve)?;
+    let addr = listener.local_addr().map_err(ProbeError::Serve)?;
+    let token = server::session_token().map_err(|_| ProbeError::Random)?;
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(server::run(listener, token.clone(), stop.clone()));
+    let result = async {
+        let driver = Driver::start(&driver_path, c.browser).await?;
+        let launch = Launch { browser: c.browser, binary: c.binary.clone(), headless: true, extra_args: Vec::new() };
+        let session = Session::open(&driver, &launch).await?;
+        let outcome = async {
+            session.goto(&format!("http://{addr}/{token}/probe.html")).await?;
+            session
+                .run_async("window.quantgridProbe().then(done, e => done({ error: `${e.name}: ${e.message}` }));")
+                .await
+        }
+        .await;
+        let _ = session.close().await;
+        outcome
+    }
+    .await;
+    stop.cancel();
+    let _ = serving.await;
+    Ok(Probed {
+        found: found.clone(),
+        report: result?,
+    })
+}

@@ -1,0 +1,240 @@
+//! WebDriver: the only module that knows fantoccini. It starts and owns driver processes
+//! (killed when dropped, so none outlive the agent), and opens browser sessions with a fresh
+//! temporary profile and the flags each browser needs.
+
+use quantgrid_matrix::Browser;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebDriverError {
+    #[error("cannot start the driver {path}")]
+    Spawn {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the driver {path} exited or never said which port it listens on")]
+    NoPort { path: PathBuf },
+    #[error("cannot create a temporary browser profile")]
+    Profile(#[source] std::io::Error),
+    #[error("the driver refused a session: {0}")]
+    Session(String),
+    #[error("webdriver command failed: {0}")]
+    Command(String),
+}
+
+/// A driver process listening on 127.0.0.1; killed on drop.
+#[derive(Debug)]
+pub struct Driver {
+    _child: Child,
+    pub url: String,
+}
+
+impl Driver {
+    /// Starts `path` on a port it picks itself and reads the port from its output.
+    pub async fn start(path: &Path, browser: Browser) -> Result<Driver, WebDriverError> {
+        let mut cmd = Command::new(path);
+        match browser {
+            Browser::Firefox => cmd.args(["--port", "0", "--host", "127.0.0.1"]),
+            _ => cmd.args(["--port=0", "--allowed-ips=127.0.0.1"]),
+        };
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| WebDriverError::Spawn {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let stdout = child.stdout.take().ok_or_else(|| WebDriverError::NoPort {
+            path: path.to_path_buf(),
+        })?;
+        let mut lines = BufReader::new(stdout).lines();
+        let port = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                // "ChromeDriver was started successfully on port 42335." / "Listening on 127.0.0.1:4444"
+                let tail = line.split("on port ").nth(1).or_else(|| {
+                    line.split("Listening on ")
+                        .nth(1)
+                        .and_then(|a| a.rsplit(':').next())
+                });
+                if let Some(p) =
+                    tail.and_then(|t| t.trim_end_matches('.').trim().parse::<u16>().ok())
+                    && p != 0
+                {
+                    return Some(p);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| WebDriverError::NoPort {
+            path: path.to_path_buf(),
+        })?;
+        // keep draining its output so the driver never blocks on a full pipe
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Driver {
+            _child: child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+}
+
+/// How to launch a browser build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub browser: Browser,
+    pub binary: PathBuf,
+    pub headless: bool,
+    pub extra_args: Vec<String>,
+}
+
+impl Launch {
+    /// The flags that make WebGPU and WebNN reachable, from the machine notes: Chromium needs
+    /// `--enable-unsafe-webgpu` (else `requestAdapter()` is null) and the WebNN feature flag
+    /// (else `navigator.ml` is absent); Firefox needs the WebGPU prefs.
+    pub fn flags(&self, profile: &Path) -> Vec<String> {
+        let mut f: Vec<String> = match self.browser {
+            Browser::Firefox => vec!["-profile".into(), profile.display().to_string()],
+            _ => [
+                "--no-sandbox",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--enable-unsafe-webgpu",
+                "--enable-features=WebMachineLearningNeuralNetwork",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("--user-data-dir={}", profile.display())])
+            .collect(),
+        };
+        if self.headless {
+            f.push(if self.browser == Browser::Firefox {
+                "-headless".into()
+            } else {
+                "--headless".into()
+            });
+        }
+        f.extend(self.extra_args.iter().cloned());
+        f
+    }
+
+    fn capabilities(&self, profile: &Path) -> serde_json::Map<String, serde_json::Value> {
+        let args = self.flags(profile);
+        let caps = match self.browser {
+            Browser::Firefox => serde_json::json!({
+                "browserName": "firefox",
+                "moz:firefoxOptions": {
+                    "binary": self.binary,
+                    "args": args,
+                    "prefs": { "dom.webgpu.enabled": true, "gfx.webgpu.ignore-blocklist": true }
+                },
+                "timeouts": { "script": 60000, "pageLoad": 60000 }
+            }),
+            _ => serde_json::json!({
+                "browserName": "chrome",
+                "goog:chromeOptions": { "binary": self.binary, "args": args },
+                "timeouts": { "script": 60000, "pageLoad": 60000 }
+            }),
+        };
+        match caps {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+/// A browser session with its own throwaway profile.
+#[derive(Debug)]
+pub struct Session {
+    client: fantoccini::Client,
+    _profile: tempfile::TempDir,
+    /// The flags the browser was started with, recorded with every result.
+    pub flags: Vec<String>,
+}
+
+impl Session {
+    pub async fn open(driver: &Driver, launch: &Launch) -> Result<Session, WebDriverError> {
+        let profile = tempfile::tempdir().map_err(WebDriverError::Profile)?;
+        let caps = launch.capabilities(profile.path());
+        let client = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .map_err(|e| WebDriverError::Session(e.to_string()))?;
+        Ok(Session {
+            client,
+            flags: launch.flags(profile.path()),
+            _profile: profile,
+        })
+    }
+
+    pub async fn goto(&self, url: &str) -> Result<(), WebDriverError> {
+        self.client
+            .goto(url)
+            .await
+            .map_err(|e| WebDriverError::Command(e.to_string()))
+    }
+
+    /// Runs `body` as an async script; it gets `done` to call with its result.
+    pub async fn run_async(&self, body: &str) -> Result<serde_json::Value, WebDriverError> {
+        let script = format!("const done = arguments[arguments.length - 1];\n{body}");
+        self.client
+            .execute_async(&script, Vec::new())
+            .await
+            .map_err(|e| WebDriverError::Command(e.to_string()))
+    }
+
+    pub async fn close(self) -> Result<(), WebDriverError> {
+        self.client
+            .close()
+            .await
+            .map_err(|e| WebDriverError::Command(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chromium_gets_the_flags_that_make_webgpu_and_webnn_reachable() {
+        let l = Launch {
+            browser: Browser::Chromium,
+            binary: "/usr/lib/chromium/chromium".into(),
+            headless: true,
+            extra_args: vec![],
+        };
+        let f = l.flags(Path::new("/tmp/p"));
+        for flag in [
+            "--enable-unsafe-webgpu",
+            "--headless",
+            "--user-data-dir=/tmp/p",
+            "--disable-background-networking",
+        ] {
+            assert!(f.iter().any(|x| x == flag), "{flag} missing from {f:?}");
+        }
+        let ff = Launch {
+            browser: Browser::Firefox,
+            ..l
+        };
+        let caps = ff.capabilities(Path::new("/tmp/p"));
+        assert_eq!(
+            caps["moz:firefoxOptions"]["prefs"]["dom.webgpu.enabled"],
+            serde_json::json!(true)
+        );
+    }
+}
