@@ -5,6 +5,7 @@
 pub mod config;
 pub mod discovery;
 pub mod executor;
+pub mod gemv;
 pub mod host;
 pub mod probe;
 pub mod runtime;

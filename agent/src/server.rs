@@ -10,11 +10,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// The files of `agent/harness/`, compiled into the binary.
-const FILES: [(&str, &str, &str); 1] = [(
-    "probe.html",
-    "text/html; charset=utf-8",
-    include_str!("../harness/probe.html"),
-)];
+const FILES: [(&str, &str, &str); 2] = [
+    (
+        "gemv.html",
+        "text/html; charset=utf-8",
+        include_str!("../harness/gemv.html"),
+    ),
+    (
+        "probe.html",
+        "text/html; charset=utf-8",
+        include_str!("../harness/probe.html"),
+    ),
+];
 
 /// A random path segment the pages live under.
 pub fn session_token() -> Result<String, getrandom::Error> {

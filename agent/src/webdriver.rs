@@ -191,9 +191,18 @@ impl Session {
 
     /// Runs `body` as an async script; it gets `done` to call with its result.
     pub async fn run_async(&self, body: &str) -> Result<serde_json::Value, WebDriverError> {
+        self.run_async_with(body, Vec::new()).await
+    }
+
+    /// Like [`Session::run_async`], with `args` as `arguments[0..]`.
+    pub async fn run_async_with(
+        &self,
+        body: &str,
+        args: Vec<serde_json::Value>,
+    ) -> Result<serde_json::Value, WebDriverError> {
         let script = format!("const done = arguments[arguments.length - 1];\n{body}");
         self.client
-            .execute_async(&script, Vec::new())
+            .execute_async(&script, args)
             .await
             .map_err(|e| WebDriverError::Command(e.to_string()))
     }

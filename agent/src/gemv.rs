@@ -1,0 +1,131 @@
+//! One quantized layer on WebGPU: hands the page the packed weights exactly as
+//! `quantgrid-matrix` packs them, runs `harness/gemv.html`, and checks the output against the
+//! Rust references (the kernel against the dequantized weights, accuracy against fp32).
+
+use crate::webdriver::{Session, WebDriverError};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use quantgrid_matrix::quant::Scheme;
+use quantgrid_matrix::reference::{Comparison, LayerCase, compare};
+use quantgrid_matrix::workload::Layer;
+
+/// What the browser measured for one layer, and how its output compares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerRun {
+    pub build_ms: f64,
+    pub first_run_ms: f64,
+    pub samples_ms: Vec<f64>,
+    /// Bytes of the weight, scale and zero-point buffers the page created.
+    pub weight_bytes: u64,
+    pub kernel: Comparison,
+    pub accuracy: Comparison,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GemvError {
+    #[error(transparent)]
+    WebDriver(#[from] WebDriverError),
+    /// The browser's own error text (WebGPU unavailable, shader compilation, out of memory).
+    #[error("{0}")]
+    Browser(String),
+    #[error("the page returned {0}")]
+    Malformed(String),
+}
+
+fn b64_u32(words: &[u32]) -> String {
+    STANDARD.encode(
+        words
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// Largest |kernel − dequantized reference| a correct kernel stays within: f32 accumulation
+/// over `k` terms of magnitude ≤ 1, against an f64 reference.
+pub fn kernel_tolerance(k: u32) -> f64 {
+    1e-5 * f64::from(k.max(1))
+}
+
+pub async fn run_layer(
+    session: &Session,
+    layer: &Layer,
+    case: &LayerCase,
+    warmup: u32,
+    repetitions: u32,
+) -> Result<LayerRun, GemvError> {
+    let q = &case.quantized;
+    let scales: Vec<u32> = q
+        .scales
+        .chunks(2)
+        .map(|p| u32::from(p[0].to_bits()) | p.get(1).map_or(0, |h| u32::from(h.to_bits()) << 16))
+        .collect();
+    let zeros: Vec<u32> = q
+        .zeros
+        .chunks(4)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, z)| acc | (u32::from(*z) << (8 * i)))
+        })
+        .collect();
+    let x: Vec<u8> = case.input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let args = serde_json::json!({
+        "m": layer.m, "k": layer.k, "n": layer.n,
+        "bits": q.params.bits.get(),
+        "group": q.params.group_size.max(1),
+        "wordsPerRow": q.words_per_row(),
+        "groupsPerRow": layer.k.div_ceil(q.params.group_size.max(1)),
+        "asym": q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
+        "x": STANDARD.encode(&x),
+        "w": b64_u32(&q.packed),
+        "scales": b64_u32(&scales),
+        "zeros": b64_u32(&zeros),
+        "warmup": warmup,
+        "repetitions": repetitions,
+    });
+    let out = session
+        .run_async_with(
+            "window.quantgridGemv(arguments[0]).then(done, e => done({ error: `${e.name}: ${e.message}` }));",
+            vec![args],
+        )
+        .await?;
+    if let Some(e) = out["error"].as_str() {
+        return Err(GemvError::Browser(e.to_string()));
+    }
+    let floats = |key: &str| -> Result<Vec<f64>, GemvError> {
+        out[key]
+            .as_array()
+            .ok_or_else(|| GemvError::Malformed(format!("no `{key}`")))?
+            .iter()
+            .map(|v| {
+                v.as_f64()
+                    .ok_or_else(|| GemvError::Malformed(format!("`{key}` holds {v}")))
+            })
+            .collect()
+    };
+    let y: Vec<f32> = floats("y")?.into_iter().map(|v| v as f32).collect();
+    let kernel = compare(&y, &case.dequantized_output).ok_or_else(|| {
+        GemvError::Malformed(format!(
+            "{} outputs for {}",
+            y.len(),
+            case.dequantized_output.len()
+        ))
+    })?;
+    let accuracy =
+        compare(&y, &case.fp32_output).ok_or_else(|| GemvError::Malformed("output size".into()))?;
+    Ok(LayerRun {
+        build_ms: out["build_ms"]
+            .as_f64()
+            .ok_or_else(|| GemvError::Malformed("no build_ms".into()))?,
+        first_run_ms: out["first_run_ms"]
+            .as_f64()
+            .ok_or_else(|| GemvError::Malformed("no first_run_ms".into()))?,
+        samples_ms: floats("samples_ms")?,
+        weight_bytes: out["weight_bytes"]
+            .as_u64()
+            .ok_or_else(|| GemvError::Malformed("no weight_bytes".into()))?,
+        kernel,
+        accuracy,
+    })
+}

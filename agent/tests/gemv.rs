@@ -1,0 +1,97 @@
+//! The WebGPU layer kernel in real Chromium (SwiftShader here): every bit width and both
+//! schemes must match the dequantized reference computed in Rust.
+
+use quantgrid_agent::discovery::browser::discover;
+use quantgrid_agent::gemv::{kernel_tolerance, run_layer};
+use quantgrid_agent::server;
+use quantgrid_agent::webdriver::{Driver, Launch, Session};
+use quantgrid_matrix::quant::{Bits, QuantParams, Scheme};
+use quantgrid_matrix::reference::layer_case;
+use quantgrid_matrix::workload::{Layer, Role};
+use quantgrid_matrix::{Browser, spec::Os};
+use std::collections::HashMap;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn every_bit_width_matches_the_rust_reference_in_chromium() {
+    let path: Vec<std::path::PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
+    let found = discover(Os::Linux, &path, &HashMap::new());
+    let chromium = found
+        .iter()
+        .find(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())
+        .expect("Chromium and chromedriver are installed (./x test installs them)");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let token = server::session_token().expect("random");
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(server::run(listener, token.clone(), stop.clone()));
+    let driver = Driver::start(
+        chromium.candidate.driver.as_ref().expect("driver"),
+        Browser::Chromium,
+    )
+    .await
+    .expect("driver");
+    let launch = Launch {
+        browser: Browser::Chromium,
+        binary: chromium.candidate.binary.clone(),
+        headless: true,
+        extra_args: vec![],
+    };
+    let session = Session::open(&driver, &launch).await.expect("session");
+    session
+        .goto(&format!("http://{addr}/{token}/gemv.html"))
+        .await
+        .expect("goto");
+    // k = 80 leaves a ragged last group; m = 2 exercises more than one row of activations
+    let layer = Layer {
+        name: "ffn.up".into(),
+        role: Role::Ffn,
+        m: 2,
+        k: 80,
+        n: 48,
+    };
+    let mut accuracy = Vec::new();
+    for bits in [Bits::B2, Bits::B3, Bits::B4, Bits::B8, Bits::B16] {
+        for scheme in [Scheme::Symmetric, Scheme::Asymmetric] {
+            let case = layer_case(
+                42,
+                &layer,
+                QuantParams {
+                    bits,
+                    scheme,
+                    group_size: 32,
+                },
+            );
+            let run = run_layer(&session, &layer, &case, 1, 3)
+                .await
+                .unwrap_or_else(|e| panic!("{bits}-bit {scheme}: {e}"));
+            assert!(
+                run.kernel.max_abs_err <= kernel_tolerance(layer.k),
+                "{bits}-bit {scheme}: kernel off by {} (tolerance {})",
+                run.kernel.max_abs_err,
+                kernel_tolerance(layer.k)
+            );
+            assert_eq!(run.samples_ms.len(), 3);
+            assert!(run.samples_ms.iter().all(|t| *t >= 0.0));
+            // the page allocated exactly the packed bytes (buffers are at least 4 bytes)
+            let b = case.quantized.bytes();
+            assert_eq!(
+                run.weight_bytes,
+                b.weights + b.scales.div_ceil(4).max(1) * 4 + b.zeros.div_ceil(4).max(1) * 4
+            );
+            if scheme == Scheme::Symmetric {
+                accuracy.push(run.accuracy.rel_err);
+            }
+        }
+    }
+    assert!(
+        accuracy.windows(2).all(|w| w[0] > w[1]),
+        "accuracy should improve with bits: {accuracy:?}"
+    );
+    let _ = session.close().await;
+    stop.cancel();
+    serving.await.expect("join").expect("serve");
+}
