@@ -65,6 +65,9 @@ enum Command {
         /// How long a simulated cell takes.
         #[arg(long, default_value_t = 50)]
         simulated_cell_ms: u64,
+        /// Show browser windows instead of running headless.
+        #[arg(long)]
+        headed: bool,
         /// CA certificate of an https coordinator.
         #[arg(long, value_name = "FILE")]
         tls_ca: Option<PathBuf>,
@@ -129,6 +132,7 @@ fn main() -> Result<()> {
             tls_ca,
             tls_cert,
             tls_key,
+            headed,
         } => {
             let raw = match &config_path {
                 Some(p) => {
@@ -180,9 +184,49 @@ fn main() -> Result<()> {
                 identity,
             };
             let executor: Arc<dyn Executor> = match executor {
-                ExecutorKind::Browser => bail!(
-                    "the browser executor is not built yet (browser discovery and the harness come next); use --executor simulated for drills"
-                ),
+                ExecutorKind::Browser => {
+                    let machine = quantgrid_agent::discovery::machine();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let mut probed = Vec::new();
+                    for found in &machine.browsers {
+                        match rt.block_on(quantgrid_agent::probe::probe(found)) {
+                            Ok(p) => probed.push(p),
+                            Err(e) => eprintln!(
+                                "skipping {} at {}: {e}",
+                                found.candidate.browser,
+                                found.candidate.binary.display()
+                            ),
+                        }
+                    }
+                    if probed.is_empty() {
+                        bail!(
+                            "no usable browser found (install Chromium and chromium-driver, or Firefox and geckodriver)"
+                        );
+                    }
+                    let mut gpu_vendors: Vec<_> = machine.gpus.iter().map(|g| g.vendor).collect();
+                    if probed
+                        .iter()
+                        .any(|p| p.capability().webgpu.is_some_and(|a| a.is_software()))
+                    {
+                        gpu_vendors.push(quantgrid_matrix::spec::GpuVendor::Software);
+                    }
+                    gpu_vendors.sort();
+                    gpu_vendors.dedup();
+                    let caps = quantgrid_matrix::agent::Capabilities {
+                        os: machine.os,
+                        arch: machine.arch.to_string(),
+                        browsers: probed.iter().map(|p| p.capability()).collect(),
+                        gpu_vendors,
+                        labels: label_map,
+                        slots,
+                    };
+                    Arc::new(quantgrid_agent::browser_executor::BrowserExecutor::new(
+                        probed, caps, !headed,
+                    ))
+                }
+
                 ExecutorKind::Simulated => {
                     let sim = raw.simulated.unwrap_or_default();
                     let mut caps = SimulatedExecutor::every_browser(slots, label_map);

@@ -739,3 +739,70 @@ fn wait_for_line(lines: &mut Lines, needle: &str) {
         .find(|l| l.contains(needle))
         .unwrap_or_else(|| panic!("the agent exited without logging `{needle}`"));
 }
+
+#[test]
+fn real_chromium_cells_pass_and_reach_the_matrix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (t1, ops) = (token(&db, "lab-linux", false), token(&db, "ops", true));
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    let _agent = Proc(
+        Command::new(bin("quantgrid-agent"))
+            .args([
+                "run",
+                "--coordinator",
+                &url,
+                "--token",
+                &t1,
+                "--executor",
+                "browser",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agent"),
+    );
+    let spec = dir.path().join("real.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\nname: real\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [2, 3, 4, 8, 16]\nscheme: [symmetric, asymmetric]\nwarmup: 1\nrepetitions: 3\ntimeout_secs: 120\n",
+    )
+    .expect("spec");
+    let out = Command::new(bin("quantgrid"))
+        .args(["submit", "--wait", "--coordinator", &url, "--token", &ops])
+        .arg(&spec)
+        .output()
+        .expect("submit");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+    let out = Command::new(bin("quantgrid"))
+        .args(["matrix", "--db-path"])
+        .arg(&db)
+        .output()
+        .expect("matrix");
+    let md = String::from_utf8_lossy(&out.stdout);
+    // every cell passed the kernel check; which widths are accurate enough is for the data
+    assert!(
+        md.contains("| BERT | `bert-base-uncased` | — not in matrix | ✅ ")
+            && md.contains("(9/9 pass)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("google swiftshader (software, fallback)"),
+        "{md}"
+    );
+    assert!(md.contains("chromedriver"), "{md}");
+    let store = Store::open(&db).expect("open");
+    let rows = store.results(None, 100).expect("results");
+    assert_eq!(rows.len(), 9);
+    assert!(
+        rows.iter()
+            .all(|r| !r.simulated && r.samples == 3 && r.weight_bytes.is_some_and(|b| b > 0)),
+        "{rows:?}"
+    );
+}

@@ -1,0 +1,346 @@
+//! The real executor: runs a cell's layers in a real browser through the harness, one reused
+//! session per browser build, and turns what happened into a result. Every figure comes from
+//! the browser run; the checks against the Rust references decide pass or fail.
+
+use crate::executor::{Executor, Job, RunFuture};
+use crate::gemv::{GemvError, kernel_tolerance, run_layer};
+use crate::probe::Probed;
+use crate::server;
+use crate::webdriver::{Driver, Launch, Session, WebDriverError};
+use quantgrid_matrix::agent::Capabilities;
+use quantgrid_matrix::quant::{PrecisionPolicy, QuantParams};
+use quantgrid_matrix::reference::layer_case;
+use quantgrid_matrix::result::{Environment, Measurement};
+use quantgrid_matrix::{Cell, CellResult, Platform, Status, workload};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// Seed of the synthetic weights: fixed, so a cell measures the same tensors everywhere.
+pub const WEIGHT_SEED: u64 = 0x5147_5249_4400_0001;
+
+struct Live {
+    _driver: Driver,
+    session: Session,
+}
+
+struct State {
+    harness: Option<(SocketAddr, String, CancellationToken)>,
+    /// Open sessions by browser binary; dropped after a crash or timeout so the next cell
+    /// gets a fresh browser.
+    live: HashMap<std::path::PathBuf, Live>,
+}
+
+#[derive(Clone)]
+pub struct BrowserExecutor {
+    probed: Arc<Vec<Probed>>,
+    capabilities: Capabilities,
+    headless: bool,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for BrowserExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserExecutor")
+            .field("browsers", &self.probed.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrowserExecutor {
+    pub fn new(probed: Vec<Probed>, capabilities: Capabilities, headless: bool) -> BrowserExecutor {
+        BrowserExecutor {
+            probed: Arc::new(probed),
+            capabilities,
+            headless,
+            state: Arc::new(Mutex::new(State {
+                harness: None,
+                live: HashMap::new(),
+            })),
+        }
+    }
+
+    /// The build to run `cell` on: one whose probe reported the platform, else any of the
+    /// browser (which then answers for itself).
+    fn build_for(&self, cell: &Cell) -> Option<&Probed> {
+        let of_browser = || {
+            self.probed
+                .iter()
+                .filter(|p| p.found.candidate.browser == cell.browser)
+        };
+        of_browser()
+            .find(|p| p.capability().has(cell.platform))
+            .or_else(|| of_browser().next())
+    }
+}
+
+fn result(cell: &Cell, status: Status, text: Option<String>) -> CellResult {
+    CellResult {
+        cell_id: cell.id.clone(),
+        status,
+        error_text: text,
+        effective_bits: cell.precision.effective,
+        measurement: None,
+        environment: None,
+        simulated: false,
+    }
+}
+
+/// A dead browser or driver, as opposed to an error the page reported.
+fn crashed(e: &WebDriverError) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    [
+        "not reachable",
+        "session deleted",
+        "invalid session",
+        "disconnected",
+        "connection refused",
+        "no such window",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
+}
+
+async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
+    let cell = job.cell.clone();
+    let Some(build) = exec.build_for(&cell).cloned() else {
+        return result(
+            &cell,
+            Status::Error,
+            Some(format!("this agent has no {} build", cell.browser)),
+        );
+    };
+    if cell.platform == Platform::Webnn {
+        return result(
+            &cell,
+            Status::Error,
+            Some("the WebNN harness is not built into this agent yet".into()),
+        );
+    }
+    let Ok(target) = cell.resolve() else {
+        return result(
+            &cell,
+            Status::Error,
+            Some(format!("unknown model {}", cell.model)),
+        );
+    };
+    let layers = workload::workload(target.model, cell.workload).layers;
+    let policy = PrecisionPolicy::for_mixed(cell.precision.mixed);
+    let binary = build.found.candidate.binary.clone();
+    let mut state = exec.state.lock().await;
+    if state.harness.is_none() {
+        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+            return result(
+                &cell,
+                Status::Error,
+                Some("cannot bind the harness server on 127.0.0.1".into()),
+            );
+        };
+        let (Ok(addr), Ok(token)) = (listener.local_addr(), server::session_token()) else {
+            return result(
+                &cell,
+                Status::Error,
+                Some("cannot start the harness server".into()),
+            );
+        };
+        let stop = CancellationToken::new();
+        tokio::spawn(server::run(listener, token.clone(), stop.clone()));
+        state.harness = Some((addr, token, stop));
+    }
+    let (addr, token, _) = state.harness.clone().expect("just set");
+    if !state.live.contains_key(&binary) {
+        let Some(driver_path) = build.found.candidate.driver.clone() else {
+            return result(
+                &cell,
+                Status::Error,
+                Some(format!("no WebDriver server for {}", binary.display())),
+            );
+        };
+        let opened = async {
+            let driver = Driver::start(&driver_path, cell.browser).await?;
+            let launch = Launch {
+                browser: cell.browser,
+                binary: binary.clone(),
+                headless: exec.headless,
+                extra_args: vec![],
+            };
+            let session = Session::open(&driver, &launch).await?;
+            session
+                .goto(&format!("http://{addr}/{token}/gemv.html"))
+                .await?;
+            Ok::<_, WebDriverError>(Live {
+                _driver: driver,
+                session,
+            })
+        }
+        .await;
+        match opened {
+            Ok(live) => {
+                state.live.insert(binary.clone(), live);
+            }
+            Err(e) => {
+                return result(
+                    &cell,
+                    Status::Crash,
+                    Some(format!("cannot start {}: {e}", binary.display())),
+                );
+            }
+        }
+    }
+    let live = state.live.get(&binary).expect("just opened");
+    let mut samples = vec![0f64; job.repetitions.max(1) as usize];
+    let (mut build_ms, mut first_ms, mut bytes) = (0f64, 0f64, 0u64);
+    let (mut worst_kernel, mut worst_accuracy) = (0f64, 0f64);
+    let mut failure: Option<String> = None;
+    for layer in &layers {
+        let bits = policy.bits_for(layer.role, cell.precision.effective);
+        let params = QuantParams {
+            bits,
+            scheme: cell.scheme,
+            group_size: cell.group_size.max(1),
+        };
+        let case = layer_case(WEIGHT_SEED, layer, params);
+        match run_layer(
+            &live.session,
+            layer,
+            &case,
+            job.warmup,
+            job.repetitions.max(1),
+        )
+        .await
+        {
+            Ok(run) => {
+                for (s, t) in samples.iter_mut().zip(&run.samples_ms) {
+                    *s += t;
+                }
+                build_ms += run.build_ms;
+                first_ms += run.first_run_ms;
+                bytes += run.weight_bytes;
+                worst_accuracy = worst_accuracy.max(run.accuracy.rel_err);
+                let tol = kernel_tolerance(layer.k);
+                worst_kernel = worst_kernel.max(run.kernel.max_abs_err);
+                if run.kernel.max_abs_err > tol && failure.is_none() {
+                    failure = Some(format!(
+                        "layer {} ({}-bit): output differs from the dequantized reference by {:.3e} (tolerance {:.1e})",
+                        layer.name, bits, run.kernel.max_abs_err, tol
+                    ));
+                }
+            }
+            Err(GemvError::WebDriver(e)) => {
+                let status = if crashed(&e) {
+                    Status::Crash
+                } else {
+                    Status::Error
+                };
+                state.live.remove(&binary);
+                return result(&cell, status, Some(e.to_string()));
+            }
+            Err(GemvError::Browser(text)) => {
+                let status = if text.contains("WebGPU not available")
+                    || text.starts_with("NotSupportedError")
+                {
+                    Status::Unsupported
+                } else {
+                    Status::Error
+                };
+                return result(&cell, status, Some(text));
+            }
+            Err(e @ GemvError::Malformed(_)) => {
+                return result(&cell, Status::Error, Some(e.to_string()));
+            }
+        }
+    }
+    let cap = build.capability();
+    let os = crate::host::os()
+        .map(|o| format!("{o:?}").to_lowercase())
+        .unwrap_or_default();
+    let driver_version = build
+        .found
+        .candidate
+        .driver
+        .as_ref()
+        .and_then(|d| std::process::Command::new(d).arg("--version").output().ok())
+        .and_then(|o| crate::discovery::browser::parse_version(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_default();
+    let environment = Environment {
+        browser: cell.browser,
+        browser_channel: build.found.candidate.channel.clone(),
+        browser_version: build.found.version.clone(),
+        browser_flags: live
+            .session
+            .flags
+            .iter()
+            .filter(|f| !f.starts_with("--user-data-dir"))
+            .cloned()
+            .collect(),
+        driver: build
+            .found
+            .candidate
+            .driver
+            .as_ref()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        driver_version,
+        os,
+        os_version: String::new(),
+        arch: std::env::consts::ARCH.to_string(),
+        adapter: cap.webgpu.clone(),
+        webnn_device_type: None,
+        webnn_info: None,
+    };
+    CellResult {
+        cell_id: cell.id.clone(),
+        status: if failure.is_some() {
+            Status::Fail
+        } else {
+            Status::Pass
+        },
+        error_text: failure,
+        effective_bits: cell.precision.effective,
+        measurement: Some(Measurement {
+            build_ms,
+            first_run_ms: first_ms,
+            warmup: job.warmup,
+            samples_ms: samples,
+            weight_bytes: bytes,
+            kernel_max_abs_err: worst_kernel,
+            accuracy_rel_err: worst_accuracy,
+        }),
+        environment: Some(environment),
+        simulated: false,
+    }
+}
+
+impl Executor for BrowserExecutor {
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities.clone()
+    }
+
+    fn run(&self, job: Job, abandon: CancellationToken) -> RunFuture {
+        let exec = self.clone();
+        Box::pin(async move {
+            let cell = job.cell.clone();
+            let timeout = job.timeout;
+            let state = exec.state.clone();
+            let binary = exec
+                .build_for(&cell)
+                .map(|b| b.found.candidate.binary.clone());
+            tokio::select! {
+                r = tokio::time::timeout(timeout, run_cell(exec, job)) => match r {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // a hung page: the next cell gets a fresh browser
+                        if let Some(b) = binary {
+                            state.lock().await.live.remove(&b);
+                        }
+                        result(&cell, Status::Timeout, Some(format!("no result within the {} s cell timeout", timeout.as_secs())))
+                    }
+                },
+                _ = abandon.cancelled() => result(&cell, Status::Error, Some("abandoned: the agent was stopped".into())),
+            }
+        })
+    }
+}
