@@ -247,6 +247,7 @@ async fn run_sweeps(a: &mut Admin, yaml: &str, copies: usize) -> (u32, f64) {
                 client_request_id: String::new(),
                 spec_yaml: yaml.replacen("name: ", &format!("name: copy{i}-"), 1),
                 spec_name: "bench.yaml".into(),
+                ..Default::default()
             })
             .await
             .expect("submit")

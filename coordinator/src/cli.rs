@@ -68,8 +68,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Record a sweep from a spec or from flags. Executing cells needs the browser agent, which
-    /// is not built yet: for now the sweep's cells are stored and shown as "not run".
+    /// Run a matrix on this machine's browsers: an embedded coordinator and a local agent.
     Run(RunArgs),
     /// Print the JSON schema of matrix specs (`configs/spec.schema.json`).
     Schema,
@@ -193,9 +192,12 @@ pub struct RunArgs {
     /// Every family in the registry.
     #[arg(long)]
     pub test_all_families: bool,
-    /// Run browsers headless.
-    #[arg(long)]
+    /// Run browsers headless (the default; kept for the flags of the tool quantgrid replaces).
+    #[arg(long, conflicts_with = "headed")]
     pub headless: bool,
+    /// Show the browser windows.
+    #[arg(long)]
+    pub headed: bool,
     #[command(flatten)]
     pub narrow: Narrow,
 }

@@ -1,6 +1,7 @@
 //! `quantgrid`: the coordinator's command line.
 
 mod cli;
+mod local;
 mod remote;
 
 use anyhow::{Context, Result, bail};
@@ -8,7 +9,6 @@ use clap::Parser;
 use cli::{Cli, Command, MatrixArgs, RunArgs, TokenAction};
 use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
 use quantgrid_coordinator::store::Store;
-use quantgrid_coordinator::sweep;
 use quantgrid_matrix::spec::{self, MatrixSpec};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -306,28 +306,12 @@ fn run_sweep(args: &RunArgs, db_path: PathBuf, output: Option<PathBuf>) -> Resul
     if cells.is_empty() {
         bail!("the flags leave no cell of {file} to run");
     }
-    let n = cells.len();
-    let mut store = Store::open(&db_path)?;
-    let sweep_id = sweep::new_sweep_id(&yaml);
-    store.write(&[sweep::sweep_record(
-        &sweep_id, &spec, cells, &file, &yaml, None,
-    )])?;
-    eprintln!(
-        "recorded sweep {sweep_id} ({n} cells) in {}; no agent executes cells yet, so every cell shows as not run",
-        db_path.display()
-    );
-    if let Some(out) = output {
-        let md = matrix_markdown(
-            &store,
-            &MatrixOptions {
-                sweep: Some(&sweep_id),
-                include_simulated: false,
-                accuracy_tolerance: None,
-            },
-        )?;
-        write_atomically(&out, &md)?;
-        eprintln!("wrote {}", out.display());
-    }
-    println!("{sweep_id}");
-    Ok(ExitCode::SUCCESS)
+    local::run(local::LocalRun {
+        spec_yaml: &yaml,
+        spec_file: &file,
+        cells: cells.into_iter().map(|c| c.id.0).collect(),
+        db_path: &db_path,
+        output: output.as_deref(),
+        headed: args.headed,
+    })
 }

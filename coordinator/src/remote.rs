@@ -166,6 +166,7 @@ pub fn submit(
                 client_request_id: request_id.unwrap_or_default(),
                 spec_yaml: yaml,
                 spec_name: config.display().to_string(),
+                ..Default::default()
             })
             .await
             .map_err(status_error)?

@@ -139,6 +139,7 @@ async fn submit(a: &mut Admin, spec: &str) -> (String, u32) {
             client_request_id: String::new(),
             spec_yaml: spec.into(),
             spec_name: "drill.yaml".into(),
+            ..Default::default()
         })
         .await
         .expect("submit")

@@ -60,6 +60,7 @@ pub enum Command {
     },
     Submit {
         spec: MatrixSpec,
+        only_cells: Vec<String>,
         yaml: String,
         file: String,
         client_request_id: Option<String>,
@@ -332,6 +333,7 @@ impl Coordinator {
             }
             Command::Submit {
                 spec,
+                only_cells,
                 yaml,
                 file,
                 client_request_id,
@@ -346,7 +348,16 @@ impl Coordinator {
                     return;
                 }
                 let id = new_sweep_id(&yaml);
-                let cells = spec.expand();
+                let mut cells = spec.expand();
+                if !only_cells.is_empty() {
+                    cells.retain(|c| only_cells.contains(&c.id.0));
+                    if cells.is_empty() {
+                        let _ = reply.send(Err(ServiceError::InvalidArgument(
+                            "none of the requested cells is in the spec".into(),
+                        )));
+                        return;
+                    }
+                }
                 let total = cells.len() as u32;
                 let record = sweep_record(
                     &id,

@@ -159,13 +159,18 @@ impl AdminService for Grid {
         } else {
             body.spec_name
         };
-        let spec = spec::parse(&body.spec_yaml, &file)
+        let mut spec = spec::parse(&body.spec_yaml, &file)
             .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+        if let Some(wait) = body.agent_wait_secs {
+            spec.agent_wait_secs = wait;
+        }
+        let only_cells = body.only_cells;
         let client_request_id =
             (!body.client_request_id.is_empty()).then_some(body.client_request_id);
         let (sweep_id, cells) = self
             .ask(|reply| Command::Submit {
                 spec,
+                only_cells,
                 yaml: body.spec_yaml,
                 file,
                 client_request_id,

@@ -1,0 +1,179 @@
+//! The local main job: an embedded coordinator on 127.0.0.1 and a `quantgrid-agent` child
+//! process on this machine's browsers, so a laptop run and a lab run share one code path.
+
+use anyhow::{Context, Result, bail};
+use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
+use quantgrid_coordinator::service::{self, ServeConfig, auth};
+use quantgrid_coordinator::store::Store;
+use quantgrid_proto::client::{self, Bearer, Tls};
+use quantgrid_proto::pb::{self, admin_service_client::AdminServiceClient};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long cells wait for the local agent before ending as `no_capable_agent`: it has
+/// registered long before this, and no other agent is coming.
+const LOCAL_AGENT_WAIT_SECS: u32 = 20;
+
+pub struct LocalRun<'a> {
+    pub spec_yaml: &'a str,
+    pub spec_file: &'a str,
+    pub cells: Vec<String>,
+    pub db_path: &'a Path,
+    pub output: Option<&'a Path>,
+    pub headed: bool,
+}
+
+pub fn run(job: LocalRun<'_>) -> Result<ExitCode> {
+    let agent_bin = std::env::current_exe()
+        .context("locating this executable")?
+        .with_file_name(format!("quantgrid-agent{}", std::env::consts::EXE_SUFFIX));
+    if !agent_bin.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo build -p quantgrid-agent` (./x run does)",
+            agent_bin.display()
+        );
+    }
+    // one-off credentials for this run; revoked when it ends
+    let suffix = std::process::id();
+    let (agent_name, admin_name) = (
+        format!("local-agent-{suffix}"),
+        format!("local-admin-{suffix}"),
+    );
+    let agent_token = auth::generate_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let admin_token = auth::generate_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    {
+        let mut store = Store::open(job.db_path)?;
+        store.put_tokens(&[
+            (agent_name.clone(), auth::hash_token(&agent_token), false),
+            (admin_name.clone(), auth::hash_token(&admin_token), true),
+        ])?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(sweep(&job, &agent_bin, &agent_token, &admin_token));
+    let mut store = Store::open(job.db_path)?;
+    store.revoke_token(&agent_name)?;
+    store.revoke_token(&admin_name)?;
+    let (sweep_id, all_passed) = outcome?;
+    if let Some(out) = job.output {
+        let md = matrix_markdown(
+            &store,
+            &MatrixOptions {
+                sweep: Some(&sweep_id),
+                include_simulated: false,
+                accuracy_tolerance: None,
+            },
+        )?;
+        let tmp = out.with_extension("md.partial");
+        std::fs::write(&tmp, md).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, out).with_context(|| format!("cannot replace {}", out.display()))?;
+        eprintln!("wrote {}", out.display());
+    }
+    println!("{sweep_id}");
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn sweep(
+    job: &LocalRun<'_>,
+    agent_bin: &PathBuf,
+    agent_token: &str,
+    admin_token: &str,
+) -> Result<(String, bool)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding 127.0.0.1")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(service::run(
+        ServeConfig::new(job.db_path.to_path_buf()),
+        listener,
+        shutdown.clone(),
+    ));
+    let mut agent = tokio::process::Command::new(agent_bin);
+    agent.args([
+        "run",
+        "--coordinator",
+        &url,
+        "--token",
+        agent_token,
+        "--executor",
+        "browser",
+    ]);
+    if job.headed {
+        agent.arg("--headed");
+    }
+    let mut agent = agent
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", agent_bin.display()))?;
+    let result = async {
+        let channel = client::connect(&url, &Tls::default()).await?;
+        let mut admin = AdminServiceClient::with_interceptor(channel, Bearer::new(admin_token)?);
+        let resp = admin
+            .submit_sweep(pb::SubmitSweepRequest {
+                client_request_id: String::new(),
+                spec_yaml: job.spec_yaml.to_string(),
+                spec_name: job.spec_file.to_string(),
+                only_cells: job.cells.clone(),
+                agent_wait_secs: Some(LOCAL_AGENT_WAIT_SECS),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        eprintln!(
+            "sweep {}: {} cells on this machine's browsers",
+            resp.sweep_id, resp.cells
+        );
+        let mut watch = admin
+            .watch_sweep(pb::SweepRef {
+                sweep_id: resp.sweep_id.clone(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        let bar = indicatif::ProgressBar::new(u64::from(resp.cells));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cells {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut last = None;
+        while let Some(p) = watch
+            .message()
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        {
+            bar.set_position(u64::from(p.done));
+            bar.set_message(format!("{} passed", p.passed));
+            let finished = p.finished;
+            last = Some(p);
+            if finished {
+                break;
+            }
+        }
+        bar.finish();
+        let p = last
+            .filter(|p| p.finished)
+            .context("the coordinator stopped before the sweep finished")?;
+        eprintln!(
+            "sweep {} {}: {}/{} cells passed",
+            p.sweep_id, p.state, p.passed, p.total
+        );
+        Ok::<_, anyhow::Error>((resp.sweep_id, p.passed == p.total))
+    }
+    .await;
+    let _ = agent.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent.wait()).await;
+    shutdown.cancel();
+    server
+        .await
+        .context("the embedded coordinator panicked")?
+        .context("the embedded coordinator failed")?;
+    result
+}
