@@ -152,29 +152,20 @@ fn stored_result(store_path: &Path) {
 }
 
 #[test]
-fn run_records_a_sweep_and_the_matrix_shows_stored_results() {
+fn the_matrix_shows_stored_results_and_nothing_else() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let smoke = configs().join("smoke.yaml").display().to_string();
+    record_smoke_sweep(&dir.path().join("results.duckdb"));
     let out = quantgrid(
         dir.path(),
         &[
-            "run",
-            "--config",
-            &smoke,
+            "matrix",
             "--db-path",
             "results.duckdb",
-            "--generate-matrix",
             "--output",
             "matrix.md",
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let sweep_id = text(&out.stdout)
-        .lines()
-        .last()
-        .expect("sweep id")
-        .to_string();
-    assert!(sweep_id.starts_with("sw-"), "{sweep_id}");
     let md = std::fs::read_to_string(dir.path().join("matrix.md")).expect("matrix.md");
     assert!(
         md.contains("| BERT | `bert-base-uncased` | — not run | — not run |"),
@@ -240,11 +231,7 @@ fn read_commands_never_create_a_database() {
 fn a_bad_flag_fails_before_touching_an_existing_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let smoke = configs().join("smoke.yaml").display().to_string();
-    let out = quantgrid(
-        dir.path(),
-        &["run", "--config", &smoke, "--db-path", "results.duckdb"],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    record_smoke_sweep(&dir.path().join("results.duckdb"));
     let before = std::fs::read(dir.path().join("results.duckdb")).expect("db");
     let out = quantgrid(
         dir.path(),
@@ -263,4 +250,62 @@ fn a_bad_flag_fails_before_touching_an_existing_database() {
     let store = Store::open(&dir.path().join("results.duckdb")).expect("reopen");
     assert_eq!(store.sweeps().expect("sweeps").len(), 1);
     assert!(!before.is_empty());
+}
+
+/// A stored smoke sweep with no results yet.
+fn record_smoke_sweep(db: &Path) {
+    let yaml = std::fs::read_to_string(configs().join("smoke.yaml")).expect("smoke.yaml");
+    let spec = quantgrid_matrix::spec::parse(&yaml, "smoke.yaml").expect("spec");
+    let mut store = Store::open(db).expect("open");
+    store
+        .write(&[quantgrid_coordinator::sweep::sweep_record(
+            "sw-smoke",
+            &spec,
+            spec.expand(),
+            "smoke.yaml",
+            &yaml,
+            None,
+        )])
+        .expect("write");
+}
+
+#[test]
+fn run_with_the_old_flags_measures_a_real_cell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = quantgrid(
+        dir.path(),
+        &[
+            "run",
+            "--model",
+            "bert-base-uncased",
+            "--platform",
+            "webgpu",
+            "--browser",
+            "chromium",
+            "--bits",
+            "8",
+            "--headless",
+            "--db-path",
+            "results.duckdb",
+            "--generate-matrix",
+            "--output",
+            "matrix.md",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("sw-"))
+    );
+    let md = std::fs::read_to_string(dir.path().join("matrix.md")).expect("matrix.md");
+    assert!(md.contains("✅ 8-bit") && md.contains("(1/1 pass)"), "{md}");
+    assert!(
+        md.contains("google swiftshader (software, fallback)"),
+        "{md}"
+    );
+    // the run's one-off tokens do not outlive it
+    let store = Store::open(&dir.path().join("results.duckdb")).expect("open");
+    assert!(store.tokens().expect("tokens").iter().all(|t| t.revoked));
 }
