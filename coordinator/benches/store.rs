@@ -6,7 +6,7 @@
 use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
 use quantgrid_coordinator::store::{Record, ResultRecord, Store, StoreWriter};
 use quantgrid_coordinator::sweep::sweep_record;
-use quantgrid_matrix::result::{AdapterInfo, Environment, Measurement};
+use quantgrid_matrix::result::{Environment, Measurement};
 use quantgrid_matrix::{Cell, CellResult, Status, spec};
 use std::time::Instant;
 
@@ -15,26 +15,9 @@ const BATCH: usize = 10_000;
 const UNBATCHED: usize = 2_000;
 
 fn env(i: usize) -> Environment {
-    Environment {
-        browser: quantgrid_matrix::Browser::Chromium,
-        browser_channel: String::new(),
-        browser_version: format!("156.0.8078.{}", i % 4),
-        browser_flags: vec!["--headless".into(), "--enable-unsafe-webgpu".into()],
-        driver: "chromedriver".into(),
-        driver_version: "156.0.8078.108".into(),
-        os: "linux".into(),
-        os_version: "debian 12".into(),
-        arch: "x86_64".into(),
-        adapter: Some(AdapterInfo {
-            vendor: "google".into(),
-            architecture: "swiftshader".into(),
-            device: String::new(),
-            description: String::new(),
-            is_fallback: true,
-        }),
-        webnn_device_type: None,
-        webnn_info: None,
-    }
+    let mut e = quantgrid_matrix::fixtures::chromium_environment();
+    e.browser_version = format!("156.0.8078.{}", i % 4);
+    e
 }
 
 fn result(cells: &[Cell], envs: &[Environment], i: usize) -> Record {

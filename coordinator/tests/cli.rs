@@ -1,8 +1,8 @@
 //! End-to-end tests of the `quantgrid` binary: real process, real DuckDB file, real configs.
 
 use quantgrid_coordinator::store::{Record, ResultRecord, Store};
-use quantgrid_matrix::result::{AdapterInfo, Environment, Measurement};
-use quantgrid_matrix::{Browser, CellResult, Status};
+use quantgrid_matrix::result::Measurement;
+use quantgrid_matrix::{CellResult, Status};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -123,26 +123,7 @@ fn stored_result(store_path: &Path) {
                     kernel_max_abs_err: 2e-6,
                     accuracy_rel_err: 0.012,
                 }),
-                environment: Some(Environment {
-                    browser: Browser::Chromium,
-                    browser_channel: String::new(),
-                    browser_version: "156.0.8078.108".into(),
-                    browser_flags: vec!["--headless".into()],
-                    driver: "chromedriver".into(),
-                    driver_version: "156.0.8078.108".into(),
-                    os: "linux".into(),
-                    os_version: "debian 12".into(),
-                    arch: "x86_64".into(),
-                    adapter: Some(AdapterInfo {
-                        vendor: "google".into(),
-                        architecture: "swiftshader".into(),
-                        device: String::new(),
-                        description: String::new(),
-                        is_fallback: true,
-                    }),
-                    webnn_device_type: None,
-                    webnn_info: None,
-                }),
+                environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
                 simulated: false,
             },
             accepted: true,

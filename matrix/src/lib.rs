@@ -4,6 +4,8 @@
 pub mod agent;
 pub mod cell;
 pub mod family;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod quant;
 pub mod reference;
 pub mod render;

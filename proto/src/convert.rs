@@ -422,26 +422,7 @@ mod tests {
                 kernel_max_abs_err: 1e-6,
                 accuracy_rel_err: 0.02,
             }),
-            environment: Some(Environment {
-                browser: Browser::Chromium,
-                browser_channel: "stable".into(),
-                browser_version: "156.0.8078.108".into(),
-                browser_flags: vec!["--headless".into()],
-                driver: "chromedriver".into(),
-                driver_version: "156.0.8078.108".into(),
-                os: "linux".into(),
-                os_version: "debian 12".into(),
-                arch: "x86_64".into(),
-                adapter: Some(AdapterInfo {
-                    vendor: "google".into(),
-                    architecture: "swiftshader".into(),
-                    device: String::new(),
-                    description: String::new(),
-                    is_fallback: true,
-                }),
-                webnn_device_type: None,
-                webnn_info: None,
-            }),
+            environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
             simulated: false,
         };
         let wire = pb::CellResult::from(&r);

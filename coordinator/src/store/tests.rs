@@ -1,5 +1,5 @@
 use super::*;
-use quantgrid_matrix::result::{AdapterInfo, Environment, Measurement};
+use quantgrid_matrix::result::{Environment, Measurement};
 use quantgrid_matrix::{Bits, Browser, CellId, Status, spec};
 
 const SPEC: &str = "version: 1
@@ -27,26 +27,11 @@ pub(crate) fn sweep(id: &str) -> (SweepRecord, Vec<Cell>) {
 }
 
 pub(crate) fn env(browser: Browser) -> Environment {
-    Environment {
-        browser,
-        browser_channel: "stable".into(),
-        browser_version: "156.0.8078.108".into(),
-        browser_flags: vec!["--headless".into(), "--enable-features=A,B".into()],
-        driver: "chromedriver".into(),
-        driver_version: "156.0.8078.108".into(),
-        os: "linux".into(),
-        os_version: "debian 12".into(),
-        arch: "x86_64".into(),
-        adapter: Some(AdapterInfo {
-            vendor: "google".into(),
-            architecture: "swiftshader".into(),
-            device: String::new(),
-            description: String::new(),
-            is_fallback: true,
-        }),
-        webnn_device_type: None,
-        webnn_info: None,
-    }
+    let mut e = quantgrid_matrix::fixtures::chromium_environment();
+    e.browser = browser;
+    // a flag with commas must survive the round trip
+    e.browser_flags.push("--enable-features=A,B".into());
+    e
 }
 
 pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> CellResult {
