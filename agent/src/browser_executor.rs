@@ -50,6 +50,17 @@ impl std::fmt::Debug for BrowserExecutor {
 }
 
 impl BrowserExecutor {
+    /// Profile directories of the open browser sessions, for diagnostics.
+    pub async fn live_profiles(&self) -> Vec<std::path::PathBuf> {
+        self.state
+            .lock()
+            .await
+            .live
+            .values()
+            .map(|l| l.session.profile().to_path_buf())
+            .collect()
+    }
+
     pub fn new(probed: Vec<Probed>, capabilities: Capabilities, headless: bool) -> BrowserExecutor {
         BrowserExecutor {
             probed: Arc::new(probed),

@@ -165,6 +165,13 @@ pub struct Session {
 }
 
 impl Session {
+    /// The session's throwaway profile directory (it names the browser's processes).
+    pub fn profile(&self) -> &Path {
+        self._profile.path()
+    }
+}
+
+impl Session {
     pub async fn open(driver: &Driver, launch: &Launch) -> Result<Session, WebDriverError> {
         let profile = tempfile::tempdir().map_err(WebDriverError::Profile)?;
         let caps = launch.capabilities(profile.path());

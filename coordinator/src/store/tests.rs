@@ -144,7 +144,10 @@ fn plain_sql_reads_raw_samples_as_a_list() {
         )
         .expect("query");
     assert_eq!((n, sum), (3, 10.0));
-    assert_eq!(flags, "--headless --enable-unsafe-webgpu --enable-features=A,B");
+    assert_eq!(
+        flags,
+        "--headless --enable-unsafe-webgpu --enable-features=A,B"
+    );
 }
 
 #[test]

@@ -1,0 +1,82 @@
+//! The browser executor on real Chromium: a cell passes with real measurements, a killed
+//! browser ends the next cell as `crash`, and the cell after that runs in a fresh browser.
+
+use quantgrid_agent::browser_executor::BrowserExecutor;
+use quantgrid_agent::discovery::browser::discover;
+use quantgrid_agent::executor::{Executor, Job};
+use quantgrid_agent::probe::probe;
+use quantgrid_matrix::{Browser, Status, spec, spec::Os};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn a_killed_browser_is_a_crash_and_the_next_cell_still_runs() {
+    let path: Vec<std::path::PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
+    let found = discover(Os::Linux, &path, &HashMap::new());
+    let chromium = found
+        .iter()
+        .find(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())
+        .expect("Chromium and chromedriver are installed (./x test installs them)");
+    let probed = probe(chromium).await.expect("probe");
+    let caps = quantgrid_matrix::agent::Capabilities {
+        os: Some(Os::Linux),
+        arch: "x86_64".into(),
+        browsers: vec![probed.capability()],
+        gpu_vendors: vec![],
+        labels: Default::default(),
+        slots: 1,
+    };
+    let exec = BrowserExecutor::new(vec![probed], caps, true);
+    let cells = spec::parse(
+        "version: 1\nname: t\nfamilies: [electra]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4, 8]\n",
+        "t.yaml",
+    )
+    .expect("spec")
+    .expand();
+    let job = |i: usize| Job {
+        lease_id: format!("l{i}"),
+        cell: cells[i % cells.len()].clone(),
+        warmup: 1,
+        repetitions: 3,
+        timeout: Duration::from_secs(60),
+    };
+    let first = exec.run(job(0), CancellationToken::new()).await;
+    assert_eq!(first.status, Status::Pass, "{first:?}");
+    let m = first.measurement.expect("measured");
+    assert_eq!(m.samples_ms.len(), 3);
+    assert!(m.weight_bytes > 0 && m.kernel_max_abs_err <= 1e-2);
+    let env = first.environment.expect("environment");
+    assert_eq!(
+        env.adapter.map(|a| a.architecture),
+        Some("swiftshader".to_string())
+    );
+    assert!(
+        env.browser_flags
+            .iter()
+            .any(|f| f == "--enable-unsafe-webgpu")
+    );
+
+    // kill every process of that browser session
+    let profiles = exec.live_profiles().await;
+    assert_eq!(profiles.len(), 1);
+    let killed = std::process::Command::new("pkill")
+        .args(["-9", "-f", &profiles[0].display().to_string()])
+        .status()
+        .expect("pkill");
+    assert!(
+        killed.success(),
+        "no browser process matched the session profile"
+    );
+    let second = exec.run(job(1), CancellationToken::new()).await;
+    assert_eq!(second.status, Status::Crash, "{second:?}");
+    assert!(second.error_text.is_some());
+    let third = exec.run(job(1), CancellationToken::new()).await;
+    assert_eq!(third.status, Status::Pass, "{third:?}");
+    assert_ne!(
+        exec.live_profiles().await,
+        profiles,
+        "a fresh browser after the crash"
+    );
+}
