@@ -212,7 +212,17 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             scheme: cell.scheme,
             group_size: cell.group_size.max(1),
         };
-        let case = layer_case(WEIGHT_SEED, layer, params);
+        // seconds of CPU for big layers: off the async threads, so the cell timeout can fire
+        let owned = layer.clone();
+        let Ok(case) =
+            tokio::task::spawn_blocking(move || layer_case(WEIGHT_SEED, &owned, params)).await
+        else {
+            return result(
+                &cell,
+                Status::Error,
+                Some("computing the reference failed".into()),
+            );
+        };
         match run_layer(
             &live.session,
             layer,

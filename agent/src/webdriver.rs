@@ -171,6 +171,44 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    /// A driver killed after a timeout leaves its browser running: reap every process started
+    /// with this session's profile, so no browser outlives its session.
+    fn drop(&mut self) {
+        kill_profile_processes(self._profile.path());
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn kill_profile_processes(profile: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let needle = profile.as_os_str().as_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.windows(needle.len()).any(|w| w == needle) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kill_profile_processes(_profile: &Path) {}
+
 impl Session {
     pub async fn open(driver: &Driver, launch: &Launch) -> Result<Session, WebDriverError> {
         let profile = tempfile::tempdir().map_err(WebDriverError::Profile)?;
@@ -215,7 +253,9 @@ impl Session {
     }
 
     pub async fn close(self) -> Result<(), WebDriverError> {
+        // the client is a handle; the profile's processes are reaped when `self` drops
         self.client
+            .clone()
             .close()
             .await
             .map_err(|e| WebDriverError::Command(e.to_string()))

@@ -74,9 +74,20 @@ async fn a_killed_browser_is_a_crash_and_the_next_cell_still_runs() {
     assert!(second.error_text.is_some());
     let third = exec.run(job(1), CancellationToken::new()).await;
     assert_eq!(third.status, Status::Pass, "{third:?}");
-    assert_ne!(
-        exec.live_profiles().await,
-        profiles,
-        "a fresh browser after the crash"
+    let fresh = exec.live_profiles().await;
+    assert_ne!(fresh, profiles, "a fresh browser after the crash");
+    // dropping the executor leaves no browser process behind
+    drop(exec);
+    let needle = fresh[0].display().to_string();
+    let orphans: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle))
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "browser processes outlived the executor: {orphans:?}"
     );
 }
