@@ -168,12 +168,30 @@ async fn sweep(
         Ok::<_, anyhow::Error>((resp.sweep_id, p.passed == p.total))
     }
     .await;
-    let _ = agent.start_kill();
-    let _ = tokio::time::timeout(Duration::from_secs(10), agent.wait()).await;
+    stop_agent(&mut agent).await;
     shutdown.cancel();
     server
         .await
         .context("the embedded coordinator panicked")?
         .context("the embedded coordinator failed")?;
     result
+}
+
+/// SIGTERM first, so the agent closes its browsers itself; a kill only if it does not exit.
+async fn stop_agent(agent: &mut tokio::process::Child) {
+    #[cfg(unix)]
+    if let Some(pid) = agent.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        if tokio::time::timeout(Duration::from_secs(30), agent.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = agent.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent.wait()).await;
 }

@@ -747,7 +747,7 @@ fn real_chromium_cells_pass_and_reach_the_matrix() {
     let db = dir.path().join("grid.duckdb");
     let (t1, ops) = (token(&db, "lab-linux", false), token(&db, "ops", true));
     let (server, url) = serve(&db, "127.0.0.1:0");
-    let _agent = Proc(
+    let mut agent = Proc(
         Command::new(bin("quantgrid-agent"))
             .args([
                 "run",
@@ -780,6 +780,9 @@ fn real_chromium_cells_pass_and_reach_the_matrix() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // a graceful stop closes the agent's browsers; a kill would orphan them
+    agent.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(agent.wait_exit().success());
     drop(server);
     let out = Command::new(bin("quantgrid"))
         .args(["matrix", "--db-path"])
