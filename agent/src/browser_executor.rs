@@ -275,7 +275,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
     }
     let cap = build.capability();
     let os = crate::host::os()
-        .map(|o| format!("{o:?}").to_lowercase())
+        .map(|o| o.as_str().to_string())
         .unwrap_or_default();
     let driver_version = build
         .found

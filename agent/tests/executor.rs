@@ -2,19 +2,15 @@
 //! browser ends the next cell as `crash`, and the cell after that runs in a fresh browser.
 
 use quantgrid_agent::browser_executor::BrowserExecutor;
-use quantgrid_agent::discovery::browser::discover;
 use quantgrid_agent::executor::{Executor, Job};
 use quantgrid_agent::probe::probe;
 use quantgrid_matrix::{Browser, Status, spec, spec::Os};
-use std::collections::HashMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn a_killed_browser_is_a_crash_and_the_next_cell_still_runs() {
-    let path: Vec<std::path::PathBuf> =
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
-    let found = discover(Os::Linux, &path, &HashMap::new());
+    let found = quantgrid_agent::discovery::browsers();
     let chromium = found
         .iter()
         .find(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())

@@ -1,22 +1,18 @@
 //! The WebGPU layer kernel in real Chromium (SwiftShader here): every bit width and both
 //! schemes must match the dequantized reference computed in Rust.
 
-use quantgrid_agent::discovery::browser::discover;
 use quantgrid_agent::gemv::{kernel_tolerance, run_layer};
 use quantgrid_agent::server;
 use quantgrid_agent::webdriver::{Driver, Launch, Session};
+use quantgrid_matrix::Browser;
 use quantgrid_matrix::quant::{Bits, QuantParams, Scheme};
 use quantgrid_matrix::reference::layer_case;
 use quantgrid_matrix::workload::{Layer, Role};
-use quantgrid_matrix::{Browser, spec::Os};
-use std::collections::HashMap;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn every_bit_width_matches_the_rust_reference_in_chromium() {
-    let path: Vec<std::path::PathBuf> =
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
-    let found = discover(Os::Linux, &path, &HashMap::new());
+    let found = quantgrid_agent::discovery::browsers();
     let chromium = found
         .iter()
         .find(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())

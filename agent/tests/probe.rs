@@ -1,17 +1,12 @@
 //! The capability probe against the real Chromium this machine has (`./x test` installs
 //! Debian's chromium and chromium-driver): what it reports comes from inside the browser.
 
-use quantgrid_agent::discovery::browser::discover;
 use quantgrid_agent::probe::probe;
 use quantgrid_matrix::Browser;
-use quantgrid_matrix::spec::Os;
-use std::collections::HashMap;
 
 #[tokio::test]
 async fn chromium_reports_swiftshader_webgpu_and_refuses_webnn_in_its_own_words() {
-    let path: Vec<std::path::PathBuf> =
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
-    let found = discover(Os::Linux, &path, &HashMap::new());
+    let found = quantgrid_agent::discovery::browsers();
     let chromium = found
         .iter()
         .find(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())

@@ -242,14 +242,6 @@ impl TryFrom<&pb::CellResult> for CellResult {
     }
 }
 
-fn os_str(os: Os) -> &'static str {
-    match os {
-        Os::Linux => "linux",
-        Os::Macos => "macos",
-        Os::Windows => "windows",
-    }
-}
-
 fn vendor_str(v: GpuVendor) -> &'static str {
     match v {
         GpuVendor::Nvidia => "nvidia",
@@ -277,7 +269,7 @@ pub fn register_request(name: &str, version: &str, caps: &Capabilities) -> pb::R
     pb::RegisterRequest {
         name: name.to_string(),
         version: version.to_string(),
-        os: caps.os.map(os_str).unwrap_or_default().to_string(),
+        os: caps.os.map(Os::as_str).unwrap_or_default().to_string(),
         arch: caps.arch.clone(),
         browsers: caps
             .browsers

@@ -55,19 +55,25 @@ pub fn gpus(os: Os) -> Vec<gpu::Gpu> {
     }
 }
 
-/// Looks at this machine.
-pub fn machine() -> Machine {
-    let os = crate::host::os();
+/// The browsers installed here, found through this process's PATH and environment.
+pub fn browsers() -> Vec<browser::Found> {
+    let Some(os) = crate::host::os() else {
+        return Vec::new();
+    };
     let path: Vec<std::path::PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     let env: HashMap<String, String> = std::env::vars().collect();
+    browser::discover(os, &path, &env)
+}
+
+/// Looks at this machine.
+pub fn machine() -> Machine {
+    let os = crate::host::os();
     Machine {
         os,
         arch: std::env::consts::ARCH,
-        browsers: os
-            .map(|os| browser::discover(os, &path, &env))
-            .unwrap_or_default(),
+        browsers: browsers(),
         gpus: os.map(gpus).unwrap_or_default(),
     }
 }

@@ -256,10 +256,7 @@ impl Coordinator {
                     agent_id: agent.clone(),
                     name: agent.clone(),
                     version,
-                    os: caps
-                        .os
-                        .map(|o| format!("{o:?}").to_lowercase())
-                        .unwrap_or_default(),
+                    os: caps.os.map(|o| o.as_str().to_string()).unwrap_or_default(),
                     arch: caps.arch.clone(),
                     labels: caps.labels.clone(),
                     registered_at_us: (now * 1000) as i64,
