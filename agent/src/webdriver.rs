@@ -181,11 +181,23 @@ impl Drop for Session {
 
 #[cfg(target_os = "linux")]
 fn kill_profile_processes(profile: &Path) {
+    // a zygote can fork a renderer while one pass runs, so repeat until a pass finds nothing
+    for _ in 0..20 {
+        if kill_profile_pass(profile) == 0 {
+            return;
+        }
+    }
+}
+
+/// Kills every process whose command line names `profile`; returns how many it found.
+#[cfg(target_os = "linux")]
+fn kill_profile_pass(profile: &Path) -> usize {
     use std::os::unix::ffi::OsStrExt;
     let needle = profile.as_os_str().as_bytes();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
+        return 0;
     };
+    let mut found = 0;
     for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -198,12 +210,14 @@ fn kill_profile_processes(profile: &Path) {
             continue;
         };
         if cmdline.windows(needle.len()).any(|w| w == needle) {
+            found += 1;
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
     }
+    found
 }
 
 #[cfg(not(target_os = "linux"))]
