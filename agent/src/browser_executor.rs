@@ -73,18 +73,33 @@ impl BrowserExecutor {
         }
     }
 
-    /// The build to run `cell` on: one whose probe reported the platform, else any of the
-    /// browser (which then answers for itself).
+    /// The build to run `cell` on: the newest whose probe reported the platform, else the
+    /// newest of the browser (which then answers for itself, with its own error).
     fn build_for(&self, cell: &Cell) -> Option<&Probed> {
         let of_browser = || {
             self.probed
                 .iter()
                 .filter(|p| p.found.candidate.browser == cell.browser)
         };
+        let newest = |p: &&Probed| version_key(&p.found.version);
         of_browser()
-            .find(|p| p.capability().has(cell.platform))
-            .or_else(|| of_browser().next())
+            .filter(|p| p.capability().has(cell.platform))
+            .max_by_key(newest)
+            .or_else(|| of_browser().max_by_key(newest))
     }
+}
+
+/// `153.8.0esr` → [153, 8, 0]: numeric parts compare as numbers.
+fn version_key(v: &str) -> Vec<u64> {
+    v.split('.')
+        .map(|p| {
+            p.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 fn result(cell: &Cell, status: Status, text: Option<String>) -> CellResult {
@@ -123,13 +138,6 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             Some(format!("this agent has no {} build", cell.browser)),
         );
     };
-    if cell.platform == Platform::Webnn {
-        return result(
-            &cell,
-            Status::Error,
-            Some("the WebNN harness is not built into this agent yet".into()),
-        );
-    }
     let Ok(target) = cell.resolve() else {
         return result(
             &cell,
@@ -170,16 +178,11 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             );
         };
         let opened = async {
-            let driver = Driver::start(&driver_path, cell.browser).await?;
-            let launch = Launch {
-                browser: cell.browser,
-                binary: binary.clone(),
-                headless: exec.headless,
-                extra_args: vec![],
-            };
+            let launch = Launch::of(&build.found, exec.headless);
+            let driver = Driver::start(&driver_path, &launch).await?;
             let session = Session::open(&driver, &launch).await?;
             session
-                .goto(&format!("http://{addr}/{token}/gemv.html"))
+                .goto(&format!("http://{addr}/{token}/layer.html"))
                 .await?;
             Ok::<_, WebDriverError>(Live {
                 _driver: driver,
@@ -205,6 +208,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
     let (mut build_ms, mut first_ms, mut bytes) = (0f64, 0f64, 0u64);
     let (mut worst_kernel, mut worst_accuracy) = (0f64, 0f64);
     let mut failure: Option<String> = None;
+    let mut device_type: Option<String> = None;
     for layer in &layers {
         let bits = policy.bits_for(layer.role, cell.precision.effective);
         let params = QuantParams {
@@ -223,18 +227,20 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
                 Some("computing the reference failed".into()),
             );
         };
-        match run_layer(
-            &live.session,
-            layer,
-            &case,
-            job.warmup,
-            job.repetitions.max(1),
-        )
-        .await
-        {
+        let (warmup, reps) = (job.warmup, job.repetitions.max(1));
+        let ran = match cell.platform {
+            Platform::Webgpu => run_layer(&live.session, layer, &case, warmup, reps).await,
+            Platform::Webnn => {
+                crate::webnn::run_layer(&live.session, layer, &case, warmup, reps).await
+            }
+        };
+        match ran {
             Ok(run) => {
                 for (s, t) in samples.iter_mut().zip(&run.samples_ms) {
                     *s += t;
+                }
+                if run.device_type.is_some() {
+                    device_type = run.device_type.clone();
                 }
                 build_ms += run.build_ms;
                 first_ms += run.first_run_ms;
@@ -258,8 +264,12 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
                 state.live.remove(&binary);
                 return result(&cell, status, Some(e.to_string()));
             }
+            Err(GemvError::Unsupported(text)) => {
+                return result(&cell, Status::Unsupported, Some(text));
+            }
             Err(GemvError::Browser(text)) => {
                 let status = if text.contains("WebGPU not available")
+                    || text.contains("WebNN API not found")
                     || text.starts_with("NotSupportedError")
                 {
                     Status::Unsupported
@@ -309,7 +319,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
         os_version: String::new(),
         arch: std::env::consts::ARCH.to_string(),
         adapter: cap.webgpu.clone(),
-        webnn_device_type: None,
+        webnn_device_type: device_type,
         webnn_info: None,
     };
     CellResult {

@@ -1,5 +1,5 @@
 //! One quantized layer on WebGPU: hands the page the packed weights exactly as
-//! `quantgrid-matrix` packs them, runs `harness/gemv.html`, and checks the output against the
+//! `quantgrid-matrix` packs them, runs `harness/layer.html`, and checks the output against the
 //! Rust references (the kernel against the dequantized weights, accuracy against fp32).
 
 use crate::webdriver::{Session, WebDriverError};
@@ -19,6 +19,8 @@ pub struct LayerRun {
     pub weight_bytes: u64,
     pub kernel: Comparison,
     pub accuracy: Comparison,
+    /// WebNN only: the device type of the context the graph ran on.
+    pub device_type: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,9 @@ pub enum GemvError {
     /// The browser's own error text (WebGPU unavailable, shader compilation, out of memory).
     #[error("{0}")]
     Browser(String),
+    /// The browser's own evidence that it cannot run this at all.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("the page returned {0}")]
     Malformed(String),
 }
@@ -90,8 +95,16 @@ pub async fn run_layer(
             vec![args],
         )
         .await?;
+    read_run(&out, case)
+}
+
+/// The page's answer for one layer, checked against the case's references.
+pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<LayerRun, GemvError> {
     if let Some(e) = out["error"].as_str() {
         return Err(GemvError::Browser(e.to_string()));
+    }
+    if let Some(e) = out["unsupported"].as_str() {
+        return Err(GemvError::Unsupported(e.to_string()));
     }
     let floats = |key: &str| -> Result<Vec<f64>, GemvError> {
         out[key]
@@ -127,5 +140,6 @@ pub async fn run_layer(
             .ok_or_else(|| GemvError::Malformed("no weight_bytes".into()))?,
         kernel,
         accuracy,
+        device_type: out["device_type"].as_str().map(str::to_string),
     })
 }

@@ -12,3 +12,4 @@ pub mod probe;
 pub mod runtime;
 pub mod server;
 pub mod webdriver;
+pub mod webnn;

@@ -64,8 +64,8 @@ pub async fn probe(found: &Found) -> Result<Probed, ProbeError> {
     let stop = CancellationToken::new();
     let serving = tokio::spawn(server::run(listener, token.clone(), stop.clone()));
     let result = async {
-        let driver = Driver::start(&driver_path, c.browser).await?;
-        let launch = Launch { browser: c.browser, binary: c.binary.clone(), headless: true, extra_args: Vec::new() };
+        let launch = Launch::of(found, true);
+        let driver = Driver::start(&driver_path, &launch).await?;
         let session = Session::open(&driver, &launch).await?;
         let outcome = async {
             session.goto(&format!("http://{addr}/{token}/probe.html")).await?;

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 /// The files of `agent/harness/`, compiled into the binary.
 const FILES: [(&str, &str, &str); 2] = [
     (
-        "gemv.html",
+        "layer.html",
         "text/html; charset=utf-8",
-        include_str!("../harness/gemv.html"),
+        include_str!("../harness/layer.html"),
     ),
     (
         "probe.html",

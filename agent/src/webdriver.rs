@@ -2,6 +2,7 @@
 //! (killed when dropped, so none outlive the agent), and opens browser sessions with a fresh
 //! temporary profile and the flags each browser needs.
 
+use crate::discovery::browser::{Attach, BuildOptions, Found};
 use quantgrid_matrix::Browser;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -19,6 +20,8 @@ pub enum WebDriverError {
     },
     #[error("the driver {path} exited or never said which port it listens on")]
     NoPort { path: PathBuf },
+    #[error("{path} never printed its DevTools address")]
+    NoDevTools { path: PathBuf },
     #[error("cannot create a temporary browser profile")]
     Profile(#[source] std::io::Error),
     #[error("the driver refused a session: {0}")]
@@ -36,12 +39,16 @@ pub struct Driver {
 
 impl Driver {
     /// Starts `path` on a port it picks itself and reads the port from its output.
-    pub async fn start(path: &Path, browser: Browser) -> Result<Driver, WebDriverError> {
+    pub async fn start(path: &Path, launch: &Launch) -> Result<Driver, WebDriverError> {
         let mut cmd = Command::new(path);
-        match browser {
+        match launch.browser {
             Browser::Firefox => cmd.args(["--port", "0", "--host", "127.0.0.1"]),
             _ => cmd.args(["--port=0", "--allowed-ips=127.0.0.1"]),
         };
+        if launch.options.attach != Attach::Driver {
+            // attaching to another major version: chromedriver refuses it without this
+            cmd.arg("--disable-build-check");
+        }
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -93,7 +100,18 @@ pub struct Launch {
     pub browser: Browser,
     pub binary: PathBuf,
     pub headless: bool,
-    pub extra_args: Vec<String>,
+    pub options: BuildOptions,
+}
+
+impl Launch {
+    pub fn of(found: &Found, headless: bool) -> Launch {
+        Launch {
+            browser: found.candidate.browser,
+            binary: found.candidate.binary.clone(),
+            headless,
+            options: found.candidate.options.clone(),
+        }
+    }
 }
 
 impl Launch {
@@ -126,26 +144,42 @@ impl Launch {
                 "--headless".into()
             });
         }
-        f.extend(self.extra_args.iter().cloned());
+        f.extend(self.options.args.iter().cloned());
         f
     }
 
-    fn capabilities(&self, profile: &Path) -> serde_json::Map<String, serde_json::Value> {
+    /// `debugger` is the DevTools address of a browser to attach to instead of starting one.
+    fn capabilities(
+        &self,
+        profile: &Path,
+        debugger: Option<&str>,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let args = self.flags(profile);
-        let caps = match self.browser {
-            Browser::Firefox => serde_json::json!({
-                "browserName": "firefox",
-                "moz:firefoxOptions": {
-                    "binary": self.binary,
-                    "args": args,
-                    "prefs": { "dom.webgpu.enabled": true, "gfx.webgpu.ignore-blocklist": true }
-                },
-                "timeouts": { "script": 60000, "pageLoad": 60000 }
+        let timeouts = serde_json::json!({ "script": 600_000, "pageLoad": 60_000 });
+        let caps = match (self.browser, debugger) {
+            (Browser::Firefox, _) => {
+                let mut prefs = serde_json::json!({
+                    "dom.webgpu.enabled": true,
+                    "gfx.webgpu.ignore-blocklist": true,
+                });
+                for (k, v) in &self.options.prefs {
+                    prefs[k] = v.clone();
+                }
+                serde_json::json!({
+                    "browserName": "firefox",
+                    "moz:firefoxOptions": { "binary": self.binary, "args": args, "prefs": prefs },
+                    "timeouts": timeouts
+                })
+            }
+            (_, Some(address)) => serde_json::json!({
+                "browserName": "chrome",
+                "goog:chromeOptions": { "debuggerAddress": address },
+                "timeouts": timeouts
             }),
-            _ => serde_json::json!({
+            (_, None) => serde_json::json!({
                 "browserName": "chrome",
                 "goog:chromeOptions": { "binary": self.binary, "args": args },
-                "timeouts": { "script": 60000, "pageLoad": 60000 }
+                "timeouts": timeouts
             }),
         };
         match caps {
@@ -160,8 +194,53 @@ impl Launch {
 pub struct Session {
     client: fantoccini::Client,
     _profile: tempfile::TempDir,
+    /// The browser, when the agent started it itself to attach to it.
+    _browser: Option<Child>,
     /// The flags the browser was started with, recorded with every result.
     pub flags: Vec<String>,
+}
+
+/// Starts the browser with a DevTools port of its choosing and reads the address it prints
+/// ("DevTools listening on ws://127.0.0.1:PORT/devtools/browser/…").
+async fn start_for_attach(
+    launch: &Launch,
+    flags: &[String],
+) -> Result<(Child, String), WebDriverError> {
+    let mut child = Command::new(&launch.binary)
+        .args(flags)
+        .args([
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+            "about:blank",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| WebDriverError::Spawn {
+            path: launch.binary.clone(),
+            source,
+        })?;
+    let no_port = || WebDriverError::NoDevTools {
+        path: launch.binary.clone(),
+    };
+    let stderr = child.stderr.take().ok_or_else(no_port)?;
+    let mut lines = BufReader::new(stderr).lines();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("DevTools listening on ws://").nth(1) {
+                return rest.split('/').next().map(str::to_string);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(no_port)?;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, address))
 }
 
 impl Session {
@@ -226,7 +305,16 @@ fn kill_profile_processes(_profile: &Path) {}
 impl Session {
     pub async fn open(driver: &Driver, launch: &Launch) -> Result<Session, WebDriverError> {
         let profile = tempfile::tempdir().map_err(WebDriverError::Profile)?;
-        let caps = launch.capabilities(profile.path());
+        let flags = launch.flags(profile.path());
+        let (browser, debugger) = match &launch.options.attach {
+            Attach::Driver => (None, None),
+            Attach::Launch => {
+                let (child, address) = start_for_attach(launch, &flags).await?;
+                (Some(child), Some(address))
+            }
+            Attach::Address(a) => (None, Some(a.clone())),
+        };
+        let caps = launch.capabilities(profile.path(), debugger.as_deref());
         let client = fantoccini::ClientBuilder::new(
             hyper_util::client::legacy::connect::HttpConnector::new(),
         )
@@ -236,8 +324,9 @@ impl Session {
         .map_err(|e| WebDriverError::Session(e.to_string()))?;
         Ok(Session {
             client,
-            flags: launch.flags(profile.path()),
+            flags,
             _profile: profile,
+            _browser: browser,
         })
     }
 
@@ -286,7 +375,7 @@ mod tests {
             browser: Browser::Chromium,
             binary: "/usr/lib/chromium/chromium".into(),
             headless: true,
-            extra_args: vec![],
+            options: BuildOptions::default(),
         };
         let f = l.flags(Path::new("/tmp/p"));
         for flag in [
@@ -301,10 +390,28 @@ mod tests {
             browser: Browser::Firefox,
             ..l
         };
-        let caps = ff.capabilities(Path::new("/tmp/p"));
+        let caps = ff.capabilities(Path::new("/tmp/p"), None);
         assert_eq!(
             caps["moz:firefoxOptions"]["prefs"]["dom.webgpu.enabled"],
             serde_json::json!(true)
+        );
+    }
+
+    #[test]
+    fn attaching_names_only_the_debugger_address() {
+        let l = Launch {
+            browser: Browser::Chromium,
+            binary: "/opt/chromium-153/chromium".into(),
+            headless: true,
+            options: BuildOptions {
+                attach: Attach::Launch,
+                ..BuildOptions::default()
+            },
+        };
+        let caps = l.capabilities(Path::new("/tmp/p"), Some("127.0.0.1:9222"));
+        assert_eq!(
+            caps["goog:chromeOptions"],
+            serde_json::json!({ "debuggerAddress": "127.0.0.1:9222" })
         );
     }
 }

@@ -1,5 +1,5 @@
-//! The WebGPU layer kernel in real Chromium (SwiftShader here): every bit width and both
-//! schemes must match the dequantized reference computed in Rust.
+//! The WebGPU layer kernel in real Chromium (SwiftShader here) and Firefox (lavapipe here):
+//! every bit width and both schemes must match the dequantized reference computed in Rust.
 
 use quantgrid_agent::gemv::{kernel_tolerance, run_layer};
 use quantgrid_agent::server;
@@ -12,11 +12,22 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn every_bit_width_matches_the_rust_reference_in_chromium() {
+    every_bit_width_matches(Browser::Chromium, "Chromium and chromedriver").await;
+}
+
+#[tokio::test]
+async fn every_bit_width_matches_the_rust_reference_in_firefox() {
+    every_bit_width_matches(Browser::Firefox, "Firefox ESR and geckodriver").await;
+}
+
+async fn every_bit_width_matches(browser: Browser, what: &str) {
     let found = quantgrid_agent::discovery::browsers();
-    let chromium = found
+    // the newest build: the one the executor picks for WebGPU
+    let build = found
         .iter()
-        .find(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())
-        .expect("Chromium and chromedriver are installed (./x test installs them)");
+        .filter(|f| f.candidate.browser == browser && f.candidate.driver.is_some())
+        .max_by_key(|f| quantgrid_agent::discovery::browser::major(&f.version))
+        .unwrap_or_else(|| panic!("{what} are installed (./x test installs them)"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -24,21 +35,13 @@ async fn every_bit_width_matches_the_rust_reference_in_chromium() {
     let token = server::session_token().expect("random");
     let stop = CancellationToken::new();
     let serving = tokio::spawn(server::run(listener, token.clone(), stop.clone()));
-    let driver = Driver::start(
-        chromium.candidate.driver.as_ref().expect("driver"),
-        Browser::Chromium,
-    )
-    .await
-    .expect("driver");
-    let launch = Launch {
-        browser: Browser::Chromium,
-        binary: chromium.candidate.binary.clone(),
-        headless: true,
-        extra_args: vec![],
-    };
+    let launch = Launch::of(build, true);
+    let driver = Driver::start(build.candidate.driver.as_ref().expect("driver"), &launch)
+        .await
+        .expect("driver");
     let session = Session::open(&driver, &launch).await.expect("session");
     session
-        .goto(&format!("http://{addr}/{token}/gemv.html"))
+        .goto(&format!("http://{addr}/{token}/layer.html"))
         .await
         .expect("goto");
     // k = 80 leaves a ragged last group; m = 2 exercises more than one row of activations

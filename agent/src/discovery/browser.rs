@@ -16,6 +16,32 @@ pub struct Candidate {
     pub binary: PathBuf,
     /// The WebDriver server for it, when one is known at a fixed place or on PATH.
     pub driver: Option<PathBuf>,
+    pub options: BuildOptions,
+}
+
+/// How the driver reaches a browser build.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attach {
+    /// The driver starts the browser: the usual way.
+    #[default]
+    Driver,
+    /// The agent starts the browser with a DevTools port and the driver attaches to it: for a
+    /// build the driver refuses to start (chromedriver 156 refuses Chromium 153).
+    Launch,
+    /// A browser somebody else started, listening for DevTools at this `host:port`; the agent
+    /// attaches but does not own it.
+    Address(String),
+}
+
+/// Per-build settings beyond the binary: from the agent config, or decided by discovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BuildOptions {
+    pub attach: Attach,
+    /// Extra command-line flags, after quantgrid's own.
+    pub args: Vec<String>,
+    /// Extra Firefox preferences.
+    pub prefs: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A browser found and run: its version came from the binary itself.
@@ -67,6 +93,7 @@ pub fn candidates(os: Os, path: &[PathBuf], env: &HashMap<String, String>) -> Ve
                 channel: "override".into(),
                 binary: p.into(),
                 driver: None,
+                options: BuildOptions::default(),
             });
         }
     }
@@ -77,6 +104,7 @@ pub fn candidates(os: Os, path: &[PathBuf], env: &HashMap<String, String>) -> Ve
                 channel: channel.into(),
                 binary,
                 driver: None,
+                options: BuildOptions::default(),
             });
         }
     };
@@ -222,6 +250,30 @@ pub fn find_driver(os: Os, browser: Browser, path: &[PathBuf]) -> Option<PathBuf
     path.iter().map(|d| d.join(&file)).find(|p| p.is_file())
 }
 
+/// The leading number of a version string.
+pub fn major(version: &str) -> Option<u32> {
+    version.split('.').next()?.parse().ok()
+}
+
+/// chromedriver starts only its own major version of Chromium ("unable to discover open
+/// pages" otherwise) but attaches to any: another major means attaching.
+pub fn mismatched_majors(browser: Browser, browser_version: &str, driver_version: &str) -> bool {
+    matches!(browser, Browser::Chrome | Browser::Chromium | Browser::Edge)
+        && major(browser_version).is_some()
+        && major(browser_version) != major(driver_version)
+}
+
+fn needs_attach(browser: Browser, version: &str, driver: &Path) -> bool {
+    if !matches!(browser, Browser::Chrome | Browser::Chromium | Browser::Edge) {
+        return false;
+    }
+    let Ok(out) = std::process::Command::new(driver).arg("--version").output() else {
+        return false;
+    };
+    parse_version(&String::from_utf8_lossy(&out.stdout))
+        .is_some_and(|dv| mismatched_majors(browser, version, &dv))
+}
+
 /// The candidates that exist here, with their versions and drivers. A build reachable from
 /// two places (a binary and its launcher script) is listed once.
 pub fn discover(os: Os, path: &[PathBuf], env: &HashMap<String, String>) -> Vec<Found> {
@@ -244,8 +296,19 @@ pub fn discover(os: Os, path: &[PathBuf], env: &HashMap<String, String>) -> Vec<
             .clone()
             .filter(|d| d.is_file())
             .or_else(|| find_driver(os, c.browser, path));
+        let mut options = c.options.clone();
+        if options.attach == Attach::Driver
+            && let Some(d) = &driver
+            && needs_attach(c.browser, &version, d)
+        {
+            options.attach = Attach::Launch;
+        }
         found.push(Found {
-            candidate: Candidate { driver, ..c },
+            candidate: Candidate {
+                driver,
+                options,
+                ..c
+            },
             version,
         });
     }
@@ -335,6 +398,22 @@ mod tests {
             .find(|x| x.browser == Browser::Safari)
             .expect("safari");
         assert_eq!(s.driver, Some(PathBuf::from("/usr/bin/safaridriver")));
+    }
+
+    #[test]
+    fn another_chromium_major_than_the_driver_means_attaching() {
+        assert!(mismatched_majors(
+            Browser::Chromium,
+            "153.0.8010.0",
+            "156.0.8078.108"
+        ));
+        assert!(!mismatched_majors(
+            Browser::Chromium,
+            "156.0.8078.108",
+            "156.0.8078.2"
+        ));
+        // geckodriver's version says nothing about Firefox's
+        assert!(!mismatched_majors(Browser::Firefox, "153.8.0esr", "0.37.1"));
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! One quantized layer on WebNN: turns the packed weights into the operand types WebNN has
+//! (uint8 codes at 8 bits, int4 at 4 bits, float16 at 16), runs `harness/layer.html`'s graph
+//! of dequantizeLinear + gemm, and checks the output like the WebGPU path does.
+
+use crate::gemv::{GemvError, LayerRun, read_run};
+use crate::webdriver::Session;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use quantgrid_matrix::quant::{Bits, Quantized, Scheme, unpack_code};
+use quantgrid_matrix::reference::LayerCase;
+use quantgrid_matrix::workload::Layer;
+
+/// The WebNN operand type that holds codes of `bits`, if any: WebNN has nothing narrower
+/// than int4 (and int4 itself is beyond the spec, a Chromium extension).
+pub fn operand_type(bits: Bits) -> Option<&'static str> {
+    match bits {
+        Bits::B4 => Some("int4"),
+        Bits::B8 => Some("uint8"),
+        Bits::B16 => Some("float16"),
+        _ => None,
+    }
+}
+
+/// The code of weight `i` of row `r` and the zero point of its group, both as unsigned codes.
+fn codes_and_zeros(q: &Quantized) -> (Vec<u8>, Vec<u8>) {
+    let words = q.words_per_row();
+    let mut codes = Vec::with_capacity(q.n as usize * q.k as usize);
+    for row in q.packed.chunks(words) {
+        for i in 0..q.k as usize {
+            codes.push(unpack_code(row, q.params.bits, i));
+        }
+    }
+    let mid = 1u8 << (q.params.bits.get() - 1);
+    let zeros = match q.params.scheme {
+        Scheme::Asymmetric if !q.zeros.is_empty() => q.zeros.clone(),
+        _ => vec![mid; q.scales.len()],
+    };
+    (codes, zeros)
+}
+
+/// int4 is signed: code − 8 in two's complement is the code with its top bit flipped. Two
+/// values per byte, low nibble first, across row ends.
+fn int4_bytes(codes: &[u8]) -> Vec<u8> {
+    codes
+        .chunks(2)
+        .map(|p| (p[0] ^ 8) | (p.get(1).map_or(0, |c| c ^ 8) << 4))
+        .collect()
+}
+
+/// The tensors the page builds its constants from, base64-encoded.
+pub fn operands(q: &Quantized) -> serde_json::Value {
+    let bits = q.params.bits;
+    let dtype = operand_type(bits);
+    if bits == Bits::B16 {
+        let words = q.words_per_row();
+        let halves: Vec<u8> = q
+            .packed
+            .chunks(words)
+            .flat_map(|row| (0..q.k as usize).map(move |i| (row[i / 2] >> ((i % 2) * 16)) as u16))
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        return serde_json::json!({ "dtype": dtype, "w": STANDARD.encode(halves) });
+    }
+    let (codes, zeros) = codes_and_zeros(q);
+    let (w, z) = match dtype {
+        Some("int4") => (int4_bytes(&codes), int4_bytes(&zeros)),
+        _ => (codes, zeros),
+    };
+    let scales: Vec<u8> = q
+        .scales
+        .iter()
+        .flat_map(|s| s.to_f32().to_le_bytes())
+        .collect();
+    serde_json::json!({
+        "dtype": dtype,
+        "w": STANDARD.encode(w),
+        "scales": STANDARD.encode(scales),
+        "zeros": STANDARD.encode(z),
+    })
+}
+
+pub async fn run_layer(
+    session: &Session,
+    layer: &Layer,
+    case: &LayerCase,
+    warmup: u32,
+    repetitions: u32,
+) -> Result<LayerRun, GemvError> {
+    let q = &case.quantized;
+    let group = q.params.group_size.max(1);
+    if q.params.bits != Bits::B16 && layer.k % group != 0 {
+        // block-wise dequantizeLinear needs whole blocks
+        return Err(GemvError::Malformed(format!(
+            "k = {} is not a multiple of the group size {group}",
+            layer.k
+        )));
+    }
+    let x: Vec<u8> = case.input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut args = operands(q);
+    for (k, v) in [
+        ("m", serde_json::json!(layer.m)),
+        ("k", serde_json::json!(layer.k)),
+        ("n", serde_json::json!(layer.n)),
+        ("bits", serde_json::json!(q.params.bits.get())),
+        ("groupsPerRow", serde_json::json!(layer.k.div_ceil(group))),
+        ("x", serde_json::json!(STANDARD.encode(&x))),
+        ("warmup", serde_json::json!(warmup)),
+        ("repetitions", serde_json::json!(repetitions)),
+    ] {
+        args[k] = v;
+    }
+    let out = session
+        .run_async_with(
+            "window.quantgridWebnn(arguments[0]).then(done, e => done({ error: `${e.name}: ${e.message}` }));",
+            vec![args],
+        )
+        .await?;
+    read_run(&out, case)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quantgrid_matrix::quant::{QuantParams, quantize};
+
+    #[test]
+    fn int4_is_the_code_minus_eight_low_nibble_first() {
+        // codes 0, 15, 8 → values −8, 7, 0 → nibbles 0x8, 0x7, 0x0
+        assert_eq!(int4_bytes(&[0, 15, 8]), vec![0x78, 0x00]);
+    }
+
+    #[test]
+    fn symmetric_zero_points_are_the_midpoint() {
+        let w: Vec<f32> = (0..64).map(|i| (i as f32 - 32.0) / 40.0).collect();
+        let q = quantize(
+            &w,
+            2,
+            32,
+            QuantParams {
+                bits: Bits::B8,
+                scheme: Scheme::Symmetric,
+                group_size: 16,
+            },
+        );
+        let (codes, zeros) = codes_and_zeros(&q);
+        assert_eq!(codes.len(), 64);
+        assert_eq!(zeros, vec![128; 4]);
+        // dequantizing WebNN's way gives back what the kernel reference uses
+        let deq = q.dequantize();
+        for (i, c) in codes.iter().enumerate() {
+            let g = i / 16;
+            let v = (f32::from(*c) - 128.0) * q.scales[g].to_f32();
+            assert_eq!(v, deq[i]);
+        }
+    }
+
+    #[test]
+    fn two_and_three_bits_have_no_webnn_type() {
+        assert_eq!(operand_type(Bits::B2), None);
+        assert_eq!(operand_type(Bits::B3), None);
+        assert_eq!(operand_type(Bits::B4), Some("int4"));
+    }
+}

@@ -1,0 +1,121 @@
+//! WebNN through real browsers: Chromium 153 (npm build, attached through its DevTools port)
+//! runs the dequantizeLinear + gemm graph at 8 bits and at experimental int4, answers 2 and 3
+//! bits with its own opSupportLimits, and Chromium 156 (built without WebNN) says it cannot.
+
+use quantgrid_agent::browser_executor::BrowserExecutor;
+use quantgrid_agent::discovery::browser::Attach;
+use quantgrid_agent::executor::{Executor, Job};
+use quantgrid_agent::probe::{Probed, probe};
+use quantgrid_matrix::quant::Bits;
+use quantgrid_matrix::{Browser, Cell, CellResult, Status, spec, spec::Os};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn executor(probed: Vec<Probed>) -> BrowserExecutor {
+    let caps = quantgrid_matrix::agent::Capabilities {
+        os: Some(Os::Linux),
+        arch: "x86_64".into(),
+        browsers: probed.iter().map(Probed::capability).collect(),
+        gpu_vendors: vec![],
+        labels: Default::default(),
+        slots: 1,
+    };
+    BrowserExecutor::new(probed, caps, true)
+}
+
+fn cells() -> Vec<Cell> {
+    spec::parse(
+        "version: 1\nname: t\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webnn\nbits: [2, 3, 4, 8]\nexperimental_precision: [false, true]\nworkload: {layers: 1, seq_len: 1}\n",
+        "t.yaml",
+    )
+    .expect("spec")
+    .expand()
+}
+
+async fn run(exec: &BrowserExecutor, cell: &Cell) -> CellResult {
+    let job = Job {
+        lease_id: "l".into(),
+        cell: cell.clone(),
+        warmup: 1,
+        repetitions: 3,
+        timeout: Duration::from_secs(120),
+    };
+    exec.run(job, CancellationToken::new()).await
+}
+
+async fn chromium(major: &str) -> Probed {
+    let found = quantgrid_agent::discovery::browsers();
+    let build = found
+        .iter()
+        .find(|f| f.candidate.browser == Browser::Chromium && f.version.starts_with(major))
+        .unwrap_or_else(|| {
+            panic!("Chromium {major} is installed (./x test installs it and sets QUANTGRID_CHROMIUM for 153)")
+        });
+    probe(build).await.expect("probe")
+}
+
+#[tokio::test]
+async fn chromium_153_runs_8_bit_and_experimental_int4_and_refuses_2_and_3_bits() {
+    let c153 = chromium("153.").await;
+    assert_eq!(
+        c153.found.candidate.options.attach,
+        Attach::Launch,
+        "chromedriver 156 cannot start 153: the agent attaches"
+    );
+    assert!(c153.capability().webnn, "{:?}", c153.report["webnn"]);
+    let exec = executor(vec![c153]);
+    let all = cells();
+    // experimental mode only changes sub-8-bit requests: one 8-bit cell
+    assert_eq!(all.len(), 7);
+    for cell in &all {
+        let r = run(&exec, cell).await;
+        let p = cell.precision;
+        match (p.requested, p.experimental) {
+            (Bits::B2 | Bits::B3, true) => {
+                assert_eq!(r.status, Status::Unsupported, "{}: {r:?}", cell.label());
+                let text = r.error_text.unwrap_or_default();
+                assert!(
+                    text.contains("opSupportLimits") && text.contains("int4"),
+                    "{text}"
+                );
+            }
+            _ => {
+                assert_eq!(r.status, Status::Pass, "{}: {r:?}", cell.label());
+                let want = if p.experimental { Bits::B4 } else { Bits::B8 };
+                assert_eq!(r.effective_bits, want, "{}", cell.label());
+                let m = r.measurement.expect("measured");
+                assert_eq!(m.samples_ms.len(), 3);
+                assert!(m.kernel_max_abs_err <= 1e-2, "{m:?}");
+                // the codes of every matrix of the block: a byte each at 8 bits, half at 4,
+                // plus float32 scales and zero points per group
+                let target = cell.resolve().expect("model");
+                let weights =
+                    quantgrid_matrix::workload::workload(target.model, cell.workload).weights();
+                let codes = weights * u64::from(want.get()) / 8;
+                assert!(
+                    m.weight_bytes > codes && m.weight_bytes < codes * 2,
+                    "{m:?}"
+                );
+                let env = r.environment.expect("environment");
+                assert!(env.webnn_device_type.is_some());
+                assert_eq!(env.browser_version, "153.0.8010.0");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn chromium_156_answers_webnn_with_its_own_not_supported_error() {
+    let exec = executor(vec![chromium("156.").await]);
+    let cell = cells()
+        .into_iter()
+        .find(|c| c.precision.requested == Bits::B8)
+        .expect("an 8-bit cell");
+    let r = run(&exec, &cell).await;
+    assert_eq!(r.status, Status::Unsupported, "{r:?}");
+    let text = r.error_text.unwrap_or_default();
+    assert!(
+        text.starts_with("NotSupportedError") && text.contains("WebNN is not supported"),
+        "{text}"
+    );
+}
