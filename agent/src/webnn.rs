@@ -88,7 +88,7 @@ pub async fn run_layer(
 ) -> Result<LayerRun, GemvError> {
     let q = &case.quantized;
     let group = q.params.group_size.max(1);
-    if q.params.bits != Bits::B16 && layer.k % group != 0 {
+    if q.params.bits != Bits::B16 && !layer.k.is_multiple_of(group) {
         // block-wise dequantizeLinear needs whole blocks
         return Err(GemvError::Malformed(format!(
             "k = {} is not a multiple of the group size {group}",
