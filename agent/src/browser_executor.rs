@@ -38,6 +38,8 @@ pub struct BrowserExecutor {
     probed: Arc<Vec<Probed>>,
     capabilities: Capabilities,
     headless: bool,
+    /// Off only to measure what reuse saves: every cell then pays a browser start.
+    reuse_sessions: bool,
     state: Arc<Mutex<State>>,
 }
 
@@ -66,11 +68,18 @@ impl BrowserExecutor {
             probed: Arc::new(probed),
             capabilities,
             headless,
+            reuse_sessions: true,
             state: Arc::new(Mutex::new(State {
                 harness: None,
                 live: HashMap::new(),
             })),
         }
+    }
+
+    /// A fresh browser session for every cell, as a grid without session reuse would do.
+    pub fn without_session_reuse(mut self) -> BrowserExecutor {
+        self.reuse_sessions = false;
+        self
     }
 
     /// The build to run `cell` on: the newest whose probe reported the platform, else the
@@ -299,13 +308,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
         browser: cell.browser,
         browser_channel: build.found.candidate.channel.clone(),
         browser_version: build.found.version.clone(),
-        browser_flags: live
-            .session
-            .flags
-            .iter()
-            .filter(|f| !f.starts_with("--user-data-dir"))
-            .cloned()
-            .collect(),
+        browser_flags: live.session.flags.clone(),
         driver: build
             .found
             .candidate
@@ -316,7 +319,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             .unwrap_or_default(),
         driver_version,
         os,
-        os_version: String::new(),
+        os_version: crate::host::os_version(),
         arch: std::env::consts::ARCH.to_string(),
         adapter: cap.webgpu.clone(),
         webnn_device_type: device_type,
@@ -359,9 +362,18 @@ impl Executor for BrowserExecutor {
             let binary = exec
                 .build_for(&cell)
                 .map(|b| b.found.candidate.binary.clone());
+            let reuse = exec.reuse_sessions;
             tokio::select! {
                 r = tokio::time::timeout(timeout, run_cell(exec, job)) => match r {
-                    Ok(r) => r,
+                    Ok(r) => {
+                        if !reuse {
+                            let dropped: Vec<Live> = state.lock().await.live.drain().map(|(_, l)| l).collect();
+                            for live in dropped {
+                                let _ = live.session.close().await;
+                            }
+                        }
+                        r
+                    }
                     Err(_) => {
                         // a hung page: the next cell gets a fresh browser
                         if let Some(b) = binary {

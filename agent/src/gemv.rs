@@ -98,6 +98,35 @@ pub async fn run_layer(
     read_run(&out, case)
 }
 
+/// The layer with its unquantized f32 weights: the baseline that says whether a low-bit
+/// kernel is worth its name on an adapter. Both checks compare against the fp32 output.
+pub async fn run_f32_layer(
+    session: &Session,
+    layer: &Layer,
+    case: &LayerCase,
+    weights: &[f32],
+    warmup: u32,
+    repetitions: u32,
+) -> Result<LayerRun, GemvError> {
+    let x: Vec<u8> = case.input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let w: Vec<u32> = weights.iter().map(|v| v.to_bits()).collect();
+    let args = serde_json::json!({
+        "m": layer.m, "k": layer.k, "n": layer.n,
+        "bits": 32, "group": 1, "wordsPerRow": layer.k, "groupsPerRow": 0, "asym": false,
+        "x": STANDARD.encode(&x), "w": b64_u32(&w), "scales": "", "zeros": "",
+        "warmup": warmup, "repetitions": repetitions,
+    });
+    let out = session
+        .run_async_with(
+            "window.quantgridGemv(arguments[0]).then(done, e => done({ error: `${e.name}: ${e.message}` }));",
+            vec![args],
+        )
+        .await?;
+    let mut reference = case.clone();
+    reference.dequantized_output = case.fp32_output.clone();
+    read_run(&out, &reference)
+}
+
 /// The page's answer for one layer, checked against the case's references.
 pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<LayerRun, GemvError> {
     if let Some(e) = out["error"].as_str() {

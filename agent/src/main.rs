@@ -39,7 +39,11 @@ enum ExecutorKind {
 enum Command {
     /// Print this machine's GPUs and browsers, each with what it reports from inside about
     /// WebGPU and WebNN (a headless session per browser), as JSON.
-    Probe,
+    Probe {
+        /// Agent config whose `browsers:` are probed too.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Connect to a coordinator and run the cells it offers until stopped. SIGTERM or Ctrl-C:
     /// finish the running cell, report, disconnect. A second signal: abandon it and exit.
     Run {
@@ -90,8 +94,12 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Probe => {
-            let machine = quantgrid_agent::discovery::machine();
+        Command::Probe { config } => {
+            let raw = read_config(config.as_ref())?;
+            let machine = quantgrid_agent::discovery::machine(
+                raw.browsers.iter().map(|b| b.candidate()).collect(),
+                raw.discover.unwrap_or(true),
+            );
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -134,17 +142,9 @@ fn main() -> Result<()> {
             tls_key,
             headed,
         } => {
-            let raw = match &config_path {
-                Some(p) => {
-                    let text = std::fs::read_to_string(p)
-                        .with_context(|| format!("cannot read agent config {}", p.display()))?;
-                    config::parse(&text, &p.display().to_string())?
-                }
-                None => config::RawAgentConfig {
-                    version: 1,
-                    ..Default::default()
-                },
-            };
+            let raw = read_config(config_path.as_ref())?;
+            let declared: Vec<_> = raw.browsers.iter().map(|b| b.candidate()).collect();
+            let discover = raw.discover.unwrap_or(true);
             let coordinator = coordinator
                 .or(raw.coordinator)
                 .context("--coordinator (or `coordinator:` in --config) is required")?;
@@ -185,7 +185,7 @@ fn main() -> Result<()> {
             };
             let executor: Arc<dyn Executor> = match executor {
                 ExecutorKind::Browser => {
-                    let machine = quantgrid_agent::discovery::machine();
+                    let machine = quantgrid_agent::discovery::machine(declared, discover);
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
@@ -269,6 +269,20 @@ fn main() -> Result<()> {
                     .context("agent stopped")
             })
         }
+    }
+}
+
+fn read_config(path: Option<&PathBuf>) -> Result<config::RawAgentConfig> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read agent config {}", p.display()))?;
+            Ok(config::parse(&text, &p.display().to_string())?)
+        }
+        None => Ok(config::RawAgentConfig {
+            version: 1,
+            ..Default::default()
+        }),
     }
 }
 

@@ -119,8 +119,24 @@ impl Launch {
     /// `--enable-unsafe-webgpu` (else `requestAdapter()` is null) and the WebNN feature flag
     /// (else `navigator.ml` is absent); Firefox needs the WebGPU prefs.
     pub fn flags(&self, profile: &Path) -> Vec<String> {
+        self.flags_with(Some(profile))
+    }
+
+    /// The flags as recorded with results: without the throwaway profile's path, which differs
+    /// per session and says nothing about the build.
+    pub fn recorded_flags(&self) -> Vec<String> {
+        let mut f = self.flags_with(None);
+        if self.options.attach == Attach::Launch {
+            f.push("--remote-debugging-port=0".into());
+        }
+        f
+    }
+
+    fn flags_with(&self, profile: Option<&Path>) -> Vec<String> {
         let mut f: Vec<String> = match self.browser {
-            Browser::Firefox => vec!["-profile".into(), profile.display().to_string()],
+            Browser::Firefox => profile
+                .map(|p| vec!["-profile".into(), p.display().to_string()])
+                .unwrap_or_default(),
             _ => [
                 "--no-sandbox",
                 "--disable-quic",
@@ -134,7 +150,7 @@ impl Launch {
             ]
             .iter()
             .map(|s| s.to_string())
-            .chain([format!("--user-data-dir={}", profile.display())])
+            .chain(profile.map(|p| format!("--user-data-dir={}", p.display())))
             .collect(),
         };
         if self.headless {
@@ -196,7 +212,8 @@ pub struct Session {
     _profile: tempfile::TempDir,
     /// The browser, when the agent started it itself to attach to it.
     _browser: Option<Child>,
-    /// The flags the browser was started with, recorded with every result.
+    /// The flags the browser was started with (less the profile path), recorded with every
+    /// result.
     pub flags: Vec<String>,
 }
 
@@ -324,7 +341,7 @@ impl Session {
         .map_err(|e| WebDriverError::Session(e.to_string()))?;
         Ok(Session {
             client,
-            flags,
+            flags: launch.recorded_flags(),
             _profile: profile,
             _browser: browser,
         })

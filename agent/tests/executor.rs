@@ -1,5 +1,6 @@
 //! The browser executor on real Chromium: a cell passes with real measurements, a killed
-//! browser ends the next cell as `crash`, and the cell after that runs in a fresh browser.
+//! browser ends the next cell as `crash`, a page that does not answer in time ends as
+//! `timeout`, and in both cases the cell after runs in a fresh browser.
 
 use quantgrid_agent::browser_executor::BrowserExecutor;
 use quantgrid_agent::executor::{Executor, Job};
@@ -86,4 +87,60 @@ async fn a_killed_browser_is_a_crash_and_the_next_cell_still_runs() {
         orphans.is_empty(),
         "browser processes outlived the executor: {orphans:?}"
     );
+}
+
+#[tokio::test]
+async fn a_page_that_does_not_answer_in_time_is_a_timeout_and_the_next_cell_still_runs() {
+    let found = quantgrid_agent::discovery::browsers();
+    let chromium = found
+        .iter()
+        .filter(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())
+        .max_by_key(|f| quantgrid_agent::discovery::browser::major(&f.version))
+        .expect("Chromium and chromedriver are installed (./x test installs them)");
+    let probed = probe(chromium).await.expect("probe");
+    let caps = quantgrid_matrix::agent::Capabilities {
+        os: Some(Os::Linux),
+        arch: "x86_64".into(),
+        browsers: vec![probed.capability()],
+        gpu_vendors: vec![],
+        labels: Default::default(),
+        slots: 1,
+    };
+    let exec = BrowserExecutor::new(vec![probed], caps, true);
+    let cell = spec::parse(
+        "version: 1\nname: t\nfamilies: [electra]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [8]\n",
+        "t.yaml",
+    )
+    .expect("spec")
+    .expand()
+    .remove(0);
+    // a million timed runs keep the page busy far beyond a two-second cell timeout
+    let hung = Job {
+        lease_id: "l0".into(),
+        cell: cell.clone(),
+        warmup: 0,
+        repetitions: 1_000_000,
+        timeout: Duration::from_secs(2),
+    };
+    let r = exec.run(hung, CancellationToken::new()).await;
+    assert_eq!(r.status, Status::Timeout, "{r:?}");
+    assert!(
+        r.error_text
+            .as_deref()
+            .is_some_and(|t| t.contains("2 s cell timeout")),
+        "{r:?}"
+    );
+    assert!(
+        exec.live_profiles().await.is_empty(),
+        "the hung browser is dropped"
+    );
+    let next = Job {
+        lease_id: "l1".into(),
+        cell,
+        warmup: 1,
+        repetitions: 3,
+        timeout: Duration::from_secs(60),
+    };
+    let r = exec.run(next, CancellationToken::new()).await;
+    assert_eq!(r.status, Status::Pass, "{r:?}");
 }

@@ -1,5 +1,5 @@
-//! The capability probe against the real Chromium this machine has (`./x test` installs
-//! Debian's chromium and chromium-driver): what it reports comes from inside the browser.
+//! The capability probe against the real browsers this machine has (`./x test` installs
+//! them): what each reports comes from inside the browser.
 
 use quantgrid_agent::probe::probe;
 use quantgrid_matrix::Browser;
@@ -9,8 +9,8 @@ async fn chromium_reports_swiftshader_webgpu_and_refuses_webnn_in_its_own_words(
     let found = quantgrid_agent::discovery::browsers();
     let chromium = found
         .iter()
-        .find(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())
-        .expect("Chromium and chromedriver are installed (./x test installs them)");
+        .find(|f| f.candidate.browser == Browser::Chromium && f.version.starts_with("156."))
+        .expect("Debian's Chromium 156 and chromedriver are installed (./x test installs them)");
     let p = probe(chromium).await.expect("probe");
     let cap = p.capability();
     let adapter = cap.webgpu.expect("a WebGPU adapter");
@@ -26,4 +26,24 @@ async fn chromium_reports_swiftshader_webgpu_and_refuses_webnn_in_its_own_words(
         .unwrap_or_default();
     assert!(err.starts_with("NotSupportedError"), "{}", p.report);
     assert_eq!(cap.version, chromium.version);
+}
+
+#[tokio::test]
+async fn firefox_reports_a_fallback_adapter_with_shader_f16_and_no_webnn() {
+    let found = quantgrid_agent::discovery::browsers();
+    let firefox = found
+        .iter()
+        .find(|f| f.candidate.browser == Browser::Firefox && f.candidate.driver.is_some())
+        .expect("Firefox ESR and geckodriver are installed (./x test installs them)");
+    let p = probe(firefox).await.expect("probe");
+    let cap = p.capability();
+    let adapter = cap.webgpu.expect("a WebGPU adapter (lavapipe)");
+    assert!(adapter.is_fallback && adapter.is_software(), "{adapter:?}");
+    let features = p.report["webgpu"]["features"].to_string();
+    assert!(features.contains("shader-f16"), "{features}");
+    assert!(!cap.webnn);
+    assert_eq!(
+        p.report["webnn"]["error"].as_str(),
+        Some("WebNN API not found: navigator.ml is undefined")
+    );
 }

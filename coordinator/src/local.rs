@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
 use quantgrid_coordinator::service::{self, ServeConfig, auth};
 use quantgrid_coordinator::store::Store;
+use quantgrid_matrix::Status;
 use quantgrid_proto::client::{self, Bearer, Tls};
 use quantgrid_proto::pb::{self, admin_service_client::AdminServiceClient};
 use std::path::{Path, PathBuf};
@@ -57,7 +58,30 @@ pub fn run(job: LocalRun<'_>) -> Result<ExitCode> {
     let mut store = Store::open(job.db_path)?;
     store.revoke_token(&agent_name)?;
     store.revoke_token(&admin_name)?;
-    let (sweep_id, all_passed) = outcome?;
+    let (sweep_id, _) = outcome?;
+    // an `unsupported` cell is an answer (the browser's own), not a failure of the run
+    let entries = store.matrix_entries(Some(&sweep_id), false)?;
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in &entries {
+        *counts
+            .entry(
+                e.outcome
+                    .as_ref()
+                    .map_or("no result", |o| o.status.as_str()),
+            )
+            .or_default() += 1;
+    }
+    let all_answered = counts
+        .keys()
+        .all(|s| *s == Status::Pass.as_str() || *s == Status::Unsupported.as_str());
+    eprintln!(
+        "{}",
+        counts
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if let Some(out) = job.output {
         let md = matrix_markdown(
             &store,
@@ -73,7 +97,7 @@ pub fn run(job: LocalRun<'_>) -> Result<ExitCode> {
         eprintln!("wrote {}", out.display());
     }
     println!("{sweep_id}");
-    Ok(if all_passed {
+    Ok(if all_answered {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

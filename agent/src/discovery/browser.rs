@@ -274,11 +274,20 @@ fn needs_attach(browser: Browser, version: &str, driver: &Path) -> bool {
         .is_some_and(|dv| mismatched_majors(browser, version, &dv))
 }
 
+/// Checks `candidates` as [`discover`] does: those that exist, with versions and drivers.
+pub fn check(os: Os, path: &[PathBuf], candidates: Vec<Candidate>) -> Vec<Found> {
+    check_all(os, path, candidates)
+}
+
 /// The candidates that exist here, with their versions and drivers. A build reachable from
 /// two places (a binary and its launcher script) is listed once.
 pub fn discover(os: Os, path: &[PathBuf], env: &HashMap<String, String>) -> Vec<Found> {
+    check_all(os, path, candidates(os, path, env))
+}
+
+fn check_all(os: Os, path: &[PathBuf], candidates: Vec<Candidate>) -> Vec<Found> {
     let mut found: Vec<Found> = Vec::new();
-    for c in candidates(os, path, env) {
+    for c in candidates {
         if !Path::new(&c.binary).is_file() {
             continue;
         }

@@ -55,25 +55,48 @@ pub fn gpus(os: Os) -> Vec<gpu::Gpu> {
     }
 }
 
+fn search_path() -> Vec<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default()
+}
+
 /// The browsers installed here, found through this process's PATH and environment.
 pub fn browsers() -> Vec<browser::Found> {
     let Some(os) = crate::host::os() else {
         return Vec::new();
     };
-    let path: Vec<std::path::PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
     let env: HashMap<String, String> = std::env::vars().collect();
-    browser::discover(os, &path, &env)
+    browser::discover(os, &search_path(), &env)
 }
 
-/// Looks at this machine.
-pub fn machine() -> Machine {
+/// Declared builds first (a declared build wins over the same version found elsewhere), then,
+/// when `discover`, the installed ones.
+pub fn browsers_with(declared: Vec<browser::Candidate>, discover: bool) -> Vec<browser::Found> {
+    let Some(os) = crate::host::os() else {
+        return Vec::new();
+    };
+    let mut all = browser::check(os, &search_path(), declared);
+    if discover {
+        for f in browsers() {
+            if !all
+                .iter()
+                .any(|a| a.candidate.browser == f.candidate.browser && a.version == f.version)
+            {
+                all.push(f);
+            }
+        }
+    }
+    all
+}
+
+/// Looks at this machine: `declared` builds plus, when `discover`, the installed ones.
+pub fn machine(declared: Vec<browser::Candidate>, discover: bool) -> Machine {
     let os = crate::host::os();
     Machine {
         os,
         arch: std::env::consts::ARCH,
-        browsers: browsers(),
+        browsers: browsers_with(declared, discover),
         gpus: os.map(gpus).unwrap_or_default(),
     }
 }
