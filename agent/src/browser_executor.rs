@@ -218,6 +218,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
     let (mut worst_kernel, mut worst_accuracy) = (0f64, 0f64);
     let mut failure: Option<String> = None;
     let mut device_type: Option<String> = None;
+    let mut runs_per_sample = u32::MAX;
     for layer in &layers {
         let bits = policy.bits_for(layer.role, cell.precision.effective);
         let params = QuantParams {
@@ -251,6 +252,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
                 if run.device_type.is_some() {
                     device_type = run.device_type.clone();
                 }
+                runs_per_sample = runs_per_sample.min(run.runs_per_sample);
                 build_ms += run.build_ms;
                 first_ms += run.first_run_ms;
                 bytes += run.weight_bytes;
@@ -339,6 +341,11 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             first_run_ms: first_ms,
             warmup: job.warmup,
             samples_ms: samples,
+            runs_per_sample: if runs_per_sample == u32::MAX {
+                1
+            } else {
+                runs_per_sample
+            },
             weight_bytes: bytes,
             kernel_max_abs_err: worst_kernel,
             accuracy_rel_err: worst_accuracy,

@@ -15,6 +15,8 @@ pub struct LayerRun {
     pub build_ms: f64,
     pub first_run_ms: f64,
     pub samples_ms: Vec<f64>,
+    /// Back-to-back runs each sample averages (more than 1 only on a coarse clock).
+    pub runs_per_sample: u32,
     /// Bytes of the weight, scale and zero-point buffers the page created.
     pub weight_bytes: u64,
     pub kernel: Comparison,
@@ -164,6 +166,10 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
             .as_f64()
             .ok_or_else(|| GemvError::Malformed("no first_run_ms".into()))?,
         samples_ms: floats("samples_ms")?,
+        runs_per_sample: out["runs_per_sample"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| GemvError::Malformed("no runs_per_sample".into()))?,
         weight_bytes: out["weight_bytes"]
             .as_u64()
             .ok_or_else(|| GemvError::Malformed("no weight_bytes".into()))?,

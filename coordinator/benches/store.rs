@@ -46,6 +46,7 @@ fn result(cells: &[Cell], envs: &[Environment], i: usize) -> Record {
                 weight_bytes: 4_718_592,
                 kernel_max_abs_err: 1e-6,
                 accuracy_rel_err: 0.02,
+                runs_per_sample: 1,
             }),
             environment: Some(envs[i % envs.len()].clone()),
             simulated: false,

@@ -122,6 +122,7 @@ fn stored_result(store_path: &Path) {
                     weight_bytes: 4_718_592,
                     kernel_max_abs_err: 2e-6,
                     accuracy_rel_err: 0.012,
+                    runs_per_sample: 1,
                 }),
                 environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
                 simulated: false,

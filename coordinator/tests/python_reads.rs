@@ -37,6 +37,7 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
                             weight_bytes: 1024,
                             kernel_max_abs_err: 0.0,
                             accuracy_rel_err: 0.01,
+                            runs_per_sample: 1,
                         }),
                         environment: None,
                         simulated: false,

@@ -150,6 +150,10 @@ pub struct Measurement {
     pub warmup: u32,
     /// Raw timed runs, in order.
     pub samples_ms: Vec<f64>,
+    /// Back-to-back runs each sample is the mean of: 1 unless the browser's clock is too
+    /// coarse to time one run (Firefox's `performance.now()` ticks in whole milliseconds). For
+    /// a cell of several layers, the fewest any layer used.
+    pub runs_per_sample: u32,
     /// Bytes the page allocated for weights (buffers or constants), as the page counted them.
     pub weight_bytes: u64,
     /// Max |browser − Rust dequantized reference|: checks the kernel itself.

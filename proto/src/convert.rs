@@ -192,6 +192,7 @@ impl From<&Measurement> for pb::Measurement {
             weight_bytes: m.weight_bytes,
             kernel_max_abs_err: m.kernel_max_abs_err,
             accuracy_rel_err: m.accuracy_rel_err,
+            runs_per_sample: m.runs_per_sample,
         }
     }
 }
@@ -206,6 +207,7 @@ impl From<&pb::Measurement> for Measurement {
             weight_bytes: m.weight_bytes,
             kernel_max_abs_err: m.kernel_max_abs_err,
             accuracy_rel_err: m.accuracy_rel_err,
+            runs_per_sample: m.runs_per_sample.max(1),
         }
     }
 }
@@ -413,6 +415,7 @@ mod tests {
                 weight_bytes: 4096,
                 kernel_max_abs_err: 1e-6,
                 accuracy_rel_err: 0.02,
+                runs_per_sample: 1,
             }),
             environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
             simulated: false,

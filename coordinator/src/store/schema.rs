@@ -3,7 +3,13 @@
 
 /// Migrations run in order; `schema_version` records each one applied. Never edit a shipped
 /// migration: add the next one.
-pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
+
+/// Samples that average several back-to-back runs (a coarse browser clock); NULL before v3,
+/// when every sample was one run.
+const V3: &str = r#"
+ALTER TABLE results ADD COLUMN runs_per_sample UINTEGER;
+"#;
 
 const V1: &str = r#"
 CREATE TABLE sweeps (

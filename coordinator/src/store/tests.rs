@@ -48,6 +48,7 @@ pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> 
             weight_bytes: 1 << 20,
             kernel_max_abs_err: 1e-6,
             accuracy_rel_err: 0.01,
+            runs_per_sample: 1,
         }),
         environment: Some(env(cell.browser)),
         simulated,
@@ -71,7 +72,7 @@ fn round_trip_on_a_real_file_survives_reopening() {
     let (sw, cells) = sweep("s1");
     {
         let mut store = Store::open(&path).expect("open");
-        assert_eq!(store.schema_version().expect("version"), 2);
+        assert_eq!(store.schema_version().expect("version"), 3);
         let mut batch = vec![
             Record::Sweep(Box::new(sw.clone()), cells.clone()),
             Record::Agent(AgentRecord {
@@ -99,7 +100,7 @@ fn round_trip_on_a_real_file_survives_reopening() {
         store.write(&batch).expect("write");
     }
     let store = Store::open(&path).expect("reopen");
-    assert_eq!(store.schema_version().expect("version"), 2);
+    assert_eq!(store.schema_version().expect("version"), 3);
     let entries = store.matrix_entries(Some("s1"), false).expect("entries");
     assert_eq!(entries.len(), cells.len());
     let by_id = |id: &CellId| entries.iter().find(|e| &e.cell.id == id).expect("entry");
@@ -234,7 +235,7 @@ fn a_newer_schema_is_refused_not_clobbered() {
             err,
             StoreError::TooNew {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),

@@ -292,6 +292,15 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
                     .collect::<TimestampMicrosecondArray>(),
             ),
         ),
+        // added by migration 3, so it comes last
+        (
+            "runs_per_sample",
+            Arc::new(
+                rs.iter()
+                    .map(|r| r.result.measurement.as_ref().map(|m| m.runs_per_sample))
+                    .collect::<UInt32Array>(),
+            ),
+        ),
     ];
     RecordBatch::try_from_iter(columns)
         .map_err(|e| StoreError::Corrupt(format!("results batch: {e}")))
