@@ -78,7 +78,13 @@ async fn gemv_4_vs_f32(p: &Probed) -> (f64, f64) {
     let addr = listener.local_addr().expect("addr");
     let token = server::session_token().expect("random");
     let stop = CancellationToken::new();
-    tokio::spawn(server::run(listener, token.clone(), stop.clone()));
+    let blobs = server::Blobs::default();
+    tokio::spawn(server::run(
+        listener,
+        token.clone(),
+        blobs.clone(),
+        stop.clone(),
+    ));
     let launch = Launch::of(&p.found, true);
     let driver = Driver::start(p.found.candidate.driver.as_ref().expect("driver"), &launch)
         .await
@@ -103,10 +109,10 @@ async fn gemv_4_vs_f32(p: &Probed) -> (f64, f64) {
     };
     let case = layer_case(7, &layer, params);
     let w = weights(7, &layer);
-    let q = run_layer(&session, &layer, &case, 3, 15)
+    let q = run_layer(&session, &blobs, &layer, &case, 3, 15)
         .await
         .expect("4-bit");
-    let f = run_f32_layer(&session, &layer, &case, &w, 3, 15)
+    let f = run_f32_layer(&session, &blobs, &layer, &case, &w, 3, 15)
         .await
         .expect("f32");
     let _ = session.close().await;

@@ -28,6 +28,7 @@ struct Live {
 
 struct State {
     harness: Option<(SocketAddr, String, CancellationToken)>,
+    blobs: server::Blobs,
     /// Open sessions by browser binary; dropped after a crash or timeout so the next cell
     /// gets a fresh browser.
     live: HashMap<std::path::PathBuf, Live>,
@@ -71,6 +72,7 @@ impl BrowserExecutor {
             reuse_sessions: true,
             state: Arc::new(Mutex::new(State {
                 harness: None,
+                blobs: server::Blobs::default(),
                 live: HashMap::new(),
             })),
         }
@@ -174,7 +176,12 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             );
         };
         let stop = CancellationToken::new();
-        tokio::spawn(server::run(listener, token.clone(), stop.clone()));
+        tokio::spawn(server::run(
+            listener,
+            token.clone(),
+            state.blobs.clone(),
+            stop.clone(),
+        ));
         state.harness = Some((addr, token, stop));
     }
     let (addr, token, _) = state.harness.clone().expect("just set");
@@ -219,18 +226,26 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
     let mut failure: Option<String> = None;
     let mut device_type: Option<String> = None;
     let mut runs_per_sample = u32::MAX;
-    for layer in &layers {
-        let bits = policy.bits_for(layer.role, cell.precision.effective);
-        let params = QuantParams {
-            bits,
-            scheme: cell.scheme,
-            group_size: cell.group_size.max(1),
+    let params_for = |layer: &workload::Layer| QuantParams {
+        bits: policy.bits_for(layer.role, cell.precision.effective),
+        scheme: cell.scheme,
+        group_size: cell.group_size.max(1),
+    };
+    // seconds of CPU for big layers: off the async threads (so the cell timeout can fire), and
+    // one layer ahead, so the next layer's tensors are ready while the browser runs this one
+    let prepare = |layer: &workload::Layer| {
+        let (owned, params) = (layer.clone(), params_for(layer));
+        tokio::task::spawn_blocking(move || layer_case(WEIGHT_SEED, &owned, params))
+    };
+    let mut next = layers.first().map(prepare);
+    for (i, layer) in layers.iter().enumerate() {
+        let bits = params_for(layer).bits;
+        let prepared = match next.take() {
+            Some(handle) => handle.await,
+            None => break,
         };
-        // seconds of CPU for big layers: off the async threads, so the cell timeout can fire
-        let owned = layer.clone();
-        let Ok(case) =
-            tokio::task::spawn_blocking(move || layer_case(WEIGHT_SEED, &owned, params)).await
-        else {
+        next = layers.get(i + 1).map(prepare);
+        let Ok(case) = prepared else {
             return result(
                 &cell,
                 Status::Error,
@@ -239,9 +254,12 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
         };
         let (warmup, reps) = (job.warmup, job.repetitions.max(1));
         let ran = match cell.platform {
-            Platform::Webgpu => run_layer(&live.session, layer, &case, warmup, reps).await,
+            Platform::Webgpu => {
+                run_layer(&live.session, &state.blobs, layer, &case, warmup, reps).await
+            }
             Platform::Webnn => {
-                crate::webnn::run_layer(&live.session, layer, &case, warmup, reps).await
+                crate::webnn::run_layer(&live.session, &state.blobs, layer, &case, warmup, reps)
+                    .await
             }
         };
         match ran {

@@ -2,9 +2,8 @@
 //! `quantgrid-matrix` packs them, runs `harness/layer.html`, and checks the output against the
 //! Rust references (the kernel against the dequantized weights, accuracy against fp32).
 
+use crate::server::Blobs;
 use crate::webdriver::{Session, WebDriverError};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use quantgrid_matrix::quant::Scheme;
 use quantgrid_matrix::reference::{Comparison, LayerCase, compare};
 use quantgrid_matrix::workload::Layer;
@@ -39,13 +38,17 @@ pub enum GemvError {
     Malformed(String),
 }
 
-fn b64_u32(words: &[u32]) -> String {
-    STANDARD.encode(
-        words
-            .iter()
-            .flat_map(|w| w.to_le_bytes())
-            .collect::<Vec<u8>>(),
-    )
+/// Little-endian bytes of `words`, at least one word: WebGPU has no empty storage buffers.
+fn word_bytes(words: &[u32]) -> Vec<u8> {
+    let mut out: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    if out.is_empty() {
+        out.resize(4, 0);
+    }
+    out
+}
+
+pub(crate) fn float_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|f| f.to_le_bytes()).collect()
 }
 
 /// Largest |kernel − dequantized reference| a correct kernel stays within: f32 accumulation
@@ -56,6 +59,7 @@ pub fn kernel_tolerance(k: u32) -> f64 {
 
 pub async fn run_layer(
     session: &Session,
+    blobs: &Blobs,
     layer: &Layer,
     case: &LayerCase,
     warmup: u32,
@@ -76,7 +80,12 @@ pub async fn run_layer(
                 .fold(0u32, |acc, (i, z)| acc | (u32::from(*z) << (8 * i)))
         })
         .collect();
-    let x: Vec<u8> = case.input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let (x, w, s, z) = (
+        blobs.put(float_bytes(&case.input)),
+        blobs.put(word_bytes(&q.packed)),
+        blobs.put(word_bytes(&scales)),
+        blobs.put(word_bytes(&zeros)),
+    );
     let args = serde_json::json!({
         "m": layer.m, "k": layer.k, "n": layer.n,
         "bits": q.params.bits.get(),
@@ -84,10 +93,7 @@ pub async fn run_layer(
         "wordsPerRow": q.words_per_row(),
         "groupsPerRow": layer.k.div_ceil(q.params.group_size.max(1)),
         "asym": q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
-        "x": STANDARD.encode(&x),
-        "w": b64_u32(&q.packed),
-        "scales": b64_u32(&scales),
-        "zeros": b64_u32(&zeros),
+        "x": x.path(), "w": w.path(), "scales": s.path(), "zeros": z.path(),
         "warmup": warmup,
         "repetitions": repetitions,
     });
@@ -104,18 +110,22 @@ pub async fn run_layer(
 /// kernel is worth its name on an adapter. Both checks compare against the fp32 output.
 pub async fn run_f32_layer(
     session: &Session,
+    blobs: &Blobs,
     layer: &Layer,
     case: &LayerCase,
     weights: &[f32],
     warmup: u32,
     repetitions: u32,
 ) -> Result<LayerRun, GemvError> {
-    let x: Vec<u8> = case.input.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let w: Vec<u32> = weights.iter().map(|v| v.to_bits()).collect();
+    let (x, w, none) = (
+        blobs.put(float_bytes(&case.input)),
+        blobs.put(float_bytes(weights)),
+        blobs.put(word_bytes(&[])),
+    );
     let args = serde_json::json!({
         "m": layer.m, "k": layer.k, "n": layer.n,
         "bits": 32, "group": 1, "wordsPerRow": layer.k, "groupsPerRow": 0, "asym": false,
-        "x": STANDARD.encode(&x), "w": b64_u32(&w), "scales": "", "zeros": "",
+        "x": x.path(), "w": w.path(), "scales": none.path(), "zeros": none.path(),
         "warmup": warmup, "repetitions": repetitions,
     });
     let out = session

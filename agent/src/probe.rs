@@ -62,7 +62,12 @@ pub async fn probe(found: &Found) -> Result<Probed, ProbeError> {
     let addr = listener.local_addr().map_err(ProbeError::Serve)?;
     let token = server::session_token().map_err(|_| ProbeError::Random)?;
     let stop = CancellationToken::new();
-    let serving = tokio::spawn(server::run(listener, token.clone(), stop.clone()));
+    let serving = tokio::spawn(server::run(
+        listener,
+        token.clone(),
+        server::Blobs::default(),
+        stop.clone(),
+    ));
     let result = async {
         let launch = Launch::of(found, true);
         let driver = Driver::start(&driver_path, &launch).await?;

@@ -1,13 +1,74 @@
-//! The harness server: serves the embedded harness files on 127.0.0.1, on a port the caller
-//! bound, under a random per-session path token so no other page can reach it. It serves
-//! nothing but the embedded files.
+//! The harness server: serves the embedded harness files and the tensors of the layer being
+//! run (packed weights, scales, zero points, inputs) on 127.0.0.1, on a port the caller bound,
+//! under a random per-session path token so no other page can reach it.
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// Tensors the page fetches as raw bytes: binary over loopback HTTP instead of base64 inside
+/// WebDriver's JSON, which cost more than the kernels. The one table the executor and the
+/// server share; entries are written once and removed when their [`Blob`] drops.
+#[derive(Debug, Clone, Default)]
+pub struct Blobs {
+    table: Arc<Mutex<HashMap<u64, Bytes>>>,
+    next: Arc<AtomicU64>,
+}
+
+/// A served tensor; no longer served once dropped.
+#[derive(Debug)]
+pub struct Blob {
+    id: u64,
+    table: Arc<Mutex<HashMap<u64, Bytes>>>,
+}
+
+impl Blob {
+    /// Its URL relative to the harness pages.
+    pub fn path(&self) -> String {
+        format!("blob/{}", self.id)
+    }
+}
+
+impl Drop for Blob {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.table.lock() {
+            t.remove(&self.id);
+        }
+    }
+}
+
+impl Blobs {
+    pub fn put(&self, bytes: Vec<u8>) -> Blob {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut t) = self.table.lock() {
+            t.insert(id, Bytes::from(bytes));
+        }
+        Blob {
+            id,
+            table: self.table.clone(),
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<Bytes> {
+        self.table.lock().ok()?.get(&id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.lock().map(|t| t.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// The files of `agent/harness/`, compiled into the binary.
 const FILES: [(&str, &str, &str); 2] = [
@@ -30,8 +91,23 @@ pub fn session_token() -> Result<String, getrandom::Error> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn app(token: &str) -> Router {
-    let mut router = Router::new();
+fn app(token: &str, blobs: Blobs) -> Router {
+    let mut router = Router::new().route(
+        &format!("/{token}/blob/{{id}}"),
+        get(move |Path(id): Path<u64>| async move {
+            match blobs.get(id) {
+                Some(b) => (
+                    [
+                        (header::CONTENT_TYPE, "application/octet-stream"),
+                        (header::CACHE_CONTROL, "no-store"),
+                    ],
+                    b,
+                )
+                    .into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }),
+    );
     for (name, mime, body) in FILES {
         router = router.route(
             &format!("/{token}/{name}"),
@@ -53,9 +129,10 @@ fn app(token: &str) -> Router {
 pub async fn run(
     listener: TcpListener,
     token: String,
+    blobs: Blobs,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(&token))
+    axum::serve(listener, app(&token, blobs))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
@@ -70,7 +147,8 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let token = session_token().expect("random");
         let stop = CancellationToken::new();
-        let server = tokio::spawn(run(listener, token.clone(), stop.clone()));
+        let blobs = Blobs::default();
+        let server = tokio::spawn(run(listener, token.clone(), blobs.clone(), stop.clone()));
         let get = |path: String| async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -83,6 +161,13 @@ mod tests {
             s.read_to_string(&mut out).await.expect("read");
             out
         };
+        let blob = blobs.put(vec![1, 2, 3]);
+        let served = get(format!("/{token}/{}", blob.path())).await;
+        assert!(served.starts_with("HTTP/1.1 200") && served.ends_with("\u{1}\u{2}\u{3}"));
+        let gone = format!("/{token}/{}", blob.path());
+        drop(blob);
+        assert!(get(gone).await.starts_with("HTTP/1.1 404"));
+        assert!(blobs.is_empty());
         let ok = get(format!("/{token}/probe.html")).await;
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         assert!(ok.contains("quantgridProbe"));

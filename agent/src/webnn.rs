@@ -2,10 +2,9 @@
 //! (uint8 codes at 8 bits, int4 at 4 bits, float16 at 16), runs `harness/layer.html`'s graph
 //! of dequantizeLinear + gemm, and checks the output like the WebGPU path does.
 
-use crate::gemv::{GemvError, LayerRun, read_run};
+use crate::gemv::{GemvError, LayerRun, float_bytes, read_run};
+use crate::server::{Blob, Blobs};
 use crate::webdriver::Session;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use quantgrid_matrix::quant::{Bits, Quantized, Scheme, unpack_code};
 use quantgrid_matrix::reference::LayerCase;
 use quantgrid_matrix::workload::Layer;
@@ -47,10 +46,10 @@ fn int4_bytes(codes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// The tensors the page builds its constants from, base64-encoded.
-pub fn operands(q: &Quantized) -> serde_json::Value {
+/// The tensors the page builds its constants from, as served blobs named in `args`.
+pub fn operands(q: &Quantized, blobs: &Blobs, args: &mut serde_json::Value) -> Vec<Blob> {
     let bits = q.params.bits;
-    let dtype = operand_type(bits);
+    args["dtype"] = serde_json::json!(operand_type(bits));
     if bits == Bits::B16 {
         let words = q.words_per_row();
         let halves: Vec<u8> = q
@@ -59,28 +58,26 @@ pub fn operands(q: &Quantized) -> serde_json::Value {
             .flat_map(|row| (0..q.k as usize).map(move |i| (row[i / 2] >> ((i % 2) * 16)) as u16))
             .flat_map(u16::to_le_bytes)
             .collect();
-        return serde_json::json!({ "dtype": dtype, "w": STANDARD.encode(halves) });
+        let w = blobs.put(halves);
+        args["w"] = serde_json::json!(w.path());
+        return vec![w];
     }
     let (codes, zeros) = codes_and_zeros(q);
-    let (w, z) = match dtype {
+    let (w, z) = match operand_type(bits) {
         Some("int4") => (int4_bytes(&codes), int4_bytes(&zeros)),
         _ => (codes, zeros),
     };
-    let scales: Vec<u8> = q
-        .scales
-        .iter()
-        .flat_map(|s| s.to_f32().to_le_bytes())
-        .collect();
-    serde_json::json!({
-        "dtype": dtype,
-        "w": STANDARD.encode(w),
-        "scales": STANDARD.encode(scales),
-        "zeros": STANDARD.encode(z),
-    })
+    let scales: Vec<f32> = q.scales.iter().map(|s| s.to_f32()).collect();
+    let (w, s, z) = (blobs.put(w), blobs.put(float_bytes(&scales)), blobs.put(z));
+    args["w"] = serde_json::json!(w.path());
+    args["scales"] = serde_json::json!(s.path());
+    args["zeros"] = serde_json::json!(z.path());
+    vec![w, s, z]
 }
 
 pub async fn run_layer(
     session: &Session,
+    blobs: &Blobs,
     layer: &Layer,
     case: &LayerCase,
     warmup: u32,
@@ -95,20 +92,18 @@ pub async fn run_layer(
             layer.k
         )));
     }
-    let x: Vec<u8> = case.input.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let mut args = operands(q);
-    for (k, v) in [
-        ("m", serde_json::json!(layer.m)),
-        ("k", serde_json::json!(layer.k)),
-        ("n", serde_json::json!(layer.n)),
-        ("bits", serde_json::json!(q.params.bits.get())),
-        ("groupsPerRow", serde_json::json!(layer.k.div_ceil(group))),
-        ("x", serde_json::json!(STANDARD.encode(&x))),
-        ("warmup", serde_json::json!(warmup)),
-        ("repetitions", serde_json::json!(repetitions)),
-    ] {
-        args[k] = v;
-    }
+    let x = blobs.put(float_bytes(&case.input));
+    let mut args = serde_json::json!({
+        "m": layer.m,
+        "k": layer.k,
+        "n": layer.n,
+        "bits": q.params.bits.get(),
+        "groupsPerRow": layer.k.div_ceil(group),
+        "x": x.path(),
+        "warmup": warmup,
+        "repetitions": repetitions,
+    });
+    let _served = operands(q, blobs, &mut args);
     let out = session
         .run_async_with(
             "window.quantgridWebnn(arguments[0]).then(done, e => done({ error: `${e.name}: ${e.message}` }));",
