@@ -24,6 +24,8 @@ pub const WEIGHT_SEED: u64 = 0x5147_5249_4400_0001;
 struct Live {
     _driver: Driver,
     session: Session,
+    /// Read once per session: running the driver per cell cost more than small kernels.
+    driver_version: String,
 }
 
 struct State {
@@ -200,9 +202,19 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             session
                 .goto(&format!("http://{addr}/{token}/layer.html"))
                 .await?;
+            let driver_version = tokio::process::Command::new(&driver_path)
+                .arg("--version")
+                .output()
+                .await
+                .ok()
+                .and_then(|o| {
+                    crate::discovery::browser::parse_version(&String::from_utf8_lossy(&o.stdout))
+                })
+                .unwrap_or_default();
             Ok::<_, WebDriverError>(Live {
                 _driver: driver,
                 session,
+                driver_version,
             })
         }
         .await;
@@ -226,6 +238,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
     let mut failure: Option<String> = None;
     let mut device_type: Option<String> = None;
     let mut runs_per_sample = u32::MAX;
+    let mut kernel_ms = 0f64;
     let params_for = |layer: &workload::Layer| QuantParams {
         bits: policy.bits_for(layer.role, cell.precision.effective),
         scheme: cell.scheme,
@@ -271,6 +284,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
                     device_type = run.device_type.clone();
                 }
                 runs_per_sample = runs_per_sample.min(run.runs_per_sample);
+                kernel_ms += run.kernel_ms;
                 build_ms += run.build_ms;
                 first_ms += run.first_run_ms;
                 bytes += run.weight_bytes;
@@ -316,14 +330,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
     let os = crate::host::os()
         .map(|o| o.as_str().to_string())
         .unwrap_or_default();
-    let driver_version = build
-        .found
-        .candidate
-        .driver
-        .as_ref()
-        .and_then(|d| std::process::Command::new(d).arg("--version").output().ok())
-        .and_then(|o| crate::discovery::browser::parse_version(&String::from_utf8_lossy(&o.stdout)))
-        .unwrap_or_default();
+    let driver_version = live.driver_version.clone();
     let environment = Environment {
         browser: cell.browser,
         browser_channel: build.found.candidate.channel.clone(),
@@ -359,6 +366,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             first_run_ms: first_ms,
             warmup: job.warmup,
             samples_ms: samples,
+            kernel_ms,
             runs_per_sample: if runs_per_sample == u32::MAX {
                 1
             } else {

@@ -16,6 +16,8 @@ pub struct LayerRun {
     pub samples_ms: Vec<f64>,
     /// Back-to-back runs each sample averages (more than 1 only on a coarse clock).
     pub runs_per_sample: u32,
+    /// Time the page spent building and running kernels, timed runs or not.
+    pub kernel_ms: f64,
     /// Bytes of the weight, scale and zero-point buffers the page created.
     pub weight_bytes: u64,
     pub kernel: Comparison,
@@ -176,6 +178,9 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
             .as_f64()
             .ok_or_else(|| GemvError::Malformed("no first_run_ms".into()))?,
         samples_ms: floats("samples_ms")?,
+        kernel_ms: out["kernel_ms"]
+            .as_f64()
+            .ok_or_else(|| GemvError::Malformed("no kernel_ms".into()))?,
         runs_per_sample: out["runs_per_sample"]
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())

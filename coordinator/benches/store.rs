@@ -47,6 +47,7 @@ fn result(cells: &[Cell], envs: &[Environment], i: usize) -> Record {
                 kernel_max_abs_err: 1e-6,
                 accuracy_rel_err: 0.02,
                 runs_per_sample: 1,
+                kernel_ms: 0.0,
             }),
             environment: Some(envs[i % envs.len()].clone()),
             simulated: false,

@@ -123,6 +123,7 @@ fn stored_result(store_path: &Path) {
                     kernel_max_abs_err: 2e-6,
                     accuracy_rel_err: 0.012,
                     runs_per_sample: 1,
+                    kernel_ms: 0.0,
                 }),
                 environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
                 simulated: false,

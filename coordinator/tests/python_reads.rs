@@ -38,6 +38,7 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
                             kernel_max_abs_err: 0.0,
                             accuracy_rel_err: 0.01,
                             runs_per_sample: 1,
+                            kernel_ms: 0.0,
                         }),
                         environment: None,
                         simulated: false,

@@ -154,6 +154,10 @@ pub struct Measurement {
     /// coarse to time one run (Firefox's `performance.now()` ticks in whole milliseconds). For
     /// a cell of several layers, the fewest any layer used.
     pub runs_per_sample: u32,
+    /// Time the page spent building pipelines or graphs and running kernels, timed runs and
+    /// untimed ones (first run, warm-up, sizing samples) alike. Wall time minus this is what
+    /// the grid itself costs per cell.
+    pub kernel_ms: f64,
     /// Bytes the page allocated for weights (buffers or constants), as the page counted them.
     pub weight_bytes: u64,
     /// Max |browser − Rust dequantized reference|: checks the kernel itself.

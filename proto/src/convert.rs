@@ -193,6 +193,7 @@ impl From<&Measurement> for pb::Measurement {
             kernel_max_abs_err: m.kernel_max_abs_err,
             accuracy_rel_err: m.accuracy_rel_err,
             runs_per_sample: m.runs_per_sample,
+            kernel_ms: m.kernel_ms,
         }
     }
 }
@@ -208,6 +209,7 @@ impl From<&pb::Measurement> for Measurement {
             kernel_max_abs_err: m.kernel_max_abs_err,
             accuracy_rel_err: m.accuracy_rel_err,
             runs_per_sample: m.runs_per_sample.max(1),
+            kernel_ms: m.kernel_ms,
         }
     }
 }
@@ -416,6 +418,7 @@ mod tests {
                 kernel_max_abs_err: 1e-6,
                 accuracy_rel_err: 0.02,
                 runs_per_sample: 1,
+                kernel_ms: 0.0,
             }),
             environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
             simulated: false,

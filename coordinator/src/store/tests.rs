@@ -49,6 +49,7 @@ pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> 
             kernel_max_abs_err: 1e-6,
             accuracy_rel_err: 0.01,
             runs_per_sample: 1,
+            kernel_ms: 0.0,
         }),
         environment: Some(env(cell.browser)),
         simulated,

@@ -301,6 +301,7 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
                     .collect::<UInt32Array>(),
             ),
         ),
+        ("kernel_ms", floats(&|r| meas(r).map(|m| m.kernel_ms))),
     ];
     RecordBatch::try_from_iter(columns)
         .map_err(|e| StoreError::Corrupt(format!("results batch: {e}")))
