@@ -7,9 +7,10 @@ use crate::gemv::{GemvError, kernel_tolerance, run_layer};
 use crate::probe::Probed;
 use crate::server;
 use crate::webdriver::{Driver, Launch, Session, WebDriverError};
+use crate::weights::WeightsFile;
 use quantgrid_matrix::agent::Capabilities;
 use quantgrid_matrix::quant::{PrecisionPolicy, QuantParams};
-use quantgrid_matrix::reference::layer_case;
+use quantgrid_matrix::reference::{layer_case, layer_case_with};
 use quantgrid_matrix::result::{Environment, Measurement};
 use quantgrid_matrix::{Cell, CellResult, Platform, Status, workload};
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ struct Live {
 struct State {
     harness: Option<(SocketAddr, String, CancellationToken)>,
     blobs: server::Blobs,
+    /// The last weights file read: consecutive cells of a sweep use the same one.
+    weights: Option<Arc<WeightsFile>>,
     /// Open sessions by browser binary; dropped after a crash or timeout so the next cell
     /// gets a fresh browser.
     live: HashMap<std::path::PathBuf, Live>,
@@ -75,6 +78,7 @@ impl BrowserExecutor {
             state: Arc::new(Mutex::new(State {
                 harness: None,
                 blobs: server::Blobs::default(),
+                weights: None,
                 live: HashMap::new(),
             })),
         }
@@ -231,6 +235,37 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             }
         }
     }
+    let weights = match &cell.weights {
+        None => None,
+        Some(path) => {
+            let cached = state
+                .weights
+                .as_ref()
+                .filter(|w| w.path() == std::path::Path::new(path))
+                .cloned();
+            match cached {
+                Some(w) => Some(w),
+                None => {
+                    let p = std::path::PathBuf::from(path);
+                    match tokio::task::spawn_blocking(move || WeightsFile::open(&p)).await {
+                        Ok(Ok(w)) => {
+                            let w = Arc::new(w);
+                            state.weights = Some(w.clone());
+                            Some(w)
+                        }
+                        Ok(Err(e)) => return result(&cell, Status::Error, Some(e.to_string())),
+                        Err(_) => {
+                            return result(
+                                &cell,
+                                Status::Error,
+                                Some(format!("reading {path} failed")),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    };
     let live = state.live.get(&binary).expect("just opened");
     let mut samples = vec![0f64; job.repetitions.max(1) as usize];
     let (mut build_ms, mut first_ms, mut bytes) = (0f64, 0f64, 0u64);
@@ -247,8 +282,13 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
     // seconds of CPU for big layers: off the async threads (so the cell timeout can fire), and
     // one layer ahead, so the next layer's tensors are ready while the browser runs this one
     let prepare = |layer: &workload::Layer| {
-        let (owned, params) = (layer.clone(), params_for(layer));
-        tokio::task::spawn_blocking(move || layer_case(WEIGHT_SEED, &owned, params))
+        let (owned, params, file) = (layer.clone(), params_for(layer), weights.clone());
+        tokio::task::spawn_blocking(move || match file {
+            None => Ok(layer_case(WEIGHT_SEED, &owned, params)),
+            Some(f) => f
+                .layer(&owned)
+                .map(|w| layer_case_with(w, WEIGHT_SEED, &owned, params)),
+        })
     };
     let mut next = layers.first().map(prepare);
     for (i, layer) in layers.iter().enumerate() {
@@ -258,12 +298,16 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             None => break,
         };
         next = layers.get(i + 1).map(prepare);
-        let Ok(case) = prepared else {
-            return result(
-                &cell,
-                Status::Error,
-                Some("computing the reference failed".into()),
-            );
+        let case = match prepared {
+            Ok(Ok(case)) => case,
+            Ok(Err(e)) => return result(&cell, Status::Error, Some(e.to_string())),
+            Err(_) => {
+                return result(
+                    &cell,
+                    Status::Error,
+                    Some("computing the reference failed".into()),
+                );
+            }
         };
         let (warmup, reps) = (job.warmup, job.repetitions.max(1));
         let ran = match cell.platform {

@@ -13,3 +13,4 @@ pub mod runtime;
 pub mod server;
 pub mod webdriver;
 pub mod webnn;
+pub mod weights;

@@ -1,6 +1,7 @@
 //! The browser executor on real Chromium: a cell passes with real measurements, a killed
 //! browser ends the next cell as `crash`, a page that does not answer in time ends as
-//! `timeout`, and in both cases the cell after runs in a fresh browser.
+//! `timeout`, and in both cases the cell after runs in a fresh browser; a safetensors file's
+//! tensors replace the synthetic weights, and a missing tensor is named.
 
 use quantgrid_agent::browser_executor::BrowserExecutor;
 use quantgrid_agent::executor::{Executor, Job};
@@ -143,4 +144,105 @@ async fn a_page_that_does_not_answer_in_time_is_a_timeout_and_the_next_cell_stil
     };
     let r = exec.run(next, CancellationToken::new()).await;
     assert_eq!(r.status, Status::Pass, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_safetensors_file_replaces_the_synthetic_weights() {
+    let found = quantgrid_agent::discovery::browsers();
+    let chromium = found
+        .iter()
+        .filter(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())
+        .max_by_key(|f| quantgrid_agent::discovery::browser::major(&f.version))
+        .expect("Chromium and chromedriver are installed (./x test installs them)");
+    let probed = probe(chromium).await.expect("probe");
+    let caps = quantgrid_matrix::agent::Capabilities {
+        os: Some(Os::Linux),
+        arch: "x86_64".into(),
+        browsers: vec![probed.capability()],
+        gpu_vendors: vec![],
+        labels: Default::default(),
+        slots: 1,
+    };
+    let exec = BrowserExecutor::new(vec![probed], caps, true);
+    let synthetic = spec::parse(
+        "version: 1\nname: t\nfamilies: [electra]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n",
+        "t.yaml",
+    )
+    .expect("spec")
+    .expand()
+    .remove(0);
+    // every layer of the cell as an F16 tensor with a spiky, very non-uniform distribution,
+    // named as quantgrid names the layer
+    let target = synthetic.resolve().expect("model");
+    let layers = quantgrid_matrix::workload::workload(target.model, synthetic.workload).layers;
+    let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = layers
+        .iter()
+        .map(|l| {
+            let bytes: Vec<u8> = (0..l.weights())
+                .map(|i| {
+                    let v = if i % 97 == 0 {
+                        0.5
+                    } else {
+                        ((i % 13) as f32 - 6.0) / 600.0
+                    };
+                    half::f16::from_f32(v)
+                })
+                .flat_map(|h| h.to_le_bytes())
+                .collect();
+            (l.name.clone(), bytes, vec![l.n as usize, l.k as usize])
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, skip: usize| {
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .skip(skip)
+            .map(|(n, b, s)| {
+                let view =
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b)
+                        .expect("view");
+                (n.clone(), view)
+            })
+            .collect();
+        let path = dir.path().join(name);
+        safetensors::serialize_to_file(views, None, &path).expect("write");
+        path.display().to_string()
+    };
+    let full = write("electra.safetensors", 0);
+    let partial = write("partial.safetensors", 1);
+    let job = |cell: quantgrid_matrix::Cell| Job {
+        lease_id: "l".into(),
+        cell,
+        warmup: 0,
+        repetitions: 2,
+        timeout: Duration::from_secs(60),
+    };
+    let real = synthetic.clone().with_weights(Some(full));
+    assert_ne!(real.id, synthetic.id, "other tensors, another cell");
+    let on_file = exec.run(job(real), CancellationToken::new()).await;
+    assert_eq!(on_file.status, Status::Pass, "{on_file:?}");
+    let on_seed = exec
+        .run(job(synthetic.clone()), CancellationToken::new())
+        .await;
+    assert_eq!(on_seed.status, Status::Pass, "{on_seed:?}");
+    let (a, b) = (
+        on_file.measurement.expect("measured").accuracy_rel_err,
+        on_seed.measurement.expect("measured").accuracy_rel_err,
+    );
+    assert!(
+        a != b,
+        "the file's tensors were measured, not the seed's ({a} vs {b})"
+    );
+    let missing = exec
+        .run(
+            job(synthetic.with_weights(Some(partial))),
+            CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(missing.status, Status::Error, "{missing:?}");
+    let text = missing.error_text.unwrap_or_default();
+    assert!(
+        text.contains(&format!("no tensor `{}`", layers[0].name)),
+        "{text}"
+    );
 }

@@ -140,9 +140,20 @@ pub struct Cell {
     pub scheme: Scheme,
     pub group_size: u32,
     pub workload: WorkloadSize,
+    /// A safetensors file with the layers' real weights, on the agent; `None`: synthetic
+    /// weights from the fixed seed.
+    #[serde(default)]
+    pub weights: Option<String>,
 }
 
 impl Cell {
+    /// The same cell measured on the tensors of `file` instead of synthetic ones: another cell.
+    pub fn with_weights(mut self, file: Option<String>) -> Cell {
+        self.weights = file;
+        self.id = self.content_id();
+        self
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         target: Resolved,
@@ -173,6 +184,7 @@ impl Cell {
             scheme,
             group_size,
             workload,
+            weights: None,
         };
         cell.id = cell.content_id();
         cell
@@ -182,7 +194,7 @@ impl Cell {
     /// requirements may change between sweeps without breaking a cell's history.
     fn content_id(&self) -> CellId {
         let p = &self.precision;
-        let key = format!(
+        let mut key = format!(
             "cell/v1|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
             self.model,
             self.browser,
@@ -196,6 +208,11 @@ impl Cell {
             self.workload.seq_len,
             self.workload.head,
         );
+        // only when set, so every synthetic-weights id stays what it was
+        if let Some(w) = &self.weights {
+            key.push_str("|weights=");
+            key.push_str(w);
+        }
         let digest = Sha256::digest(key.as_bytes());
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         CellId(hex)
@@ -224,6 +241,10 @@ impl Cell {
         }
         if p.experimental {
             s.push_str(" experimental");
+        }
+        if let Some(w) = &self.weights {
+            let name = w.rsplit(['/', '\\']).next().unwrap_or(w);
+            s.push_str(&format!(" weights={name}"));
         }
         s
     }

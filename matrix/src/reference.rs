@@ -72,7 +72,11 @@ pub struct LayerCase {
 }
 
 pub fn layer_case(seed: u64, layer: &Layer, params: QuantParams) -> LayerCase {
-    let w = weights(seed, layer);
+    layer_case_with(weights(seed, layer), seed, layer, params)
+}
+
+/// Like [`layer_case`] with given weights (`n × k`, row-major), e.g. a model's real tensors.
+pub fn layer_case_with(w: Vec<f32>, seed: u64, layer: &Layer, params: QuantParams) -> LayerCase {
     let x = input(seed, layer);
     let (m, k, n) = (layer.m as usize, layer.k as usize, layer.n as usize);
     let quantized = quantize(&w, layer.n, layer.k, params);

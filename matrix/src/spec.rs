@@ -107,6 +107,12 @@ pub struct RawSpec {
     /// Higher runs first when sweeps compete for agents.
     #[serde(default)]
     pub priority: i32,
+    /// A safetensors file with real weights instead of synthetic ones: one `n × k` tensor
+    /// (F32, F16 or BF16) per layer, named as quantgrid names the layer (`bert.0.attn.q`,
+    /// `bert.0.ffn.up`, ...). Read by the agents, so it must exist on each; a relative path is
+    /// taken from the spec file's directory.
+    #[serde(default)]
+    pub weights: Option<String>,
 }
 
 fn unspanned<T>(value: T) -> Spanned<T> {
@@ -487,6 +493,19 @@ pub struct MatrixSpec {
     pub exclude: Vec<Rule>,
     pub max_cells: u32,
     pub priority: i32,
+    pub weights: Option<String>,
+}
+
+/// `weights` as the agents will open it: relative paths are taken from the spec's directory.
+fn weights_path(weights: &str, spec_file: &str) -> String {
+    let w = std::path::Path::new(weights);
+    if w.is_absolute() {
+        return weights.to_string();
+    }
+    match std::path::Path::new(spec_file).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(w).display().to_string(),
+        _ => weights.to_string(),
+    }
 }
 
 /// Parses and validates `source`; `file` names it in errors.
@@ -720,6 +739,7 @@ pub fn validate(raw: RawSpec, file: &str) -> Result<MatrixSpec, SpecError> {
         exclude,
         max_cells: raw.max_cells.value,
         priority: raw.priority,
+        weights: raw.weights.as_deref().map(|w| weights_path(w, file)),
     };
     let count = spec.expand().len();
     if count == 0 {
@@ -814,17 +834,20 @@ impl MatrixSpec {
                         for &mixed in &pick(rule.mixed, &self.mixed) {
                             for &experimental in &pick(rule.experimental, &self.experimental) {
                                 for &scheme in &pick(rule.scheme, &self.schemes) {
-                                    out.push(Cell::new(
-                                        *t,
-                                        browser,
-                                        platform,
-                                        bits,
-                                        mixed,
-                                        experimental,
-                                        scheme,
-                                        self.group_size,
-                                        self.workload,
-                                    ));
+                                    out.push(
+                                        Cell::new(
+                                            *t,
+                                            browser,
+                                            platform,
+                                            bits,
+                                            mixed,
+                                            experimental,
+                                            scheme,
+                                            self.group_size,
+                                            self.workload,
+                                        )
+                                        .with_weights(self.weights.clone()),
+                                    );
                                 }
                             }
                         }
@@ -1064,5 +1087,37 @@ experimental_precision: [false, true]
         ] {
             assert!(s.contains(key), "schema lacks {key}");
         }
+    }
+
+    #[test]
+    fn weights_resolve_against_the_spec_and_make_other_cells() {
+        let yaml = |w: &str| {
+            format!(
+                "version: 1\nname: w\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n{w}"
+            )
+        };
+        let synthetic = parse(&yaml(""), "specs/w.yaml").expect("spec").expand();
+        let relative = parse(&yaml("weights: bert.safetensors\n"), "specs/w.yaml")
+            .expect("spec")
+            .expand();
+        let absolute = parse(&yaml("weights: /data/bert.safetensors\n"), "specs/w.yaml")
+            .expect("spec")
+            .expand();
+        assert_eq!(synthetic[0].weights, None);
+        assert_eq!(
+            relative[0].weights.as_deref(),
+            Some(
+                std::path::Path::new("specs")
+                    .join("bert.safetensors")
+                    .to_str()
+                    .expect("utf-8")
+            )
+        );
+        assert_eq!(
+            absolute[0].weights.as_deref(),
+            Some("/data/bert.safetensors")
+        );
+        assert_ne!(synthetic[0].id, relative[0].id);
+        assert!(relative[0].label().ends_with("weights=bert.safetensors"));
     }
 }

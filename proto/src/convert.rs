@@ -86,6 +86,7 @@ impl From<&Cell> for pb::Cell {
             layers: c.workload.layers,
             seq_len: c.workload.seq_len,
             head: c.workload.head,
+            weights: c.weights.clone(),
         }
     }
 }
@@ -108,7 +109,8 @@ impl TryFrom<&pb::Cell> for Cell {
                 seq_len: p.seq_len,
                 head: p.head,
             },
-        );
+        )
+        .with_weights(p.weights.clone());
         if cell.id.0 != p.id {
             return Err(ConvertError::CellId {
                 sent: p.id.clone(),

@@ -42,7 +42,8 @@ pub struct SweepSummary {
 }
 
 const CELL_COLUMNS: &str = "c.cell_id, c.model, c.browser, c.platform, c.requested_bits, \
-    c.mixed_precision, c.experimental_precision, c.scheme, c.group_size, c.layers, c.seq_len, c.head";
+    c.mixed_precision, c.experimental_precision, c.scheme, c.group_size, c.layers, c.seq_len, c.head, \
+    c.weights";
 
 /// Rebuilds a cell from `CELL_COLUMNS` starting at `at`, and checks its stored id.
 fn cell_at(row: &Row<'_>, at: usize) -> Result<Result<Cell, String>, duckdb::Error> {
@@ -82,7 +83,8 @@ fn cell_at(row: &Row<'_>, at: usize) -> Result<Result<Cell, String>, duckdb::Err
             seq_len: row.get(at + 10)?,
             head: row.get(at + 11)?,
         },
-    );
+    )
+    .with_weights(row.get(at + 12)?);
     if cell.id.0 != id {
         return Ok(Err(format!(
             "cell {id} is stored with content that hashes to {}",
@@ -137,7 +139,7 @@ impl Store {
             let cell = cell_at(row, 0)
                 .doing("reading a cell")?
                 .map_err(StoreError::Corrupt)?;
-            let st: Option<String> = row.get(12).doing("reading a status")?;
+            let st: Option<String> = row.get(13).doing("reading a status")?;
             let outcome = match st {
                 None => None,
                 Some(st) => Some(outcome(row, &st).doing("reading a result")??),
@@ -176,26 +178,26 @@ impl Store {
             let cell = cell_at(row, 0)
                 .doing("reading a cell")?
                 .map_err(StoreError::Corrupt)?;
-            let st: String = row.get(14).doing("reading a status")?;
+            let st: String = row.get(15).doing("reading a status")?;
             let st = status(&st)?;
             let read = |row: &Row<'_>| -> Result<ResultRow, duckdb::Error> {
                 Ok(ResultRow {
-                    sweep_id: row.get(12)?,
-                    attempt_id: row.get(13)?,
+                    sweep_id: row.get(13)?,
+                    attempt_id: row.get(14)?,
                     cell_id: cell.id.0.clone(),
                     label: cell.label(),
                     status: st,
-                    effective_bits: row.get::<_, u8>(15)?.into(),
-                    samples: row.get::<_, Option<u64>>(16)?.unwrap_or(0) as usize,
-                    p50_ms: row.get(17)?,
-                    p90_ms: row.get(18)?,
-                    weight_bytes: row.get(19)?,
-                    accuracy_rel_err: row.get(20)?,
-                    error_text: row.get(21)?,
-                    browser_version: row.get(22)?,
-                    adapter: row.get(23)?,
-                    simulated: row.get(24)?,
-                    accepted: row.get(25)?,
+                    effective_bits: row.get::<_, u8>(16)?.into(),
+                    samples: row.get::<_, Option<u64>>(17)?.unwrap_or(0) as usize,
+                    p50_ms: row.get(18)?,
+                    p90_ms: row.get(19)?,
+                    weight_bytes: row.get(20)?,
+                    accuracy_rel_err: row.get(21)?,
+                    error_text: row.get(22)?,
+                    browser_version: row.get(23)?,
+                    adapter: row.get(24)?,
+                    simulated: row.get(25)?,
+                    accepted: row.get(26)?,
                 })
             };
             out.push(read(row).doing("reading a result")?);
@@ -246,57 +248,57 @@ fn outcome(row: &Row<'_>, st: &str) -> Result<Result<Outcome, StoreError>, duckd
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
-    let bits: u8 = row.get(14)?;
+    let bits: u8 = row.get(15)?;
     let Some(effective_bits) = Bits::from_u32(u32::from(bits)) else {
         return Ok(Err(StoreError::Corrupt(format!(
             "bad effective bit width {bits}"
         ))));
     };
-    let browser: Option<String> = row.get(19)?;
+    let browser: Option<String> = row.get(20)?;
     let environment = match browser.as_deref().and_then(Browser::parse) {
         None => None,
         Some(browser) => {
-            let flags: String = row.get(22)?;
-            let vendor: Option<String> = row.get(28)?;
+            let flags: String = row.get(23)?;
+            let vendor: Option<String> = row.get(29)?;
             let adapter = match vendor {
                 None => None,
                 Some(vendor) => Some(AdapterInfo {
                     vendor,
-                    architecture: row.get::<_, Option<String>>(29)?.unwrap_or_default(),
-                    device: row.get::<_, Option<String>>(30)?.unwrap_or_default(),
-                    description: row.get::<_, Option<String>>(31)?.unwrap_or_default(),
-                    is_fallback: row.get::<_, Option<bool>>(32)?.unwrap_or(false),
+                    architecture: row.get::<_, Option<String>>(30)?.unwrap_or_default(),
+                    device: row.get::<_, Option<String>>(31)?.unwrap_or_default(),
+                    description: row.get::<_, Option<String>>(32)?.unwrap_or_default(),
+                    is_fallback: row.get::<_, Option<bool>>(33)?.unwrap_or(false),
                 }),
             };
             Some(Environment {
                 browser,
-                browser_channel: row.get(20)?,
-                browser_version: row.get(21)?,
+                browser_channel: row.get(21)?,
+                browser_version: row.get(22)?,
                 browser_flags: flags
                     .split('\u{1f}')
                     .filter(|f| !f.is_empty())
                     .map(str::to_string)
                     .collect(),
-                driver: row.get(23)?,
-                driver_version: row.get(24)?,
-                os: row.get(25)?,
-                os_version: row.get(26)?,
-                arch: row.get(27)?,
+                driver: row.get(24)?,
+                driver_version: row.get(25)?,
+                os: row.get(26)?,
+                os_version: row.get(27)?,
+                arch: row.get(28)?,
                 adapter,
-                webnn_device_type: row.get(33)?,
-                webnn_info: row.get(34)?,
+                webnn_device_type: row.get(34)?,
+                webnn_info: row.get(35)?,
             })
         }
     };
     Ok(Ok(Outcome {
         status,
-        error_text: row.get(13)?,
+        error_text: row.get(14)?,
         effective_bits,
-        p50_ms: row.get(15)?,
-        samples: row.get::<_, Option<u64>>(16)?.unwrap_or(0) as u32,
-        accuracy_rel_err: row.get(17)?,
+        p50_ms: row.get(16)?,
+        samples: row.get::<_, Option<u64>>(17)?.unwrap_or(0) as u32,
+        accuracy_rel_err: row.get(18)?,
         environment,
-        simulated: row.get(18)?,
+        simulated: row.get(19)?,
     }))
 }
 

@@ -71,6 +71,7 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
                                 c.workload.layers,
                                 c.workload.seq_len,
                                 c.workload.head,
+                                c.weights,
                             ])
                             .doing("appending cells")?;
                     }
