@@ -83,7 +83,8 @@ pub enum Command {
     Submit {
         #[arg(value_name = "CONFIG")]
         config: PathBuf,
-        /// Show progress until the sweep ends; exit 0 only if every cell passed.
+        /// Show progress until the sweep ends; exit 0 only if every cell passed or was
+        /// unsupported (the browser's own answer).
         #[arg(long)]
         wait: bool,
         /// Resubmitting with the same id returns the first sweep instead of a new one.

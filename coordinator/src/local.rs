@@ -5,7 +5,6 @@ use anyhow::{Context, Result, bail};
 use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
 use quantgrid_coordinator::service::{self, ServeConfig, auth};
 use quantgrid_coordinator::store::Store;
-use quantgrid_matrix::Status;
 use quantgrid_proto::client::{self, Bearer, Tls};
 use quantgrid_proto::pb::{self, admin_service_client::AdminServiceClient};
 use std::path::{Path, PathBuf};
@@ -58,30 +57,7 @@ pub fn run(job: LocalRun<'_>) -> Result<ExitCode> {
     let mut store = Store::open(job.db_path)?;
     store.revoke_token(&agent_name)?;
     store.revoke_token(&admin_name)?;
-    let (sweep_id, _) = outcome?;
-    // an `unsupported` cell is an answer (the browser's own), not a failure of the run
-    let entries = store.matrix_entries(Some(&sweep_id), false)?;
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-    for e in &entries {
-        *counts
-            .entry(
-                e.outcome
-                    .as_ref()
-                    .map_or("no result", |o| o.status.as_str()),
-            )
-            .or_default() += 1;
-    }
-    let all_answered = counts
-        .keys()
-        .all(|s| *s == Status::Pass.as_str() || *s == Status::Unsupported.as_str());
-    eprintln!(
-        "{}",
-        counts
-            .iter()
-            .map(|(s, n)| format!("{n} {s}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let (sweep_id, all_answered) = outcome?;
     if let Some(out) = job.output {
         let md = matrix_markdown(
             &store,
@@ -174,7 +150,10 @@ async fn sweep(
             .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         {
             bar.set_position(u64::from(p.done));
-            bar.set_message(format!("{} passed", p.passed));
+            bar.set_message(format!(
+                "{} passed, {} unsupported",
+                p.passed, p.unsupported
+            ));
             let finished = p.finished;
             last = Some(p);
             if finished {
@@ -186,10 +165,10 @@ async fn sweep(
             .filter(|p| p.finished)
             .context("the coordinator stopped before the sweep finished")?;
         eprintln!(
-            "sweep {} {}: {}/{} cells passed",
-            p.sweep_id, p.state, p.passed, p.total
+            "sweep {} {}: {}/{} cells passed, {} unsupported",
+            p.sweep_id, p.state, p.passed, p.total, p.unsupported
         );
-        Ok::<_, anyhow::Error>((resp.sweep_id, p.passed == p.total))
+        Ok::<_, anyhow::Error>((resp.sweep_id, p.passed + p.unsupported == p.total))
     }
     .await;
     stop_agent(&mut agent).await;

@@ -192,7 +192,10 @@ pub fn submit(
         while let Some(p) = stream.message().await.map_err(status_error)? {
             bar.set_length(u64::from(p.total));
             bar.set_position(u64::from(p.done));
-            bar.set_message(format!("{} passed", p.passed));
+            bar.set_message(format!(
+                "{} passed, {} unsupported",
+                p.passed, p.unsupported
+            ));
             let finished = p.finished;
             last = Some(p);
             if finished {
@@ -207,15 +210,18 @@ pub fn submit(
             );
         };
         eprintln!(
-            "sweep {} {}: {}/{} cells passed",
-            p.sweep_id, p.state, p.passed, p.total
+            "sweep {} {}: {}/{} cells passed, {} unsupported",
+            p.sweep_id, p.state, p.passed, p.total, p.unsupported
         );
         println!("{}", resp.sweep_id);
-        Ok(if p.state == "finished" && p.passed == p.total {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        // `unsupported` is the browser's own answer, not a failure of the run
+        Ok(
+            if p.state == "finished" && p.passed + p.unsupported == p.total {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            },
+        )
     })
 }
 

@@ -55,6 +55,8 @@ pub struct RestoredSweep {
     pub done: HashSet<CellId>,
     /// Of those, the ones that passed.
     pub passed: HashSet<CellId>,
+    /// And the ones the browser answered `unsupported`.
+    pub unsupported: HashSet<CellId>,
     /// Highest attempt number used per cell, so new lease ids never repeat old ones.
     pub attempts: HashMap<CellId, u32>,
     /// Leases that were out when the coordinator stopped.
@@ -200,6 +202,8 @@ pub struct Progress {
     pub total: u32,
     pub done: u32,
     pub passed: u32,
+    /// Done cells the browser answered `unsupported`: an answer, not a failure.
+    pub unsupported: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -252,6 +256,7 @@ struct Sweep {
     outstanding: u32,
     done: u32,
     passed: u32,
+    unsupported: u32,
     /// Leases of this sweep that ended without a stored result (late reports are kept).
     ended: HashSet<String>,
     reported: HashSet<String>,
@@ -263,6 +268,7 @@ impl Sweep {
             total: self.slots.len() as u32,
             done: self.done,
             passed: self.passed,
+            unsupported: self.unsupported,
         }
     }
     fn max_attempts(&self) -> u32 {
@@ -369,6 +375,7 @@ impl Scheduler {
                     slot.done = true;
                     sweep.done += 1;
                     sweep.passed += u32::from(r.passed.contains(&slot.cell.id));
+                    sweep.unsupported += u32::from(r.unsupported.contains(&slot.cell.id));
                 }
             }
             // rebuild the queues without done or outstanding cells
@@ -525,6 +532,7 @@ impl Scheduler {
                 outstanding: 0,
                 done: 0,
                 passed: 0,
+                unsupported: 0,
                 ended: HashSet::new(),
                 reported: HashSet::new(),
             },
@@ -739,14 +747,14 @@ impl Scheduler {
             out.push(Action::StoreResult {
                 lease_id: lease_id.to_string(),
                 sweep: lease.sweep.clone(),
-                result: give_up,
+                result: give_up.clone(),
                 accepted: true,
             });
-            self.cell_done(&lease.sweep, lease.slot, false, out);
+            self.cell_done(&lease.sweep, lease.slot, give_up.status, out);
         }
     }
 
-    fn cell_done(&mut self, sweep_id: &str, slot: usize, passed: bool, out: &mut Vec<Action>) {
+    fn cell_done(&mut self, sweep_id: &str, slot: usize, status: Status, out: &mut Vec<Action>) {
         let Some(sweep) = self.sweeps.get_mut(sweep_id) else {
             return;
         };
@@ -755,9 +763,8 @@ impl Scheduler {
         }
         sweep.slots[slot].done = true;
         sweep.done += 1;
-        if passed {
-            sweep.passed += 1;
-        }
+        sweep.passed += u32::from(status == Status::Pass);
+        sweep.unsupported += u32::from(status == Status::Unsupported);
         out.push(Action::Progress {
             sweep: sweep_id.to_string(),
             progress: sweep.progress(),
@@ -878,7 +885,7 @@ impl Scheduler {
                 result,
                 accepted: true,
             });
-            self.cell_done(&lease.sweep, lease.slot, status == Status::Pass, out);
+            self.cell_done(&lease.sweep, lease.slot, status, out);
         }
         self.fill(&agent, now, out);
         if retryable(status) {
@@ -962,7 +969,7 @@ impl Scheduler {
                     result: Self::synthetic(&cell, Status::Timeout, text),
                     accepted: true,
                 });
-                self.cell_done(&lease.sweep, lease.slot, false, out);
+                self.cell_done(&lease.sweep, lease.slot, Status::Timeout, out);
             } else {
                 // a late report for this lease is still kept, as an unaccepted attempt
                 sweep.ended.insert(id.clone());
@@ -1025,7 +1032,7 @@ impl Scheduler {
                 result: Self::synthetic(&cell, Status::NoCapableAgent, text),
                 accepted: true,
             });
-            self.cell_done(&sweep_id, i, false, out);
+            self.cell_done(&sweep_id, i, Status::NoCapableAgent, out);
         }
     }
 }

@@ -176,6 +176,44 @@ fn runs_every_cell_once_and_finishes() {
 }
 
 #[test]
+fn progress_counts_unsupported_answers_apart_from_passes_and_failures() {
+    let mut s = Scheduler::new(config());
+    s.handle(Event::Submit(sweep("s", 0, GPU4)), 0);
+    let mut queue = offers(&up(&mut s, "a", chromium(1), 0));
+    let answers = [
+        Status::Pass,
+        Status::Unsupported,
+        Status::Unsupported,
+        Status::Fail,
+    ];
+    let (mut t, mut i, mut last) = (0, 0, None);
+    while let Some((agent, o)) = queue.pop() {
+        t += 10;
+        let actions = report(&mut s, &agent, &o, answers[i], t);
+        last = actions
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                Action::Progress { progress, .. } => Some(*progress),
+                _ => None,
+            })
+            .or(last);
+        queue.extend(offers(&actions));
+        i += 1;
+    }
+    assert_eq!(i, 4);
+    assert_eq!(
+        last,
+        Some(Progress {
+            total: 4,
+            done: 4,
+            passed: 1,
+            unsupported: 2
+        })
+    );
+}
+
+#[test]
 fn matching_respects_browser_version_os_and_labels() {
     let mut s = Scheduler::new(config());
     let mut input = sweep(
@@ -528,6 +566,7 @@ fn restore_resumes_outstanding_leases_and_skips_done_cells() {
         input,
         done: [ids[0].clone()].into(),
         passed: [ids[0].clone()].into(),
+        unsupported: HashSet::new(),
         attempts: [(ids[0].clone(), 1), (ids[1].clone(), 1)].into(),
         outstanding: vec![RestoredLease {
             lease_id: format!("s.{}.1", ids[1]),
@@ -544,7 +583,8 @@ fn restore_resumes_outstanding_leases_and_skips_done_cells() {
         Some(Progress {
             total: 4,
             done: 1,
-            passed: 1
+            passed: 1,
+            unsupported: 0
         })
     );
     // the agent comes back holding its lease: its slot is busy, so nothing new is offered
@@ -595,6 +635,7 @@ fn restored_leases_of_an_agent_that_never_returns_are_reclaimed() {
         input,
         done: HashSet::new(),
         passed: HashSet::new(),
+        unsupported: HashSet::new(),
         attempts: [(id.clone(), 1)].into(),
         outstanding: vec![RestoredLease {
             lease_id: format!("s.{id}.1"),

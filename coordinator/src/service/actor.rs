@@ -112,6 +112,7 @@ fn progress_msg(sweep: &str, p: Progress, state: &str) -> pb::SweepProgress {
         total: p.total,
         done: p.done,
         passed: p.passed,
+        unsupported: p.unsupported,
         finished: state != "running",
         state: state.to_string(),
     }
@@ -140,6 +141,7 @@ pub fn restore(
             input: sweep_input(&s.sweep_id, &spec, s.cells),
             done: s.done,
             passed: s.passed,
+            unsupported: s.unsupported,
             attempts: s.attempts,
             outstanding: s
                 .outstanding
@@ -373,6 +375,7 @@ impl Coordinator {
                         total,
                         done: 0,
                         passed: 0,
+                        unsupported: 0,
                     },
                     "running",
                 ));
@@ -416,6 +419,7 @@ impl Coordinator {
                                     total: s.cells as u32,
                                     done: s.done as u32,
                                     passed: s.passed as u32,
+                                    unsupported: s.unsupported as u32,
                                 };
                                 let (tx, rx) =
                                     watch::channel(progress_msg(&s.sweep_id, p, &s.state));

@@ -35,9 +35,10 @@ pub struct SweepSummary {
     pub state: String,
     pub cells: u64,
     pub results: u64,
-    /// Cells with an accepted result, and how many of those passed.
+    /// Cells with an accepted result, and how many of those passed or were unsupported.
     pub done: u64,
     pub passed: u64,
+    pub unsupported: u64,
     pub accuracy_tolerance: f64,
 }
 
@@ -215,7 +216,9 @@ impl Store {
                     (SELECT count(DISTINCT cell_id) FROM results r WHERE r.sweep_id = s.sweep_id AND r.accepted),
                     (SELECT count(DISTINCT cell_id) FROM results r
                         WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.status = 'pass'),
-                    s.accuracy_tolerance
+                    s.accuracy_tolerance,
+                    (SELECT count(DISTINCT cell_id) FROM results r
+                        WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.status = 'unsupported')
                 FROM sweeps s ORDER BY s.created_at, s.sweep_id",
             )
             .doing("preparing the sweeps query")?;
@@ -229,6 +232,7 @@ impl Store {
                     results: r.get(4)?,
                     done: r.get(5)?,
                     passed: r.get(6)?,
+                    unsupported: r.get(8)?,
                     accuracy_tolerance: r.get(7)?,
                 })
             })
@@ -313,6 +317,8 @@ pub struct StoredSweep {
     pub done: std::collections::HashSet<quantgrid_matrix::CellId>,
     /// Of `done`, the cells whose accepted result passed.
     pub passed: std::collections::HashSet<quantgrid_matrix::CellId>,
+    /// Of `done`, the cells whose accepted result is `unsupported`.
+    pub unsupported: std::collections::HashSet<quantgrid_matrix::CellId>,
     pub attempts: std::collections::HashMap<quantgrid_matrix::CellId, u32>,
     /// `(lease_id, cell_id, agent_id, attempt_no, started_at_us)`
     pub outstanding: Vec<(String, quantgrid_matrix::CellId, String, u32, i64)>,
@@ -360,9 +366,11 @@ impl Store {
             }
             let mut stmt = self
                 .conn
-                .prepare("SELECT attempt_id, cell_id, accepted, status = 'pass' FROM results WHERE sweep_id = ?")
+                .prepare(
+                    "SELECT attempt_id, cell_id, accepted, status FROM results WHERE sweep_id = ?",
+                )
                 .doing("preparing the results query")?;
-            let rows: Vec<(String, String, bool, bool)> = stmt
+            let rows: Vec<(String, String, bool, String)> = stmt
                 .query_map([&sweep_id], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
@@ -371,10 +379,14 @@ impl Store {
                 .doing("reading results")?;
             let mut done = std::collections::HashSet::new();
             let mut passed = std::collections::HashSet::new();
+            let mut unsupported = std::collections::HashSet::new();
             let mut reported = std::collections::HashSet::new();
-            for (attempt, cell, accepted, pass) in rows {
-                if accepted && pass {
+            for (attempt, cell, accepted, status) in rows {
+                if accepted && status == "pass" {
                     passed.insert(CellId(cell.clone()));
+                }
+                if accepted && status == "unsupported" {
+                    unsupported.insert(CellId(cell.clone()));
                 }
                 if accepted {
                     done.insert(CellId(cell));
@@ -425,6 +437,7 @@ impl Store {
                 cells,
                 done,
                 passed,
+                unsupported,
                 attempts,
                 outstanding,
                 reported,
