@@ -274,6 +274,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
     let mut device_type: Option<String> = None;
     let mut runs_per_sample = u32::MAX;
     let mut kernel_ms = 0f64;
+    let mut timer: Option<String> = None;
     let params_for = |layer: &workload::Layer| QuantParams {
         bits: policy.bits_for(layer.role, cell.precision.effective),
         scheme: cell.scheme,
@@ -329,6 +330,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
                 }
                 runs_per_sample = runs_per_sample.min(run.runs_per_sample);
                 kernel_ms += run.kernel_ms;
+                timer.get_or_insert(run.timer.clone());
                 build_ms += run.build_ms;
                 first_ms += run.first_run_ms;
                 bytes += run.weight_bytes;
@@ -411,6 +413,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             warmup: job.warmup,
             samples_ms: samples,
             kernel_ms,
+            timer: timer.unwrap_or_default(),
             runs_per_sample: if runs_per_sample == u32::MAX {
                 1
             } else {

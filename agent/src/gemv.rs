@@ -18,6 +18,8 @@ pub struct LayerRun {
     pub runs_per_sample: u32,
     /// Time the page spent building and running kernels, timed runs or not.
     pub kernel_ms: f64,
+    /// What timed the samples: `performance.now` (wall clock) or `timestamp-query` (GPU).
+    pub timer: String,
     /// Bytes of the weight, scale and zero-point buffers the page created.
     pub weight_bytes: u64,
     pub kernel: Comparison,
@@ -178,6 +180,10 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
             .as_f64()
             .ok_or_else(|| GemvError::Malformed("no first_run_ms".into()))?,
         samples_ms: floats("samples_ms")?,
+        timer: out["timer"]
+            .as_str()
+            .ok_or_else(|| GemvError::Malformed("no timer".into()))?
+            .to_string(),
         kernel_ms: out["kernel_ms"]
             .as_f64()
             .ok_or_else(|| GemvError::Malformed("no kernel_ms".into()))?,

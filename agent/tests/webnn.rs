@@ -1,6 +1,7 @@
 //! WebNN through real browsers: Chromium 153 (npm build, attached through its DevTools port)
-//! runs the dequantizeLinear + gemm graph at 8 bits and at experimental int4, answers 2 and 3
-//! bits with its own opSupportLimits, and Chromium 156 (built without WebNN) says it cannot.
+//! runs the dequantizeLinear + gemm graph at 8 bits and at experimental int4 (and float16 weights
+//! at 16), answers 2 and 3 bits with its own opSupportLimits, and Chromium 156 (built without
+//! WebNN) says it cannot.
 
 use quantgrid_agent::browser_executor::BrowserExecutor;
 use quantgrid_agent::discovery::browser::Attach;
@@ -25,7 +26,7 @@ fn executor(probed: Vec<Probed>) -> BrowserExecutor {
 
 fn cells() -> Vec<Cell> {
     spec::parse(
-        "version: 1\nname: t\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webnn\nbits: [2, 3, 4, 8]\nexperimental_precision: [false, true]\nworkload: {layers: 1, seq_len: 1}\n",
+        "version: 1\nname: t\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webnn\nbits: [2, 3, 4, 8, 16]\nexperimental_precision: [false, true]\nworkload: {layers: 1, seq_len: 1}\n",
         "t.yaml",
     )
     .expect("spec")
@@ -65,8 +66,8 @@ async fn chromium_153_runs_8_bit_and_experimental_int4_and_refuses_2_and_3_bits(
     assert!(c153.capability().webnn, "{:?}", c153.report["webnn"]);
     let exec = executor(vec![c153]);
     let all = cells();
-    // experimental mode only changes sub-8-bit requests: one 8-bit cell
-    assert_eq!(all.len(), 7);
+    // experimental mode only changes sub-8-bit requests: one 8-bit and one 16-bit cell
+    assert_eq!(all.len(), 8);
     for cell in &all {
         let r = run(&exec, cell).await;
         let p = cell.precision;
@@ -81,7 +82,11 @@ async fn chromium_153_runs_8_bit_and_experimental_int4_and_refuses_2_and_3_bits(
             }
             _ => {
                 assert_eq!(r.status, Status::Pass, "{}: {r:?}", cell.label());
-                let want = if p.experimental { Bits::B4 } else { Bits::B8 };
+                let want = match (p.requested, p.experimental) {
+                    (Bits::B16, _) => Bits::B16,
+                    (_, true) => Bits::B4,
+                    _ => Bits::B8,
+                };
                 assert_eq!(r.effective_bits, want, "{}", cell.label());
                 let m = r.measurement.expect("measured");
                 assert_eq!(m.samples_ms.len(), 3);
@@ -93,7 +98,7 @@ async fn chromium_153_runs_8_bit_and_experimental_int4_and_refuses_2_and_3_bits(
                     quantgrid_matrix::workload::workload(target.model, cell.workload).weights();
                 let codes = weights * u64::from(want.get()) / 8;
                 assert!(
-                    m.weight_bytes > codes && m.weight_bytes < codes * 2,
+                    m.weight_bytes >= codes && m.weight_bytes < codes * 2,
                     "{m:?}"
                 );
                 let env = r.environment.expect("environment");

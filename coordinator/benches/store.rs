@@ -48,6 +48,7 @@ fn result(cells: &[Cell], envs: &[Environment], i: usize) -> Record {
                 accuracy_rel_err: 0.02,
                 runs_per_sample: 1,
                 kernel_ms: 0.0,
+                timer: "performance.now".into(),
             }),
             environment: Some(envs[i % envs.len()].clone()),
             simulated: false,

@@ -124,6 +124,7 @@ fn stored_result(store_path: &Path) {
                     accuracy_rel_err: 0.012,
                     runs_per_sample: 1,
                     kernel_ms: 0.0,
+                    timer: "performance.now".into(),
                 }),
                 environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
                 simulated: false,

@@ -3,6 +3,7 @@
 //! line on a pipe, a progress message), never on sleeps.
 
 use quantgrid_coordinator::store::Store;
+use quantgrid_matrix::Status;
 use quantgrid_proto::client::{self, Bearer, Tls};
 use quantgrid_proto::pb::{
     self, admin_service_client::AdminServiceClient, agent_service_client::AgentServiceClient,
@@ -693,9 +694,8 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
     let store = Store::open(&db).expect("open");
     let rows = store.results(None, 100).expect("results");
     assert!(
-        rows.iter().any(|r| r.sweep_id == sweep
-            && r.accepted
-            && r.status == quantgrid_matrix::Status::Pass)
+        rows.iter()
+            .any(|r| r.sweep_id == sweep && r.accepted && r.status == Status::Pass)
     );
     assert!(
         rows.iter().any(|r| r
@@ -809,4 +809,105 @@ fn real_chromium_cells_pass_and_reach_the_matrix() {
             .all(|r| !r.simulated && r.samples == 3 && r.weight_bytes.is_some_and(|b| b > 0)),
         "{rows:?}"
     );
+}
+
+/// The whole grid on every browser build this machine has (`./x test` installs Chromium 156,
+/// Chromium 153 and Firefox ESR): each cell ends with the answer its browser gives.
+#[test]
+fn every_installed_browser_answers_through_the_grid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (t1, ops) = (token(&db, "lab-linux", false), token(&db, "ops", true));
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    let mut agent = Proc(
+        Command::new(bin("quantgrid-agent"))
+            .args(["run", "--coordinator", &url, "--token", &t1])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agent"),
+    );
+    let spec = dir.path().join("all.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\nname: all\nfamilies: [electra]\nbrowsers: [chromium, firefox]\nplatforms: both\nbits: [2, 3, 4, 8, 16]\nexperimental_precision: [false, true]\nwarmup: 0\nrepetitions: 2\ntimeout_secs: 120\n",
+    )
+    .expect("spec");
+    let out = Command::new(bin("quantgrid"))
+        .args(["submit", "--wait", "--coordinator", &url, "--token", &ops])
+        .arg(&spec)
+        .output()
+        .expect("submit");
+    // every cell passed or was answered unsupported by its browser
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    agent.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(agent.wait_exit().success());
+    drop(server);
+    let store = Store::open(&db).expect("open");
+    let rows = store.results(None, 100).expect("results");
+    // DuckDB lets one process hold the file
+    drop(store);
+    // per browser: 5 WebGPU widths; WebNN 2/3/4 standard and experimental, 8 and 16
+    assert_eq!(rows.len(), 26, "{rows:#?}");
+    for r in &rows {
+        let l = &r.label;
+        let version = r.browser_version.clone().unwrap_or_default();
+        let text = r.error_text.clone().unwrap_or_default();
+        assert!(r.accepted && !r.simulated, "{r:?}");
+        if l.contains(" webgpu ") {
+            assert_eq!(r.status, Status::Pass, "{r:?}");
+            assert_eq!(r.samples, 2, "{r:?}");
+            assert!(
+                r.adapter
+                    .as_deref()
+                    .is_some_and(|a| a.contains("(software)")),
+                "{r:?}"
+            );
+            if l.starts_with("electra chromium") {
+                assert!(
+                    version.starts_with("156."),
+                    "the newest build runs WebGPU: {r:?}"
+                );
+            }
+        } else if l.starts_with("electra firefox") {
+            assert_eq!(r.status, Status::Unsupported, "{r:?}");
+            assert!(text.contains("navigator.ml is undefined"), "{r:?}");
+        } else if l.contains("experimental") && (l.contains(" 2-bit") || l.contains(" 3-bit")) {
+            assert_eq!(r.status, Status::Unsupported, "{r:?}");
+            assert!(text.contains("opSupportLimits"), "{r:?}");
+        } else {
+            assert_eq!(r.status, Status::Pass, "{r:?}");
+            assert_eq!(
+                version, "153.0.8010.0",
+                "only Chromium 153 has WebNN: {r:?}"
+            );
+            if l.contains("→8") {
+                assert_eq!(
+                    r.effective_bits, 8,
+                    "a standard request is stored upgraded: {r:?}"
+                );
+            }
+        }
+    }
+    let out = Command::new(bin("quantgrid"))
+        .args(["matrix", "--db-path"])
+        .arg(&db)
+        .output()
+        .expect("matrix");
+    let md = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "chromium 153.0.8010.0",
+        "chromium 156.0.8078.108",
+        "firefox 153.8.0esr",
+        "geckodriver",
+        "unnamed adapter (software, fallback)",
+        "google swiftshader (software, fallback)",
+    ] {
+        assert!(md.contains(needle), "{needle} missing from\n{md}");
+    }
 }

@@ -39,6 +39,7 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
                             accuracy_rel_err: 0.01,
                             runs_per_sample: 1,
                             kernel_ms: 0.0,
+                            timer: "performance.now".into(),
                         }),
                         environment: None,
                         simulated: false,

@@ -158,6 +158,10 @@ pub struct Measurement {
     /// untimed ones (first run, warm-up, sizing samples) alike. Wall time minus this is what
     /// the grid itself costs per cell.
     pub kernel_ms: f64,
+    /// What timed the samples: `performance.now` (the page's wall clock around runs that it
+    /// awaited) or `timestamp-query` (GPU timestamps around each run's pass, used where the
+    /// browser only notices completion by polling).
+    pub timer: String,
     /// Bytes the page allocated for weights (buffers or constants), as the page counted them.
     pub weight_bytes: u64,
     /// Max |browser − Rust dequantized reference|: checks the kernel itself.

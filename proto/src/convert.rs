@@ -196,6 +196,7 @@ impl From<&Measurement> for pb::Measurement {
             accuracy_rel_err: m.accuracy_rel_err,
             runs_per_sample: m.runs_per_sample,
             kernel_ms: m.kernel_ms,
+            timer: m.timer.clone(),
         }
     }
 }
@@ -212,6 +213,7 @@ impl From<&pb::Measurement> for Measurement {
             accuracy_rel_err: m.accuracy_rel_err,
             runs_per_sample: m.runs_per_sample.max(1),
             kernel_ms: m.kernel_ms,
+            timer: m.timer.clone(),
         }
     }
 }
@@ -421,6 +423,7 @@ mod tests {
                 accuracy_rel_err: 0.02,
                 runs_per_sample: 1,
                 kernel_ms: 0.0,
+                timer: "performance.now".into(),
             }),
             environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
             simulated: false,

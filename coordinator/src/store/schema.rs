@@ -6,11 +6,13 @@
 pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 /// Samples that average several back-to-back runs (a coarse browser clock; NULL before v3,
-/// when every sample was one run), the page's whole kernel time, and cells measured on a
+/// when every sample was one run), the page's whole kernel time, what timed the samples (NULL
+/// before v3: the page's wall clock), and cells measured on a
 /// safetensors file's real weights (NULL: synthetic weights).
 const V3: &str = r#"
 ALTER TABLE results ADD COLUMN runs_per_sample UINTEGER;
 ALTER TABLE results ADD COLUMN kernel_ms DOUBLE;
+ALTER TABLE results ADD COLUMN timer VARCHAR;
 ALTER TABLE cells ADD COLUMN weights VARCHAR;
 "#;
 

@@ -50,6 +50,7 @@ pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> 
             accuracy_rel_err: 0.01,
             runs_per_sample: 1,
             kernel_ms: 0.0,
+            timer: "performance.now".into(),
         }),
         environment: Some(env(cell.browser)),
         simulated,

@@ -303,6 +303,7 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
             ),
         ),
         ("kernel_ms", floats(&|r| meas(r).map(|m| m.kernel_ms))),
+        ("timer", strings(&|r| meas(r).map(|m| m.timer.as_str()))),
     ];
     RecordBatch::try_from_iter(columns)
         .map_err(|e| StoreError::Corrupt(format!("results batch: {e}")))
