@@ -313,7 +313,16 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
         let (warmup, reps) = (job.warmup, job.repetitions.max(1));
         let ran = match cell.platform {
             Platform::Webgpu => {
-                run_layer(&live.session, &state.blobs, layer, &case, warmup, reps).await
+                run_layer(
+                    &live.session,
+                    &state.blobs,
+                    layer,
+                    &case,
+                    warmup,
+                    reps,
+                    i == 0,
+                )
+                .await
             }
             Platform::Webnn => {
                 crate::webnn::run_layer(&live.session, &state.blobs, layer, &case, warmup, reps)

@@ -61,6 +61,8 @@ pub fn kernel_tolerance(k: u32) -> f64 {
     1e-5 * f64::from(k.max(1))
 }
 
+/// `cell_start`: the first layer of a cell, which compiles the kernels the cell's later layers
+/// reuse (so a cell's `build_ms` is one compilation per kernel, as in an application).
 pub async fn run_layer(
     session: &Session,
     blobs: &Blobs,
@@ -68,6 +70,7 @@ pub async fn run_layer(
     case: &LayerCase,
     warmup: u32,
     repetitions: u32,
+    cell_start: bool,
 ) -> Result<LayerRun, GemvError> {
     let q = &case.quantized;
     let scales: Vec<u32> = q
@@ -100,6 +103,7 @@ pub async fn run_layer(
         "x": x.path(), "w": w.path(), "scales": s.path(), "zeros": z.path(),
         "warmup": warmup,
         "repetitions": repetitions,
+        "cellStart": cell_start,
     });
     let out = session
         .run_async_with(
@@ -130,7 +134,7 @@ pub async fn run_f32_layer(
         "m": layer.m, "k": layer.k, "n": layer.n,
         "bits": 32, "group": 1, "wordsPerRow": layer.k, "groupsPerRow": 0, "asym": false,
         "x": x.path(), "w": w.path(), "scales": none.path(), "zeros": none.path(),
-        "warmup": warmup, "repetitions": repetitions,
+        "warmup": warmup, "repetitions": repetitions, "cellStart": true,
     });
     let out = session
         .run_async_with(

@@ -73,7 +73,7 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
                         group_size: 32,
                     },
                 );
-                let run = run_layer(&session, &blobs, &layer, &case, warmup, repetitions)
+                let run = run_layer(&session, &blobs, &layer, &case, warmup, repetitions, true)
                     .await
                     .unwrap_or_else(|e| panic!("m = {m}, {bits}-bit {scheme}: {e}"));
                 assert!(
