@@ -3,10 +3,11 @@
 //! the browser run; the checks against the Rust references decide pass or fail.
 
 use crate::executor::{Executor, Job, RunFuture};
-use crate::gemv::{GemvError, kernel_tolerance, run_layer};
+use crate::gemv::{self, GemvError, kernel_tolerance};
 use crate::probe::Probed;
 use crate::server;
 use crate::webdriver::{Driver, Launch, Session, WebDriverError};
+use crate::webnn;
 use crate::weights::WeightsFile;
 use quantgrid_matrix::agent::Capabilities;
 use quantgrid_matrix::quant::{PrecisionPolicy, QuantParams};
@@ -280,27 +281,25 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
         scheme: cell.scheme,
         group_size: cell.group_size.max(1),
     };
-    // seconds of CPU for big layers: off the async threads (so the cell timeout can fire), and
-    // one layer ahead, so the next layer's tensors are ready while the browser runs this one
-    let prepare = |layer: &workload::Layer| {
-        let (owned, params, file) = (layer.clone(), params_for(layer), weights.clone());
-        tokio::task::spawn_blocking(move || match file {
-            None => Ok(layer_case(WEIGHT_SEED, &owned, params)),
-            Some(f) => f
-                .layer(&owned)
-                .map(|w| layer_case_with(w, WEIGHT_SEED, &owned, params)),
+    // seconds of CPU for big layers: off the async threads (so the cell timeout can fire),
+    // every layer at once (the tensors are packed; the fp32 weights are dropped after the
+    // references)
+    let prepared: Vec<_> = layers
+        .iter()
+        .map(|layer| {
+            let (owned, params, file) = (layer.clone(), params_for(layer), weights.clone());
+            tokio::task::spawn_blocking(move || match file {
+                None => Ok(layer_case(WEIGHT_SEED, &owned, params)),
+                Some(f) => f
+                    .layer(&owned)
+                    .map(|w| layer_case_with(w, WEIGHT_SEED, &owned, params)),
+            })
         })
-    };
-    let mut next = layers.first().map(prepare);
-    for (i, layer) in layers.iter().enumerate() {
-        let bits = params_for(layer).bits;
-        let prepared = match next.take() {
-            Some(handle) => handle.await,
-            None => break,
-        };
-        next = layers.get(i + 1).map(prepare);
-        let case = match prepared {
-            Ok(Ok(case)) => case,
+        .collect();
+    let mut cases = Vec::with_capacity(layers.len());
+    for handle in prepared {
+        match handle.await {
+            Ok(Ok(case)) => cases.push(case),
             Ok(Err(e)) => return result(&cell, Status::Error, Some(e.to_string())),
             Err(_) => {
                 return result(
@@ -309,76 +308,98 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
                     Some("computing the reference failed".into()),
                 );
             }
+        }
+    }
+    let (warmup, reps) = (job.warmup, job.repetitions.max(1));
+    let mut served = Vec::new();
+    let mut batch = Vec::with_capacity(layers.len());
+    for (i, (layer, case)) in layers.iter().zip(&cases).enumerate() {
+        let args = match cell.platform {
+            Platform::Webgpu => Ok(gemv::layer_args(
+                &state.blobs,
+                layer,
+                case,
+                warmup,
+                reps,
+                i == 0,
+            )),
+            Platform::Webnn => webnn::layer_args(&state.blobs, layer, case, warmup, reps),
         };
-        let (warmup, reps) = (job.warmup, job.repetitions.max(1));
-        let ran = match cell.platform {
-            Platform::Webgpu => {
-                run_layer(
-                    &live.session,
-                    &state.blobs,
-                    layer,
-                    &case,
-                    warmup,
-                    reps,
-                    i == 0,
-                )
-                .await
+        match args {
+            Ok((args, blobs)) => {
+                served.extend(blobs);
+                batch.push((args, case));
             }
-            Platform::Webnn => {
-                crate::webnn::run_layer(&live.session, &state.blobs, layer, &case, warmup, reps)
-                    .await
-            }
-        };
-        match ran {
-            Ok(run) => {
-                for (s, t) in samples.iter_mut().zip(&run.samples_ms) {
-                    *s += t;
-                }
-                if run.device_type.is_some() {
-                    device_type = run.device_type.clone();
-                }
-                runs_per_sample = runs_per_sample.min(run.runs_per_sample);
-                kernel_ms += run.kernel_ms;
-                timer.get_or_insert(run.timer.clone());
-                build_ms += run.build_ms;
-                first_ms += run.first_run_ms;
-                bytes += run.weight_bytes;
-                worst_accuracy = worst_accuracy.max(run.accuracy.rel_err);
-                let tol = kernel_tolerance(layer.k);
-                worst_kernel = worst_kernel.max(run.kernel.max_abs_err);
-                if run.kernel.max_abs_err > tol && failure.is_none() {
-                    failure = Some(format!(
-                        "layer {} ({}-bit): output differs from the dequantized reference by {:.3e} (tolerance {:.1e})",
-                        layer.name, bits, run.kernel.max_abs_err, tol
-                    ));
-                }
-            }
-            Err(GemvError::WebDriver(e)) => {
-                let status = if crashed(&e) {
-                    Status::Crash
-                } else {
-                    Status::Error
-                };
-                state.live.remove(&binary);
-                return result(&cell, status, Some(e.to_string()));
-            }
-            Err(GemvError::Unsupported(text)) => {
-                return result(&cell, Status::Unsupported, Some(text));
-            }
-            Err(GemvError::Browser(text)) => {
-                let status = if text.contains("WebGPU not available")
-                    || text.contains("WebNN API not found")
-                    || text.starts_with("NotSupportedError")
-                {
-                    Status::Unsupported
-                } else {
-                    Status::Error
-                };
-                return result(&cell, status, Some(text));
-            }
-            Err(e @ GemvError::Malformed(_)) => {
-                return result(&cell, Status::Error, Some(e.to_string()));
-            }
+            Err(e) => return result(&cell, Status::Error, Some(e.to_string())),
+        }
+    }
+    let api = match cell.platform {
+        Platform::Webgpu => gemv::Api::Webgpu,
+        Platform::Webnn => gemv::Api::Webnn,
+    };
+    let started = std::time::Instant::now();
+    let ran = gemv::run_layers(&live.session, api, batch).await;
+    drop(served);
+    let runs = match ran {
+        Ok(runs) => runs,
+        Err(GemvError::WebDriver(e)) => {
+            let status = if crashed(&e) {
+                Status::Crash
+            } else {
+                Status::Error
+            };
+            state.live.remove(&binary);
+            return result(&cell, status, Some(e.to_string()));
+        }
+        Err(GemvError::Unsupported(text)) => {
+            return result(&cell, Status::Unsupported, Some(text));
+        }
+        Err(GemvError::Browser(text)) => {
+            let status = if text.contains("WebGPU not available")
+                || text.contains("WebNN API not found")
+                || text.starts_with("NotSupportedError")
+            {
+                Status::Unsupported
+            } else {
+                Status::Error
+            };
+            return result(&cell, status, Some(text));
+        }
+        Err(e @ GemvError::Malformed(_)) => {
+            return result(&cell, Status::Error, Some(e.to_string()));
+        }
+    };
+    // what the grid adds around the page's kernel work
+    tracing::debug!(
+        layers = runs.len(),
+        wall_ms = started.elapsed().as_secs_f64() * 1e3,
+        kernel_ms = runs.iter().map(|r| r.kernel_ms).sum::<f64>(),
+        "cell ran"
+    );
+    for (layer, run) in layers.iter().zip(&runs) {
+        for (s, t) in samples.iter_mut().zip(&run.samples_ms) {
+            *s += t;
+        }
+        if run.device_type.is_some() {
+            device_type = run.device_type.clone();
+        }
+        runs_per_sample = runs_per_sample.min(run.runs_per_sample);
+        kernel_ms += run.kernel_ms;
+        timer.get_or_insert(run.timer.clone());
+        build_ms += run.build_ms;
+        first_ms += run.first_run_ms;
+        bytes += run.weight_bytes;
+        worst_accuracy = worst_accuracy.max(run.accuracy.rel_err);
+        let tol = kernel_tolerance(layer.k);
+        worst_kernel = worst_kernel.max(run.kernel.max_abs_err);
+        if run.kernel.max_abs_err > tol && failure.is_none() {
+            failure = Some(format!(
+                "layer {} ({}-bit): output differs from the dequantized reference by {:.3e} (tolerance {:.1e})",
+                layer.name,
+                params_for(layer).bits,
+                run.kernel.max_abs_err,
+                tol
+            ));
         }
     }
     let cap = build.capability();

@@ -2,7 +2,7 @@
 //! `quantgrid-matrix` packs them, runs `harness/layer.html`, and checks the output against the
 //! Rust references (the kernel against the dequantized weights, accuracy against fp32).
 
-use crate::server::Blobs;
+use crate::server::{Blob, Blobs};
 use crate::webdriver::{Session, WebDriverError};
 use quantgrid_matrix::quant::Scheme;
 use quantgrid_matrix::reference::{Comparison, LayerCase, compare};
@@ -61,8 +61,62 @@ pub fn kernel_tolerance(k: u32) -> f64 {
     1e-5 * f64::from(k.max(1))
 }
 
-/// `cell_start`: the first layer of a cell, which compiles the kernels the cell's later layers
-/// reuse (so a cell's `build_ms` is one compilation per kernel, as in an application).
+/// The platform a batch of layers runs on, as the page names its entry points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Webgpu,
+    Webnn,
+}
+
+/// Runs a cell's layers in one page call (one WebDriver round trip per cell instead of one
+/// per layer), each with the page arguments and tensors [`layer_args`] or
+/// [`crate::webnn::layer_args`] made, and checks each output against its case. Stops at the
+/// first layer the browser cannot run.
+pub async fn run_layers(
+    session: &Session,
+    api: Api,
+    layers: Vec<(serde_json::Value, &LayerCase)>,
+) -> Result<Vec<LayerRun>, GemvError> {
+    let (args, cases): (Vec<serde_json::Value>, Vec<&LayerCase>) = layers.into_iter().unzip();
+    let kind = match api {
+        Api::Webgpu => "webgpu",
+        Api::Webnn => "webnn",
+    };
+    let out = session
+        .run_async_with(
+            "window.quantgridLayers(arguments[0], arguments[1]).then(done, e => done({ error: `${e.name}: ${e.message}` }));",
+            vec![serde_json::json!(kind), serde_json::Value::Array(args)],
+        )
+        .await?;
+    if out.get("error").is_some() {
+        return read_run(
+            &out,
+            cases
+                .first()
+                .copied()
+                .ok_or_else(|| GemvError::Malformed("no layers".into()))?,
+        )
+        .map(|r| vec![r]);
+    }
+    let answers = out
+        .as_array()
+        .ok_or_else(|| GemvError::Malformed(format!("{out} for a list of layers")))?;
+    let expected = cases.len();
+    let runs = answers
+        .iter()
+        .zip(cases)
+        .map(|(a, case)| read_run(a, case))
+        .collect::<Result<Vec<_>, _>>()?;
+    if runs.len() != expected {
+        return Err(GemvError::Malformed(format!(
+            "{} answers for {expected} layers",
+            runs.len()
+        )));
+    }
+    Ok(runs)
+}
+
+/// One layer, on its own.
 pub async fn run_layer(
     session: &Session,
     blobs: &Blobs,
@@ -72,6 +126,24 @@ pub async fn run_layer(
     repetitions: u32,
     cell_start: bool,
 ) -> Result<LayerRun, GemvError> {
+    let (args, _served) = layer_args(blobs, layer, case, warmup, repetitions, cell_start);
+    let mut runs = run_layers(session, Api::Webgpu, vec![(args, case)]).await?;
+    runs.pop()
+        .ok_or_else(|| GemvError::Malformed("no answer for the layer".into()))
+}
+
+/// The page's arguments for one WebGPU layer and the tensors served for it (unserved when
+/// dropped). `cell_start`: the first layer of a cell, which compiles the kernels the cell's
+/// later layers reuse (so a cell's `build_ms` is one compilation per kernel, as in an
+/// application).
+pub fn layer_args(
+    blobs: &Blobs,
+    layer: &Layer,
+    case: &LayerCase,
+    warmup: u32,
+    repetitions: u32,
+    cell_start: bool,
+) -> (serde_json::Value, Vec<Blob>) {
     let q = &case.quantized;
     let scales: Vec<u32> = q
         .scales
@@ -105,13 +177,7 @@ pub async fn run_layer(
         "repetitions": repetitions,
         "cellStart": cell_start,
     });
-    let out = session
-        .run_async_with(
-            "window.quantgridGemv(arguments[0]).then(done, e => done({ error: `${e.name}: ${e.message}` }));",
-            vec![args],
-        )
-        .await?;
-    read_run(&out, case)
+    (args, vec![x, w, s, z])
 }
 
 /// The layer with its unquantized f32 weights: the baseline that says whether a low-bit

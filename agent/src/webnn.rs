@@ -2,7 +2,7 @@
 //! (uint8 codes at 8 bits, int4 at 4 bits, float16 at 16), runs `harness/layer.html`'s graph
 //! of dequantizeLinear + gemm, and checks the output like the WebGPU path does.
 
-use crate::gemv::{GemvError, LayerRun, float_bytes, read_run};
+use crate::gemv::{Api, GemvError, LayerRun, float_bytes, run_layers};
 use crate::server::{Blob, Blobs};
 use crate::webdriver::Session;
 use quantgrid_matrix::quant::{Bits, Quantized, Scheme, unpack_code};
@@ -75,6 +75,7 @@ pub fn operands(q: &Quantized, blobs: &Blobs, args: &mut serde_json::Value) -> V
     vec![w, s, z]
 }
 
+/// One layer, on its own.
 pub async fn run_layer(
     session: &Session,
     blobs: &Blobs,
@@ -83,6 +84,20 @@ pub async fn run_layer(
     warmup: u32,
     repetitions: u32,
 ) -> Result<LayerRun, GemvError> {
+    let (args, _served) = layer_args(blobs, layer, case, warmup, repetitions)?;
+    let mut runs = run_layers(session, Api::Webnn, vec![(args, case)]).await?;
+    runs.pop()
+        .ok_or_else(|| GemvError::Malformed("no answer for the layer".into()))
+}
+
+/// The page's arguments for one WebNN layer and the tensors served for it.
+pub fn layer_args(
+    blobs: &Blobs,
+    layer: &Layer,
+    case: &LayerCase,
+    warmup: u32,
+    repetitions: u32,
+) -> Result<(serde_json::Value, Vec<Blob>), GemvError> {
     let q = &case.quantized;
     let group = q.params.group_size.max(1);
     if q.params.bits != Bits::B16 && !layer.k.is_multiple_of(group) {
@@ -103,14 +118,9 @@ pub async fn run_layer(
         "warmup": warmup,
         "repetitions": repetitions,
     });
-    let _served = operands(q, blobs, &mut args);
-    let out = session
-        .run_async_with(
-            "window.quantgridWebnn(arguments[0]).then(done, e => done({ error: `${e.name}: ${e.message}` }));",
-            vec![args],
-        )
-        .await?;
-    read_run(&out, case)
+    let mut served = operands(q, blobs, &mut args);
+    served.push(x);
+    Ok((args, served))
 }
 
 #[cfg(test)]
