@@ -199,6 +199,21 @@ pub struct RunArgs {
     /// Show the browser windows.
     #[arg(long)]
     pub headed: bool,
+    /// Submit to this lab coordinator and follow the sweep there, instead of running on this
+    /// machine (the results then live in the coordinator's database).
+    #[arg(long, value_name = "URL")]
+    pub coordinator: Option<String>,
+    /// Admin token of `--coordinator`.
+    #[arg(
+        long,
+        env = "QUANTGRID_TOKEN",
+        hide_env_values = true,
+        requires = "coordinator"
+    )]
+    pub token: Option<String>,
+    /// CA certificate (PEM) of an https `--coordinator`.
+    #[arg(long, value_name = "FILE", requires = "coordinator")]
+    pub tls_ca: Option<PathBuf>,
     #[command(flatten)]
     pub narrow: Narrow,
 }

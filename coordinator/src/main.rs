@@ -306,6 +306,33 @@ fn run_sweep(args: &RunArgs, db_path: PathBuf, output: Option<PathBuf>) -> Resul
     if cells.is_empty() {
         bail!("the flags leave no cell of {file} to run");
     }
+    if let Some(url) = &args.coordinator {
+        if output.is_some() {
+            bail!(
+                "--output and --generate-matrix render this machine's database; with --coordinator the results are in the lab's (run `quantgrid matrix --sweep ID` where it is)"
+            );
+        }
+        let Some(token) = args.token.clone() else {
+            bail!(
+                "--coordinator needs --token (or QUANTGRID_TOKEN): an admin token of that coordinator"
+            );
+        };
+        let remote = cli::Remote {
+            coordinator: url.clone(),
+            token,
+            tls_ca: args.tls_ca.clone(),
+            tls_cert: None,
+            tls_key: None,
+        };
+        return remote::submit_yaml(
+            yaml,
+            &file,
+            cells.into_iter().map(|c| c.id.0).collect(),
+            true,
+            None,
+            &remote,
+        );
+    }
     local::run(local::LocalRun {
         spec_yaml: &yaml,
         spec_file: &file,

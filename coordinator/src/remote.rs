@@ -159,14 +159,35 @@ pub fn submit(
         .with_context(|| format!("cannot read matrix spec {}", config.display()))?;
     // fail fast, with positions, before talking to anyone
     quantgrid_matrix::spec::parse(&yaml, &config.display().to_string())?;
+    submit_yaml(
+        yaml,
+        &config.display().to_string(),
+        Vec::new(),
+        wait,
+        request_id,
+        remote,
+    )
+}
+
+/// Submits a parsed spec (only `only_cells` of it, when given) and, with `wait`, follows it
+/// to the end: `submit`, and `run --coordinator` for a lab.
+pub fn submit_yaml(
+    yaml: String,
+    name: &str,
+    only_cells: Vec<String>,
+    wait: bool,
+    request_id: Option<String>,
+    remote: &Remote,
+) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let mut client = admin(remote).await?;
         let resp = client
             .submit_sweep(pb::SubmitSweepRequest {
                 client_request_id: request_id.unwrap_or_default(),
                 spec_yaml: yaml,
-                spec_name: config.display().to_string(),
-                ..Default::default()
+                spec_name: name.to_string(),
+                only_cells,
+                agent_wait_secs: None,
             })
             .await
             .map_err(status_error)?

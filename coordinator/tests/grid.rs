@@ -523,6 +523,65 @@ fn submit_wait_exits_0_and_prints_the_sweep_id_last() {
     );
 }
 
+#[test]
+fn run_with_a_coordinator_sends_the_narrowed_matrix_to_the_lab() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (t1, ops) = (token(&db, "a1", false), token(&db, "ops", true));
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    let _a1 = agent(&url, &t1, 5, &[]);
+    // the flags of the tool quantgrid replaces, run by the lab's agents
+    let out = Command::new(bin("quantgrid"))
+        .args([
+            "run",
+            "--test-family",
+            "bert",
+            "--browser",
+            "chromium",
+            "--platform",
+            "webgpu",
+            "--bits",
+            "4,8",
+            "--coordinator",
+            &url,
+            "--token",
+            &ops,
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("id")
+        .to_string();
+    // a local matrix makes no sense for a lab run: refused before anything is submitted
+    let refused = Command::new(bin("quantgrid"))
+        .args(["run", "--test-family", "bert", "--generate-matrix"])
+        .args(["--coordinator", &url, "--token", &ops])
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--coordinator"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    drop(server);
+    let store = Store::open(&db).expect("open");
+    let rows = store.results(Some(&id), 100).expect("results");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.label.starts_with("bert chromium webgpu"))
+    );
+}
+
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
 fn pki(dir: &Path) {
     use rcgen::{
