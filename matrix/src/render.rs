@@ -23,6 +23,9 @@ pub struct Outcome {
     pub accuracy_rel_err: Option<f64>,
     pub environment: Option<Environment>,
     pub simulated: bool,
+    /// What timed the samples (`performance.now` or `timestamp-query`); `None` before it was
+    /// recorded.
+    pub timer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -350,8 +353,36 @@ pub fn render(report: &Report<'_>) -> String {
         }
         let _ = writeln!(out);
     }
+    timing(&mut out, &entries);
     environments(&mut out, &entries);
     out
+}
+
+/// Says which browsers' times are GPU timestamps: they are not the same measurement as the
+/// page's clock, and a reader comparing browsers must know.
+fn timing(out: &mut String, entries: &[Entry]) {
+    let gpu: BTreeSet<String> = entries
+        .iter()
+        .filter_map(|e| e.outcome.as_ref())
+        .filter(|o| o.timer.as_deref() == Some("timestamp-query"))
+        .filter_map(|o| o.environment.as_ref().map(|e| e.label()))
+        .collect();
+    if gpu.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Timing
+"
+    );
+    let _ = writeln!(
+        out,
+        "WebGPU times of {} are GPU timestamps around each run (`timestamp-query`): these builds only notice finished GPU work by polling, so a page clock cannot time one run there. Every other time is the page's clock around runs it awaited, which includes submitting them.\n",
+        gpu.into_iter()
+            .map(|l| escape(&l))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 fn family_table(out: &mut String, f: &family::Family, es: &[&Entry], tol: f64, notes: &mut Notes) {
@@ -513,6 +544,13 @@ mod tests {
                 Bits::B3 => 0.09,
                 Bits::B4 => 0.021,
                 _ => 0.002,
+            }),
+            timer: p50.map(|_| {
+                if env.browser == Browser::Firefox && status == Status::Pass {
+                    "timestamp-query".to_string()
+                } else {
+                    "performance.now".to_string()
+                }
             }),
             environment: Some(env),
             simulated: false,

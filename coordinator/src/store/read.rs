@@ -122,7 +122,7 @@ impl Store {
                 e.browser, e.browser_channel, e.browser_version, array_to_string(e.browser_flags, chr(31)),
                 e.driver, e.driver_version, e.os, e.os_version, e.arch,
                 e.adapter_vendor, e.adapter_architecture, e.adapter_device, e.adapter_description,
-                e.adapter_is_fallback, e.webnn_device_type, e.webnn_info
+                e.adapter_is_fallback, e.webnn_device_type, e.webnn_info, r.timer
             FROM cell c
             LEFT JOIN latest r USING (cell_id)
             LEFT JOIN environments e USING (environment_id)
@@ -303,6 +303,7 @@ fn outcome(row: &Row<'_>, st: &str) -> Result<Result<Outcome, StoreError>, duckd
         accuracy_rel_err: row.get(18)?,
         environment,
         simulated: row.get(19)?,
+        timer: row.get(36)?,
     }))
 }
 
