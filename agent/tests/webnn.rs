@@ -124,3 +124,54 @@ async fn chromium_156_answers_webnn_with_its_own_not_supported_error() {
         "{text}"
     );
 }
+
+/// A build somebody already started (`debugger_address` in the agent config) is attached to,
+/// not started: the probe reaches its WebNN through the DevTools address alone.
+#[tokio::test]
+async fn a_running_browser_is_attached_through_its_debugger_address() {
+    use std::io::{BufRead, BufReader};
+    let found = quantgrid_agent::discovery::browsers();
+    let c153 = found
+        .iter()
+        .find(|f| f.candidate.browser == Browser::Chromium && f.version.starts_with("153."))
+        .expect("Chromium 153 is installed (./x test installs it and sets QUANTGRID_CHROMIUM)");
+    let profile = tempfile::tempdir().expect("profile");
+    let mut browser = std::process::Command::new(&c153.candidate.binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--enable-unsafe-webgpu",
+            "--enable-features=WebMachineLearningNeuralNetwork",
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start chromium 153");
+    let stderr = browser.stderr.take().expect("stderr");
+    let address = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("DevTools listening on ws://")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .map(str::to_string)
+        })
+        .expect("the DevTools address");
+    let mut declared = c153.clone();
+    declared.candidate.options.attach = Attach::Address(address);
+    let probed = probe(&declared).await;
+    let _ = browser.kill();
+    let _ = browser.wait();
+    // its zygote and renderers too: every process started with this profile
+    let _ = std::process::Command::new("pkill")
+        .args(["-9", "-f", &profile.path().display().to_string()])
+        .status();
+    let probed = probed.expect("probe through the debugger address");
+    assert!(probed.capability().webnn, "{:?}", probed.report["webnn"]);
+}
