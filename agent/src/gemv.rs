@@ -1,6 +1,7 @@
-//! One quantized layer on WebGPU: hands the page the packed weights exactly as
-//! `quantgrid-matrix` packs them, runs `harness/layer.html`, and checks the output against the
-//! Rust references (the kernel against the dequantized weights, accuracy against fp32).
+//! Layers in the page: serves a WebGPU layer's weights exactly as `quantgrid-matrix` packs
+//! them, runs a cell's layers (WebGPU or WebNN) in `harness/layer.html` in one call, and checks
+//! each output against the Rust references (the kernel against the dequantized weights,
+//! accuracy against fp32).
 
 use crate::server::{Blob, Blobs};
 use crate::webdriver::{Session, WebDriverError};
@@ -127,6 +128,14 @@ pub async fn run_layer(
     cell_start: bool,
 ) -> Result<LayerRun, GemvError> {
     let (args, _served) = layer_args(blobs, layer, case, warmup, repetitions, cell_start);
+    run_one(session, args, case).await
+}
+
+async fn run_one(
+    session: &Session,
+    args: serde_json::Value,
+    case: &LayerCase,
+) -> Result<LayerRun, GemvError> {
     let mut runs = run_layers(session, Api::Webgpu, vec![(args, case)]).await?;
     runs.pop()
         .ok_or_else(|| GemvError::Malformed("no answer for the layer".into()))
@@ -202,15 +211,9 @@ pub async fn run_f32_layer(
         "x": x.path(), "w": w.path(), "scales": none.path(), "zeros": none.path(),
         "warmup": warmup, "repetitions": repetitions, "cellStart": true,
     });
-    let out = session
-        .run_async_with(
-            "window.quantgridGemv(arguments[0]).then(done, e => done({ error: `${e.name}: ${e.message}` }));",
-            vec![args],
-        )
-        .await?;
     let mut reference = case.clone();
     reference.dequantized_output = case.fp32_output.clone();
-    read_run(&out, &reference)
+    run_one(session, args, &reference).await
 }
 
 /// The page's answer for one layer, checked against the case's references.

@@ -1,10 +1,10 @@
 //! One quantized layer on WebNN: turns the packed weights into the operand types WebNN has
-//! (uint8 codes at 8 bits, int4 at 4 bits, float16 at 16), runs `harness/layer.html`'s graph
-//! of dequantizeLinear + gemm, and checks the output like the WebGPU path does.
+//! (uint8 codes at 8 bits, int4 at 4 bits, float16 at 16) and serves them for
+//! `harness/layer.html`'s graph of dequantizeLinear + gemm; `gemv::run_layers` runs it and
+//! checks the output like the WebGPU path's.
 
-use crate::gemv::{Api, GemvError, LayerRun, float_bytes, run_layers};
+use crate::gemv::{GemvError, float_bytes};
 use crate::server::{Blob, Blobs};
-use crate::webdriver::Session;
 use quantgrid_matrix::quant::{Bits, Quantized, Scheme, unpack_code};
 use quantgrid_matrix::reference::LayerCase;
 use quantgrid_matrix::workload::Layer;
@@ -73,21 +73,6 @@ pub fn operands(q: &Quantized, blobs: &Blobs, args: &mut serde_json::Value) -> V
     args["scales"] = serde_json::json!(s.path());
     args["zeros"] = serde_json::json!(z.path());
     vec![w, s, z]
-}
-
-/// One layer, on its own.
-pub async fn run_layer(
-    session: &Session,
-    blobs: &Blobs,
-    layer: &Layer,
-    case: &LayerCase,
-    warmup: u32,
-    repetitions: u32,
-) -> Result<LayerRun, GemvError> {
-    let (args, _served) = layer_args(blobs, layer, case, warmup, repetitions)?;
-    let mut runs = run_layers(session, Api::Webnn, vec![(args, case)]).await?;
-    runs.pop()
-        .ok_or_else(|| GemvError::Malformed("no answer for the layer".into()))
 }
 
 /// The page's arguments for one WebNN layer and the tensors served for it.

@@ -10,12 +10,13 @@ use quantgrid_matrix::{Browser, Status, spec, spec::Os};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::test]
-async fn a_killed_browser_is_a_crash_and_the_next_cell_still_runs() {
+/// An executor on the newest Chromium here (Debian's 156, started by chromedriver).
+async fn chromium_executor() -> BrowserExecutor {
     let found = quantgrid_agent::discovery::browsers();
     let chromium = found
         .iter()
-        .find(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())
+        .filter(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())
+        .max_by_key(|f| quantgrid_agent::discovery::browser::major(&f.version))
         .expect("Chromium and chromedriver are installed (./x test installs them)");
     let probed = probe(chromium).await.expect("probe");
     let caps = quantgrid_matrix::agent::Capabilities {
@@ -26,7 +27,12 @@ async fn a_killed_browser_is_a_crash_and_the_next_cell_still_runs() {
         labels: Default::default(),
         slots: 1,
     };
-    let exec = BrowserExecutor::new(vec![probed], caps, true);
+    BrowserExecutor::new(vec![probed], caps, true)
+}
+
+#[tokio::test]
+async fn a_killed_browser_is_a_crash_and_the_next_cell_still_runs() {
+    let exec = chromium_executor().await;
     let cells = spec::parse(
         "version: 1\nname: t\nfamilies: [electra]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4, 8]\n",
         "t.yaml",
@@ -92,22 +98,7 @@ async fn a_killed_browser_is_a_crash_and_the_next_cell_still_runs() {
 
 #[tokio::test]
 async fn a_page_that_does_not_answer_in_time_is_a_timeout_and_the_next_cell_still_runs() {
-    let found = quantgrid_agent::discovery::browsers();
-    let chromium = found
-        .iter()
-        .filter(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())
-        .max_by_key(|f| quantgrid_agent::discovery::browser::major(&f.version))
-        .expect("Chromium and chromedriver are installed (./x test installs them)");
-    let probed = probe(chromium).await.expect("probe");
-    let caps = quantgrid_matrix::agent::Capabilities {
-        os: Some(Os::Linux),
-        arch: "x86_64".into(),
-        browsers: vec![probed.capability()],
-        gpu_vendors: vec![],
-        labels: Default::default(),
-        slots: 1,
-    };
-    let exec = BrowserExecutor::new(vec![probed], caps, true);
+    let exec = chromium_executor().await;
     let cell = spec::parse(
         "version: 1\nname: t\nfamilies: [electra]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [8]\n",
         "t.yaml",
@@ -148,22 +139,7 @@ async fn a_page_that_does_not_answer_in_time_is_a_timeout_and_the_next_cell_stil
 
 #[tokio::test]
 async fn a_safetensors_file_replaces_the_synthetic_weights() {
-    let found = quantgrid_agent::discovery::browsers();
-    let chromium = found
-        .iter()
-        .filter(|f| f.candidate.browser == Browser::Chromium && f.candidate.driver.is_some())
-        .max_by_key(|f| quantgrid_agent::discovery::browser::major(&f.version))
-        .expect("Chromium and chromedriver are installed (./x test installs them)");
-    let probed = probe(chromium).await.expect("probe");
-    let caps = quantgrid_matrix::agent::Capabilities {
-        os: Some(Os::Linux),
-        arch: "x86_64".into(),
-        browsers: vec![probed.capability()],
-        gpu_vendors: vec![],
-        labels: Default::default(),
-        slots: 1,
-    };
-    let exec = BrowserExecutor::new(vec![probed], caps, true);
+    let exec = chromium_executor().await;
     let synthetic = spec::parse(
         "version: 1\nname: t\nfamilies: [electra]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n",
         "t.yaml",

@@ -800,37 +800,27 @@ fn wait_for_line(lines: &mut Lines, needle: &str) {
         .unwrap_or_else(|| panic!("the agent exited without logging `{needle}`"));
 }
 
-#[test]
-fn real_chromium_cells_pass_and_reach_the_matrix() {
+/// Runs `spec` on a real coordinator and a real browser agent, waits for it (`submit --wait`
+/// must exit 0), stops both, and gives back the database.
+fn real_sweep(spec: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("grid.duckdb");
     let (t1, ops) = (token(&db, "lab-linux", false), token(&db, "ops", true));
     let (server, url) = serve(&db, "127.0.0.1:0");
     let mut agent = Proc(
         Command::new(bin("quantgrid-agent"))
-            .args([
-                "run",
-                "--coordinator",
-                &url,
-                "--token",
-                &t1,
-                "--executor",
-                "browser",
-            ])
+            .args(["run", "--coordinator", &url, "--token", &t1])
+            .args(["--executor", "browser"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("agent"),
     );
-    let spec = dir.path().join("real.yaml");
-    std::fs::write(
-        &spec,
-        "version: 1\nname: real\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [2, 3, 4, 8, 16]\nscheme: [symmetric, asymmetric]\nwarmup: 1\nrepetitions: 3\ntimeout_secs: 120\n",
-    )
-    .expect("spec");
+    let file = dir.path().join("spec.yaml");
+    std::fs::write(&file, spec).expect("spec");
     let out = Command::new(bin("quantgrid"))
         .args(["submit", "--wait", "--coordinator", &url, "--token", &ops])
-        .arg(&spec)
+        .arg(&file)
         .output()
         .expect("submit");
     assert_eq!(
@@ -843,6 +833,14 @@ fn real_chromium_cells_pass_and_reach_the_matrix() {
     agent.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(agent.wait_exit().success());
     drop(server);
+    (dir, db)
+}
+
+#[test]
+fn real_chromium_cells_pass_and_reach_the_matrix() {
+    let (_dir, db) = real_sweep(
+        "version: 1\nname: real\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [2, 3, 4, 8, 16]\nscheme: [symmetric, asymmetric]\nwarmup: 1\nrepetitions: 3\ntimeout_secs: 120\n",
+    );
     let out = Command::new(bin("quantgrid"))
         .args(["matrix", "--db-path"])
         .arg(&db)
@@ -874,39 +872,10 @@ fn real_chromium_cells_pass_and_reach_the_matrix() {
 /// Chromium 153 and Firefox ESR): each cell ends with the answer its browser gives.
 #[test]
 fn every_installed_browser_answers_through_the_grid() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("grid.duckdb");
-    let (t1, ops) = (token(&db, "lab-linux", false), token(&db, "ops", true));
-    let (server, url) = serve(&db, "127.0.0.1:0");
-    let mut agent = Proc(
-        Command::new(bin("quantgrid-agent"))
-            .args(["run", "--coordinator", &url, "--token", &t1])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("agent"),
-    );
-    let spec = dir.path().join("all.yaml");
-    std::fs::write(
-        &spec,
+    // every cell passes or is answered unsupported by its browser: `submit --wait` exits 0
+    let (_dir, db) = real_sweep(
         "version: 1\nname: all\nfamilies: [electra]\nbrowsers: [chromium, firefox]\nplatforms: both\nbits: [2, 3, 4, 8, 16]\nexperimental_precision: [false, true]\nwarmup: 0\nrepetitions: 2\ntimeout_secs: 120\n",
-    )
-    .expect("spec");
-    let out = Command::new(bin("quantgrid"))
-        .args(["submit", "--wait", "--coordinator", &url, "--token", &ops])
-        .arg(&spec)
-        .output()
-        .expect("submit");
-    // every cell passed or was answered unsupported by its browser
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    agent.signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(agent.wait_exit().success());
-    drop(server);
     let store = Store::open(&db).expect("open");
     let rows = store.results(None, 100).expect("results");
     // DuckDB lets one process hold the file
