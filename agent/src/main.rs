@@ -95,6 +95,7 @@ fn main() -> Result<()> {
         .init();
     match cli.command {
         Command::Probe { config } => {
+            reap_orphans();
             let raw = read_config(config.as_ref())?;
             let machine = quantgrid_agent::discovery::machine(
                 raw.browsers.iter().map(|b| b.candidate()).collect(),
@@ -185,6 +186,7 @@ fn main() -> Result<()> {
             };
             let executor: Arc<dyn Executor> = match executor {
                 ExecutorKind::Browser => {
+                    reap_orphans();
                     let machine = quantgrid_agent::discovery::machine(declared, discover);
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -269,6 +271,14 @@ fn main() -> Result<()> {
                     .context("agent stopped")
             })
         }
+    }
+}
+
+/// Browsers and drivers an earlier agent left when it was killed (SIGKILL runs no cleanup).
+fn reap_orphans() {
+    let n = quantgrid_agent::webdriver::reap_orphans();
+    if n > 0 {
+        eprintln!("killed {n} browser and driver processes left by an agent that was killed");
     }
 }
 

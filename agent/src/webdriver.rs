@@ -30,6 +30,53 @@ pub enum WebDriverError {
     Command(String),
 }
 
+/// Every driver and browser the agent starts carries this variable, set to the agent's pid,
+/// and passes it on to its own children: what an agent killed with SIGKILL left running can be
+/// found and reaped by the next one.
+pub const OWNER: &str = "QUANTGRID_AGENT_PID";
+
+/// Kills the processes whose owning agent (per [`OWNER`]) is gone; returns how many.
+#[cfg(target_os = "linux")]
+pub fn reap_orphans() -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let prefix = format!("{OWNER}=");
+    let mut reaped = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let owner = environ
+            .split(|b| *b == 0)
+            .filter_map(|var| std::str::from_utf8(var).ok())
+            .find_map(|var| var.strip_prefix(&prefix))
+            .and_then(|v| v.parse::<u32>().ok());
+        if let Some(owner) = owner
+            && !Path::new(&format!("/proc/{owner}")).exists()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn reap_orphans() -> usize {
+    0
+}
+
 /// A driver process listening on 127.0.0.1; killed on drop.
 #[derive(Debug)]
 pub struct Driver {
@@ -41,6 +88,7 @@ impl Driver {
     /// Starts `path` on a port it picks itself and reads the port from its output.
     pub async fn start(path: &Path, launch: &Launch) -> Result<Driver, WebDriverError> {
         let mut cmd = Command::new(path);
+        cmd.env(OWNER, std::process::id().to_string());
         match launch.browser {
             Browser::Firefox => cmd.args(["--port", "0", "--host", "127.0.0.1"]),
             _ => cmd.args(["--port=0", "--allowed-ips=127.0.0.1"]),
@@ -224,6 +272,7 @@ async fn start_for_attach(
     flags: &[String],
 ) -> Result<(Child, String), WebDriverError> {
     let mut child = Command::new(&launch.binary)
+        .env(OWNER, std::process::id().to_string())
         .args(flags)
         .args([
             "--remote-debugging-port=0",
@@ -412,6 +461,40 @@ mod tests {
             caps["moz:firefoxOptions"]["prefs"]["dom.webgpu.enabled"],
             serde_json::json!(true)
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn processes_of_a_dead_agent_are_reaped_and_a_live_ones_are_not() {
+        // a pid that is gone: a child that has exited and been waited for
+        let mut gone = std::process::Command::new("true").spawn().expect("true");
+        gone.wait().expect("wait");
+        let spawn = |owner: u32| {
+            std::process::Command::new("sleep")
+                .arg("600")
+                .env(OWNER, owner.to_string())
+                .spawn()
+                .expect("sleep")
+        };
+        let mut orphan = spawn(gone.id());
+        let mut owned = spawn(std::process::id());
+        // a process just started shows its new environment once exec has set it up
+        let marked = |pid: u32| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|e| e.windows(OWNER.len()).any(|w| w == OWNER.as_bytes()))
+        };
+        while !marked(orphan.id()) || !marked(owned.id()) {
+            std::thread::yield_now();
+        }
+        assert!(reap_orphans() >= 1);
+        let status = orphan.wait().expect("wait");
+        assert!(!status.success(), "the orphan was killed");
+        assert!(
+            owned.try_wait().expect("try_wait").is_none(),
+            "ours still runs"
+        );
+        let _ = owned.kill();
+        let _ = owned.wait();
     }
 
     #[test]

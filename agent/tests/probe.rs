@@ -47,3 +47,56 @@ async fn firefox_reports_a_fallback_adapter_with_shader_f16_and_no_webnn() {
         Some("WebNN API not found: navigator.ml is undefined")
     );
 }
+
+/// Processes carrying `QUANTGRID_AGENT_PID=pid`.
+fn owned_by(pid: u32) -> Vec<u32> {
+    let needle = format!("{}={pid}\0", quantgrid_agent::webdriver::OWNER);
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| {
+            let p = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let env = std::fs::read(e.path().join("environ")).ok()?;
+            env.windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+                .then_some(p)
+        })
+        .collect()
+}
+
+#[test]
+fn browsers_of_a_killed_agent_are_reaped_by_the_next_one() {
+    let agent = env!("CARGO_BIN_EXE_quantgrid-agent");
+    let mut first = std::process::Command::new(agent)
+        .arg("probe")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("probe");
+    let pid = first.id();
+    // wait until it has a driver or browser running, then kill it where nothing can clean up
+    while owned_by(pid).is_empty() {
+        assert!(
+            first.try_wait().expect("try_wait").is_none(),
+            "the probe ended before starting a browser"
+        );
+        std::thread::yield_now();
+    }
+    first.kill().expect("SIGKILL");
+    first.wait().expect("wait");
+    let out = std::process::Command::new(agent)
+        .arg("probe")
+        .output()
+        .expect("second probe");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("left by an agent that was killed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        owned_by(pid),
+        Vec::<u32>::new(),
+        "orphans of agent {pid} remain"
+    );
+}
