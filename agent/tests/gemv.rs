@@ -1,5 +1,6 @@
 //! The WebGPU layer kernel in real Chromium (SwiftShader here) and Firefox (lavapipe here):
-//! every bit width and both schemes must match the dequantized reference computed in Rust.
+//! every bit width and both schemes must match the dequantized reference computed in Rust, and
+//! a lost device is replaced by a new one.
 
 use quantgrid_agent::gemv::{kernel_tolerance, run_layer};
 use quantgrid_agent::server;
@@ -109,6 +110,29 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
         );
     }
     assert!(blobs.is_empty(), "every tensor is unserved after its layer");
+    // a lost device is replaced: the next layer runs on a new one
+    let lost = session
+        .run_async("device().then(d => { d.lost.then(i => done(i.reason)); d.destroy(); });")
+        .await
+        .expect("destroy the device");
+    assert_eq!(lost, serde_json::json!("destroyed"));
+    let layer = Layer {
+        name: "ffn.up".into(),
+        role: Role::Ffn,
+        m: 1,
+        k: 64,
+        n: 8,
+    };
+    let params = QuantParams {
+        bits: Bits::B4,
+        scheme: Scheme::Symmetric,
+        group_size: 32,
+    };
+    let case = layer_case(42, &layer, params);
+    let again = run_layer(&session, &blobs, &layer, &case, 0, 1, true)
+        .await
+        .expect("a new device");
+    assert!(again.kernel.max_abs_err <= kernel_tolerance(layer.k));
     let _ = session.close().await;
     stop.cancel();
     serving.await.expect("join").expect("serve");
