@@ -74,6 +74,9 @@ impl SimulatedExecutor {
                     version: "999.0".into(),
                     webgpu: Some(adapter.clone()),
                     webnn: true,
+                    features: Vec::new(),
+                    limits: Default::default(),
+                    webnn_devices: Vec::new(),
                 })
                 .collect(),
             gpu_vendors: vec![quantgrid_matrix::spec::GpuVendor::Software],

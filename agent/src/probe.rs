@@ -33,6 +33,31 @@ impl Probed {
                 is_fallback: g["isFallbackAdapter"].as_bool().unwrap_or(false),
             }),
             webnn: self.report["webnn"]["available"] == serde_json::json!(true),
+            features: g["features"]
+                .as_array()
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            limits: g["limits"]
+                .as_object()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            webnn_devices: self.report["webnn"]["contexts"]
+                .as_object()
+                .map(|c| {
+                    c.iter()
+                        .filter(|(_, v)| v["created"] == serde_json::json!(true))
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }

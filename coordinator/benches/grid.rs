@@ -98,6 +98,9 @@ fn caps(browsers: &[Browser]) -> Capabilities {
                 version: "999.0".into(),
                 webgpu: None,
                 webnn: false,
+                features: Vec::new(),
+                limits: Default::default(),
+                webnn_devices: Vec::new(),
             })
             .collect(),
         gpu_vendors: vec![],

@@ -260,9 +260,24 @@ pub fn agents(remote: &Remote) -> Result<ExitCode> {
         );
         for a in list.agents {
             println!(
-                "{:<24} {:<10} {:<9} {:>2}/{}",
-                a.name, a.connected, a.draining, a.busy_slots, a.slots
+                "{:<24} {:<10} {:<9} {:>2}/{} {}",
+                a.name, a.connected, a.draining, a.busy_slots, a.slots, a.os
             );
+            // each browser build as the agent probed it from inside
+            for b in &a.browsers {
+                let Ok(b) = quantgrid_matrix::agent::BrowserCapability::try_from(b) else {
+                    continue;
+                };
+                let webgpu = b.webgpu.as_ref().map_or("no WebGPU".to_string(), |ad| {
+                    format!("WebGPU {}", ad.label())
+                });
+                let webnn = if b.webnn_devices.is_empty() {
+                    "no WebNN".to_string()
+                } else {
+                    format!("WebNN {}", b.webnn_devices.join("/"))
+                };
+                println!("  {} {}: {webgpu}; {webnn}", b.browser, b.version);
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

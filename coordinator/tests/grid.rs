@@ -334,6 +334,9 @@ fn a_repeated_report_is_stored_once() {
                 version: "156.0".into(),
                 webgpu: None,
                 webnn: false,
+                features: Vec::new(),
+                limits: Default::default(),
+                webnn_devices: Vec::new(),
             }],
             gpu_vendors: vec![],
             labels: Default::default(),
@@ -801,8 +804,8 @@ fn wait_for_line(lines: &mut Lines, needle: &str) {
 }
 
 /// Runs `spec` on a real coordinator and a real browser agent, waits for it (`submit --wait`
-/// must exit 0), stops both, and gives back the database.
-fn real_sweep(spec: &str) -> (tempfile::TempDir, PathBuf) {
+/// must exit 0), stops both, and gives back the database and what `quantgrid agents` said.
+fn real_sweep(spec: &str) -> (tempfile::TempDir, PathBuf, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("grid.duckdb");
     let (t1, ops) = (token(&db, "lab-linux", false), token(&db, "ops", true));
@@ -829,16 +832,24 @@ fn real_sweep(spec: &str) -> (tempfile::TempDir, PathBuf) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let agents = Command::new(bin("quantgrid"))
+        .args(["agents", "--coordinator", &url, "--token", &ops])
+        .output()
+        .expect("agents");
     // a graceful stop closes the agent's browsers; a kill would orphan them
     agent.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(agent.wait_exit().success());
     drop(server);
-    (dir, db)
+    (
+        dir,
+        db,
+        String::from_utf8_lossy(&agents.stdout).into_owned(),
+    )
 }
 
 #[test]
 fn real_chromium_cells_pass_and_reach_the_matrix() {
-    let (_dir, db) = real_sweep(
+    let (_dir, db, _) = real_sweep(
         "version: 1\nname: real\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [2, 3, 4, 8, 16]\nscheme: [symmetric, asymmetric]\nwarmup: 1\nrepetitions: 3\ntimeout_secs: 120\n",
     );
     let out = Command::new(bin("quantgrid"))
@@ -873,7 +884,7 @@ fn real_chromium_cells_pass_and_reach_the_matrix() {
 #[test]
 fn every_installed_browser_answers_through_the_grid() {
     // every cell passes or is answered unsupported by its browser: `submit --wait` exits 0
-    let (_dir, db) = real_sweep(
+    let (_dir, db, agents) = real_sweep(
         "version: 1\nname: all\nfamilies: [electra]\nbrowsers: [chromium, firefox]\nplatforms: both\nbits: [2, 3, 4, 8, 16]\nexperimental_precision: [false, true]\nwarmup: 0\nrepetitions: 2\ntimeout_secs: 120\n",
     );
     let store = Store::open(&db).expect("open");
@@ -928,6 +939,17 @@ fn every_installed_browser_answers_through_the_grid() {
         .output()
         .expect("matrix");
     let md = String::from_utf8_lossy(&out.stdout);
+    // the lab sees each build as the agent probed it from inside
+    for line in [
+        "  chromium 153.0.8010.0: WebGPU google swiftshader (software, fallback); WebNN cpu/gpu/npu",
+        "  chromium 156.0.8078.108: WebGPU google swiftshader (software, fallback); no WebNN",
+        "  firefox 153.8.0esr: WebGPU unnamed adapter (software, fallback); no WebNN",
+    ] {
+        assert!(
+            agents.lines().any(|l| l == line),
+            "{line} missing from\n{agents}"
+        );
+    }
     for needle in [
         "chromium 153.0.8010.0",
         "chromium 156.0.8078.108",

@@ -17,6 +17,15 @@ pub struct BrowserCapability {
     pub webgpu: Option<AdapterInfo>,
     /// A WebNN context could be created.
     pub webnn: bool,
+    /// WebGPU adapter features, as the browser listed them (`shader-f16`, `subgroups`, ...).
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Key WebGPU adapter limits (`maxBufferSize`, `maxStorageBufferBindingSize`, ...).
+    #[serde(default)]
+    pub limits: BTreeMap<String, u64>,
+    /// The WebNN device types a context was created for (`cpu`, `gpu`, `npu`).
+    #[serde(default)]
+    pub webnn_devices: Vec<String>,
 }
 
 impl BrowserCapability {
@@ -88,6 +97,9 @@ mod tests {
                     version: "156.0.8078.108".into(),
                     webgpu: None,
                     webnn: false,
+                    features: Vec::new(),
+                    limits: Default::default(),
+                    webnn_devices: Vec::new(),
                 },
                 BrowserCapability {
                     browser: Browser::Chromium,
@@ -95,6 +107,9 @@ mod tests {
                     version: "153.0.8010.0".into(),
                     webgpu: None,
                     webnn: true,
+                    features: Vec::new(),
+                    limits: Default::default(),
+                    webnn_devices: Vec::new(),
                 },
             ],
             gpu_vendors: vec![GpuVendor::Software],

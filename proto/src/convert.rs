@@ -272,6 +272,37 @@ const VENDORS: [GpuVendor; 7] = [
     GpuVendor::Software,
 ];
 
+impl From<&BrowserCapability> for pb::BrowserCapability {
+    fn from(b: &BrowserCapability) -> Self {
+        pb::BrowserCapability {
+            browser: pb::Browser::from(b.browser) as i32,
+            channel: b.channel.clone(),
+            version: b.version.clone(),
+            webgpu_adapter: b.webgpu.as_ref().map(Into::into),
+            webnn: b.webnn,
+            webgpu_features: b.features.clone(),
+            webgpu_limits: b.limits.clone().into_iter().collect(),
+            webnn_devices: b.webnn_devices.clone(),
+        }
+    }
+}
+
+impl TryFrom<&pb::BrowserCapability> for BrowserCapability {
+    type Error = ConvertError;
+    fn try_from(b: &pb::BrowserCapability) -> Result<Self, ConvertError> {
+        Ok(BrowserCapability {
+            browser: decode::<pb::Browser, _>("browsers.browser", b.browser)?,
+            channel: b.channel.clone(),
+            version: b.version.clone(),
+            webgpu: b.webgpu_adapter.as_ref().map(Into::into),
+            webnn: b.webnn,
+            features: b.webgpu_features.clone(),
+            limits: b.webgpu_limits.clone().into_iter().collect(),
+            webnn_devices: b.webnn_devices.clone(),
+        })
+    }
+}
+
 /// The registration an agent with `caps` sends.
 pub fn register_request(name: &str, version: &str, caps: &Capabilities) -> pb::RegisterRequest {
     pb::RegisterRequest {
@@ -279,17 +310,7 @@ pub fn register_request(name: &str, version: &str, caps: &Capabilities) -> pb::R
         version: version.to_string(),
         os: caps.os.map(Os::as_str).unwrap_or_default().to_string(),
         arch: caps.arch.clone(),
-        browsers: caps
-            .browsers
-            .iter()
-            .map(|b| pb::BrowserCapability {
-                browser: pb::Browser::from(b.browser) as i32,
-                channel: b.channel.clone(),
-                version: b.version.clone(),
-                webgpu_adapter: b.webgpu.as_ref().map(Into::into),
-                webnn: b.webnn,
-            })
-            .collect(),
+        browsers: caps.browsers.iter().map(Into::into).collect(),
         gpu_vendors: caps
             .gpu_vendors
             .iter()
@@ -331,15 +352,7 @@ impl TryFrom<&pb::RegisterRequest> for Capabilities {
         let browsers = r
             .browsers
             .iter()
-            .map(|b| {
-                Ok(BrowserCapability {
-                    browser: decode::<pb::Browser, _>("browsers.browser", b.browser)?,
-                    channel: b.channel.clone(),
-                    version: b.version.clone(),
-                    webgpu: b.webgpu_adapter.as_ref().map(Into::into),
-                    webnn: b.webnn,
-                })
-            })
+            .map(BrowserCapability::try_from)
             .collect::<Result<_, ConvertError>>()?;
         if r.slots == 0 {
             return Err(ConvertError::Missing("slots"));
@@ -449,6 +462,9 @@ mod tests {
                 version: "153.8.0esr".into(),
                 webgpu: None,
                 webnn: false,
+                features: vec!["shader-f16".into(), "timestamp-query".into()],
+                limits: [("maxBufferSize".to_string(), 1u64 << 30)].into(),
+                webnn_devices: Vec::new(),
             }],
             gpu_vendors: vec![GpuVendor::Software],
             labels: [("pool".to_string(), "lab".to_string())].into(),

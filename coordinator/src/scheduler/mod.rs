@@ -213,6 +213,8 @@ pub struct AgentView {
     pub draining: bool,
     pub busy: u32,
     pub slots: u32,
+    /// What the agent registered.
+    pub caps: Capabilities,
 }
 
 struct Agent {
@@ -395,6 +397,7 @@ impl Scheduler {
                 draining: a.draining,
                 busy: a.leases.len() as u32,
                 slots: a.caps.slots,
+                caps: a.caps.clone(),
             })
             .collect()
     }

@@ -46,6 +46,9 @@ fn browser(b: Browser, version: &str, webgpu: bool, webnn: bool) -> BrowserCapab
             is_fallback: true,
         }),
         webnn,
+        features: Vec::new(),
+        limits: Default::default(),
+        webnn_devices: Vec::new(),
     }
 }
 

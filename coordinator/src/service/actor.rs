@@ -477,6 +477,13 @@ impl Coordinator {
                         draining: a.draining,
                         busy_slots: a.busy,
                         slots: a.slots,
+                        os: a
+                            .caps
+                            .os
+                            .map(|o| o.as_str())
+                            .unwrap_or_default()
+                            .to_string(),
+                        browsers: a.caps.browsers.iter().map(Into::into).collect(),
                     })
                     .collect();
                 let _ = reply.send(list);
