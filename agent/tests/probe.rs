@@ -89,11 +89,7 @@ fn browsers_of_a_killed_agent_are_reaped_by_the_next_one() {
         .output()
         .expect("second probe");
     assert!(out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("left by an agent that was killed"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // (any agent starting meanwhile, such as another test's, may be the one that reaped them)
     assert_eq!(
         owned_by(pid),
         Vec::<u32>::new(),
