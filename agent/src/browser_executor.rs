@@ -444,6 +444,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             samples_ms: samples,
             kernel_ms,
             timer: timer.unwrap_or_default(),
+            weights_sha256: weights.as_ref().map(|w| w.sha256().to_string()),
             runs_per_sample: if runs_per_sample == u32::MAX {
                 1
             } else {

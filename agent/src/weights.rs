@@ -44,6 +44,7 @@ pub enum WeightsError {
 pub struct WeightsFile {
     path: PathBuf,
     bytes: Vec<u8>,
+    sha256: String,
 }
 
 impl WeightsFile {
@@ -52,9 +53,15 @@ impl WeightsFile {
             path: path.to_path_buf(),
             source,
         })?;
+        use sha2::Digest;
+        let sha256 = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let file = WeightsFile {
             path: path.to_path_buf(),
             bytes,
+            sha256,
         };
         file.tensors()?;
         Ok(file)
@@ -62,6 +69,11 @@ impl WeightsFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// SHA-256 of the file's bytes: which tensors were measured, whatever the path holds later.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     fn tensors(&self) -> Result<SafeTensors<'_>, WeightsError> {
@@ -176,6 +188,7 @@ mod tests {
         let path = dir.path().join("w.safetensors");
         safetensors::serialize_to_file(views, None, &path).expect("write");
         let file = WeightsFile::open(&path).expect("open");
+        assert_eq!(file.sha256().len(), 64);
         assert_eq!(
             file.layer(&layer("a", 2, 3)).expect("a"),
             vec![1.5, -2.0, 0.25, 4.0, 0.0, 8.0]

@@ -197,6 +197,19 @@ async fn a_safetensors_file_replaces_the_synthetic_weights() {
     assert_ne!(real.id, synthetic.id, "other tensors, another cell");
     let on_file = exec.run(job(real), CancellationToken::new()).await;
     assert_eq!(on_file.status, Status::Pass, "{on_file:?}");
+    // the result names the exact bytes it measured
+    let bytes = std::fs::read(dir.path().join("electra.safetensors")).expect("read");
+    let sha: String = <sha2::Sha256 as sha2::Digest>::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        on_file
+            .measurement
+            .as_ref()
+            .and_then(|m| m.weights_sha256.as_deref()),
+        Some(sha.as_str())
+    );
     let on_seed = exec
         .run(job(synthetic.clone()), CancellationToken::new())
         .await;

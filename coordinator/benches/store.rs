@@ -49,6 +49,7 @@ fn result(cells: &[Cell], envs: &[Environment], i: usize) -> Record {
                 runs_per_sample: 1,
                 kernel_ms: 0.0,
                 timer: "performance.now".into(),
+                weights_sha256: None,
             }),
             environment: Some(envs[i % envs.len()].clone()),
             simulated: false,

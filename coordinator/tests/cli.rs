@@ -125,6 +125,7 @@ fn stored_result(store_path: &Path) {
                     runs_per_sample: 1,
                     kernel_ms: 0.0,
                     timer: "performance.now".into(),
+                    weights_sha256: None,
                 }),
                 environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
                 simulated: false,

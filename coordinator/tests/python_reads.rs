@@ -40,6 +40,7 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
                             runs_per_sample: 1,
                             kernel_ms: 0.0,
                             timer: "performance.now".into(),
+                            weights_sha256: None,
                         }),
                         environment: None,
                         simulated: false,

@@ -162,6 +162,10 @@ pub struct Measurement {
     /// awaited) or `timestamp-query` (GPU timestamps around each run's pass, used where the
     /// browser only notices completion by polling).
     pub timer: String,
+    /// SHA-256 of the cell's safetensors file, as the agent read it; `None` for synthetic
+    /// weights.
+    #[serde(default)]
+    pub weights_sha256: Option<String>,
     /// Bytes the page allocated for weights (buffers or constants), as the page counted them.
     pub weight_bytes: u64,
     /// Max |browser − Rust dequantized reference|: checks the kernel itself.

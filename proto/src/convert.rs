@@ -197,6 +197,7 @@ impl From<&Measurement> for pb::Measurement {
             runs_per_sample: m.runs_per_sample,
             kernel_ms: m.kernel_ms,
             timer: m.timer.clone(),
+            weights_sha256: m.weights_sha256.clone(),
         }
     }
 }
@@ -214,6 +215,7 @@ impl From<&pb::Measurement> for Measurement {
             runs_per_sample: m.runs_per_sample.max(1),
             kernel_ms: m.kernel_ms,
             timer: m.timer.clone(),
+            weights_sha256: m.weights_sha256.clone(),
         }
     }
 }
@@ -437,6 +439,7 @@ mod tests {
                 runs_per_sample: 1,
                 kernel_ms: 0.0,
                 timer: "performance.now".into(),
+                weights_sha256: None,
             }),
             environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
             simulated: false,

@@ -13,6 +13,7 @@ const V3: &str = r#"
 ALTER TABLE results ADD COLUMN runs_per_sample UINTEGER;
 ALTER TABLE results ADD COLUMN kernel_ms DOUBLE;
 ALTER TABLE results ADD COLUMN timer VARCHAR;
+ALTER TABLE results ADD COLUMN weights_sha256 VARCHAR;
 ALTER TABLE cells ADD COLUMN weights VARCHAR;
 "#;
 

@@ -51,6 +51,7 @@ pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> 
             runs_per_sample: 1,
             kernel_ms: 0.0,
             timer: "performance.now".into(),
+            weights_sha256: None,
         }),
         environment: Some(env(cell.browser)),
         simulated,

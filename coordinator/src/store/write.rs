@@ -304,6 +304,10 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
         ),
         ("kernel_ms", floats(&|r| meas(r).map(|m| m.kernel_ms))),
         ("timer", strings(&|r| meas(r).map(|m| m.timer.as_str()))),
+        (
+            "weights_sha256",
+            strings(&|r| meas(r).and_then(|m| m.weights_sha256.as_deref())),
+        ),
     ];
     RecordBatch::try_from_iter(columns)
         .map_err(|e| StoreError::Corrupt(format!("results batch: {e}")))
