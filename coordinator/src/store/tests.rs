@@ -280,3 +280,69 @@ async fn writer_thread_batches_concurrent_submissions() {
     );
     assert!(cells.iter().all(|c| c.precision.effective >= Bits::B4));
 }
+
+#[test]
+fn a_version_2_file_keeps_its_results_through_migration_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v2.duckdb");
+    let (_, cells) = sweep("s1");
+    {
+        // a file as quantgrid 0.1 with schema 2 left it: migrations 1 and 2, one result
+        let conn = duckdb::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)",
+        )
+        .expect("schema_version");
+        for (version, sql) in &super::schema::MIGRATIONS[..2] {
+            conn.execute_batch(sql).expect("migration");
+            conn.execute(
+                "INSERT INTO schema_version VALUES (?, current_timestamp::TIMESTAMP)",
+                [version],
+            )
+            .expect("version");
+        }
+        let c = &cells[0];
+        conn.execute(
+            "INSERT INTO sweeps VALUES ('s1', 'old', 'old.yaml', 'version: 1', NULL, 0, 0.05, 1, 3, 60, 0, 'finished', '2026-11-01', '2026-11-01')",
+            [],
+        )
+        .expect("sweep");
+        let p = &c.precision;
+        conn.execute(
+            "INSERT INTO cells VALUES ('s1', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            duckdb::params![
+                c.id.0,
+                c.family,
+                c.model,
+                c.modality.as_str(),
+                c.browser.as_str(),
+                c.platform.as_str(),
+                p.requested.get() as u8,
+                p.effective.get() as u8,
+                p.upgraded,
+                p.mixed,
+                p.experimental,
+                c.scheme.as_str(),
+                c.group_size,
+                c.workload.layers,
+                c.workload.seq_len,
+                c.workload.head
+            ],
+        )
+        .expect("cell");
+        conn.execute(
+            "INSERT INTO results VALUES ('s1-a', 's1', ?, 'pass', NULL, ?, 1.0, 2.0, 1, [3.0, 4.0, 5.0], 4.0, 5.0, 100, 0.0, 0.01, NULL, false, true, '2026-11-01')",
+            duckdb::params![c.id.0, c.precision.effective.get() as u8],
+        )
+        .expect("result");
+    }
+    let store = Store::open(&path).expect("migrate");
+    assert_eq!(store.schema_version().expect("version"), 3);
+    let rows = store.results(Some("s1"), 10).expect("results");
+    assert_eq!(rows.len(), 1, "the stored result survives");
+    assert_eq!((rows[0].status, rows[0].samples), (Status::Pass, 3));
+    let entries = store.matrix_entries(Some("s1"), false).expect("entries");
+    let outcome = entries[0].outcome.as_ref().expect("outcome");
+    assert_eq!(outcome.p50_ms, Some(4.0));
+    assert_eq!(outcome.timer, None, "recorded before timers were");
+}
