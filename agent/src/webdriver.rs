@@ -38,11 +38,24 @@ pub const OWNER: &str = "QUANTGRID_AGENT_PID";
 /// Kills the processes whose owning agent (per [`OWNER`]) is gone; returns how many.
 #[cfg(target_os = "linux")]
 pub fn reap_orphans() -> usize {
+    let prefix = format!("{OWNER}=");
+    kill_where("environ", |environ| {
+        environ
+            .split(|b| *b == 0)
+            .filter_map(|var| std::str::from_utf8(var).ok())
+            .find_map(|var| var.strip_prefix(&prefix))
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some_and(|owner| !Path::new(&format!("/proc/{owner}")).exists())
+    })
+}
+
+/// SIGKILLs every process whose `/proc/PID/{file}` satisfies `doomed`; returns how many.
+#[cfg(target_os = "linux")]
+fn kill_where(file: &str, doomed: impl Fn(&[u8]) -> bool) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
-    let prefix = format!("{OWNER}=");
-    let mut reaped = 0;
+    let mut killed = 0;
     for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -51,25 +64,15 @@ pub fn reap_orphans() -> usize {
         else {
             continue;
         };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let owner = environ
-            .split(|b| *b == 0)
-            .filter_map(|var| std::str::from_utf8(var).ok())
-            .find_map(|var| var.strip_prefix(&prefix))
-            .and_then(|v| v.parse::<u32>().ok());
-        if let Some(owner) = owner
-            && !Path::new(&format!("/proc/{owner}")).exists()
-        {
+        if std::fs::read(entry.path().join(file)).is_ok_and(|bytes| doomed(&bytes)) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            reaped += 1;
+            killed += 1;
         }
     }
-    reaped
+    killed
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -339,30 +342,9 @@ fn kill_profile_processes(profile: &Path) {
 fn kill_profile_pass(profile: &Path) -> usize {
     use std::os::unix::ffi::OsStrExt;
     let needle = profile.as_os_str().as_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let mut found = 0;
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline.windows(needle.len()).any(|w| w == needle) {
-            found += 1;
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-    found
+    kill_where("cmdline", |cmdline| {
+        cmdline.windows(needle.len()).any(|w| w == needle)
+    })
 }
 
 #[cfg(not(target_os = "linux"))]
