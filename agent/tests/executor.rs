@@ -1,7 +1,8 @@
 //! The browser executor on real Chromium: a cell passes with real measurements, a killed
 //! browser ends the next cell as `crash`, a page that does not answer in time ends as
 //! `timeout`, and in both cases the cell after runs in a fresh browser; a safetensors file's
-//! tensors replace the synthetic weights, and a missing tensor is named.
+//! tensors replace the synthetic weights, and a missing tensor is named; mixed precision
+//! allocates each layer at its role's width.
 
 use quantgrid_agent::browser_executor::BrowserExecutor;
 use quantgrid_agent::executor::{Executor, Job};
@@ -233,5 +234,56 @@ async fn a_safetensors_file_replaces_the_synthetic_weights() {
     assert!(
         text.contains(&format!("no tensor `{}`", layers[0].name)),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn mixed_precision_runs_attention_and_heads_at_8_bits_in_the_browser() {
+    use quantgrid_matrix::quant::{PrecisionPolicy, QuantParams, packed_bytes};
+    let exec = chromium_executor().await;
+    let cells = spec::parse(
+        "version: 1\nname: t\nfamilies: [electra]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\nmixed_precision: [false, true]\n",
+        "t.yaml",
+    )
+    .expect("spec")
+    .expand();
+    assert_eq!(cells.len(), 2);
+    let mut bytes = Vec::new();
+    for cell in cells {
+        let policy = PrecisionPolicy::for_mixed(cell.precision.mixed);
+        let target = cell.resolve().expect("model");
+        // what the page must have allocated: each layer at its role's width, in u32 buffers
+        let want: u64 = quantgrid_matrix::workload::workload(target.model, cell.workload)
+            .layers
+            .iter()
+            .map(|l| {
+                let b = packed_bytes(
+                    l.n,
+                    l.k,
+                    QuantParams {
+                        bits: policy.bits_for(l.role, cell.precision.effective),
+                        scheme: cell.scheme,
+                        group_size: cell.group_size,
+                    },
+                );
+                b.weights + b.scales.div_ceil(4).max(1) * 4 + b.zeros.div_ceil(4).max(1) * 4
+            })
+            .sum();
+        let job = Job {
+            lease_id: "l".into(),
+            cell: cell.clone(),
+            warmup: 0,
+            repetitions: 1,
+            timeout: Duration::from_secs(60),
+        };
+        let r = exec.run(job, CancellationToken::new()).await;
+        assert_eq!(r.status, Status::Pass, "{r:?}");
+        let got = r.measurement.expect("measured").weight_bytes;
+        assert_eq!(got, want, "{}", cell.label());
+        bytes.push(got);
+    }
+    assert!(
+        bytes[1] > bytes[0],
+        "mixed keeps some layers at 8 bits: {bytes:?}"
     );
 }
