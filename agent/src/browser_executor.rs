@@ -26,8 +26,6 @@ pub const WEIGHT_SEED: u64 = 0x5147_5249_4400_0001;
 struct Live {
     _driver: Driver,
     session: Session,
-    /// Read once per session: running the driver per cell cost more than small kernels.
-    driver_version: String,
 }
 
 struct State {
@@ -207,19 +205,9 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             session
                 .goto(&format!("http://{addr}/{token}/layer.html"))
                 .await?;
-            let driver_version = tokio::process::Command::new(&driver_path)
-                .arg("--version")
-                .output()
-                .await
-                .ok()
-                .and_then(|o| {
-                    crate::discovery::browser::parse_version(&String::from_utf8_lossy(&o.stdout))
-                })
-                .unwrap_or_default();
             Ok::<_, WebDriverError>(Live {
                 _driver: driver,
                 session,
-                driver_version,
             })
         }
         .await;
@@ -268,14 +256,6 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
         }
     };
     let live = state.live.get(&binary).expect("just opened");
-    let mut samples = vec![0f64; job.repetitions.max(1) as usize];
-    let (mut build_ms, mut first_ms, mut bytes) = (0f64, 0f64, 0u64);
-    let (mut worst_kernel, mut worst_accuracy) = (0f64, 0f64);
-    let mut failure: Option<String> = None;
-    let mut device_type: Option<String> = None;
-    let mut runs_per_sample = u32::MAX;
-    let mut kernel_ms = 0f64;
-    let mut timer: Option<String> = None;
     let params_for = |layer: &workload::Layer| QuantParams {
         bits: policy.bits_for(layer.role, cell.precision.effective),
         scheme: cell.scheme,
@@ -376,37 +356,53 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
         kernel_ms = runs.iter().map(|r| r.kernel_ms).sum::<f64>(),
         "cell ran"
     );
-    for (layer, run) in layers.iter().zip(&runs) {
+    // nothing measured is never a pass
+    let Some(first) = runs.first() else {
+        return result(
+            &cell,
+            Status::Error,
+            Some(format!("{} has no layers to run", cell.model)),
+        );
+    };
+    // a repetition of the cell is one run of every layer
+    let mut samples = vec![0f64; reps as usize];
+    for run in &runs {
         for (s, t) in samples.iter_mut().zip(&run.samples_ms) {
             *s += t;
         }
-        if run.device_type.is_some() {
-            device_type = run.device_type.clone();
-        }
-        runs_per_sample = runs_per_sample.min(run.runs_per_sample);
-        kernel_ms += run.kernel_ms;
-        timer.get_or_insert(run.timer.clone());
-        build_ms += run.build_ms;
-        first_ms += run.first_run_ms;
-        bytes += run.weight_bytes;
-        worst_accuracy = worst_accuracy.max(run.accuracy.rel_err);
+    }
+    let failure = layers.iter().zip(&runs).find_map(|(layer, run)| {
         let tol = kernel_tolerance(layer.k);
-        worst_kernel = worst_kernel.max(run.kernel.max_abs_err);
-        if run.kernel.max_abs_err > tol && failure.is_none() {
-            failure = Some(format!(
+        (run.kernel.max_abs_err > tol).then(|| {
+            format!(
                 "layer {} ({}-bit): output differs from the dequantized reference by {:.3e} (tolerance {:.1e})",
                 layer.name,
                 params_for(layer).bits,
                 run.kernel.max_abs_err,
                 tol
-            ));
-        }
-    }
+            )
+        })
+    });
+    let sum = |f: fn(&gemv::LayerRun) -> f64| runs.iter().map(f).sum::<f64>();
+    let worst = |f: fn(&gemv::LayerRun) -> f64| runs.iter().map(f).fold(0f64, f64::max);
+    let measurement = Measurement {
+        build_ms: sum(|r| r.build_ms),
+        first_run_ms: sum(|r| r.first_run_ms),
+        warmup: job.warmup,
+        samples_ms: samples,
+        runs_per_sample: runs.iter().map(|r| r.runs_per_sample).min().unwrap_or(1),
+        kernel_ms: sum(|r| r.kernel_ms),
+        timer: first.timer.clone(),
+        weights_sha256: weights.as_ref().map(|w| w.sha256().to_string()),
+        weight_bytes: runs.iter().map(|r| r.weight_bytes).sum(),
+        kernel_max_abs_err: worst(|r| r.kernel.max_abs_err),
+        accuracy_rel_err: worst(|r| r.accuracy.rel_err),
+    };
+    let device_type = runs.iter().find_map(|r| r.device_type.clone());
     let cap = build.capability();
     let os = crate::host::os()
         .map(|o| o.as_str().to_string())
         .unwrap_or_default();
-    let driver_version = live.driver_version.clone();
     let environment = Environment {
         browser: cell.browser,
         browser_channel: build.found.candidate.channel.clone(),
@@ -420,9 +416,9 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             .and_then(|d| d.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        driver_version,
+        driver_version: build.found.driver_version.clone(),
         os,
-        os_version: crate::host::os_version(),
+        os_version: crate::host::os_version().to_string(),
         arch: std::env::consts::ARCH.to_string(),
         adapter: cap.webgpu.clone(),
         webnn_device_type: device_type,
@@ -437,23 +433,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
         },
         error_text: failure,
         effective_bits: cell.precision.effective,
-        measurement: Some(Measurement {
-            build_ms,
-            first_run_ms: first_ms,
-            warmup: job.warmup,
-            samples_ms: samples,
-            kernel_ms,
-            timer: timer.unwrap_or_default(),
-            weights_sha256: weights.as_ref().map(|w| w.sha256().to_string()),
-            runs_per_sample: if runs_per_sample == u32::MAX {
-                1
-            } else {
-                runs_per_sample
-            },
-            weight_bytes: bytes,
-            kernel_max_abs_err: worst_kernel,
-            accuracy_rel_err: worst_accuracy,
-        }),
+        measurement: Some(measurement),
         environment: Some(environment),
         simulated: false,
     }

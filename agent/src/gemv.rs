@@ -89,15 +89,8 @@ pub async fn run_layers(
             vec![serde_json::json!(kind), serde_json::Value::Array(args)],
         )
         .await?;
-    if out.get("error").is_some() {
-        return read_run(
-            &out,
-            cases
-                .first()
-                .copied()
-                .ok_or_else(|| GemvError::Malformed("no layers".into()))?,
-        )
-        .map(|r| vec![r]);
+    if let Some(e) = out["error"].as_str() {
+        return Err(GemvError::Browser(e.to_string()));
     }
     let answers = out
         .as_array()
@@ -216,6 +209,21 @@ pub async fn run_f32_layer(
     run_one(session, args, &reference).await
 }
 
+/// What the page returns for a layer it ran.
+#[derive(serde::Deserialize)]
+struct PageRun {
+    y: Vec<f32>,
+    build_ms: f64,
+    first_run_ms: f64,
+    samples_ms: Vec<f64>,
+    runs_per_sample: u32,
+    kernel_ms: f64,
+    timer: String,
+    weight_bytes: u64,
+    #[serde(default)]
+    device_type: Option<String>,
+}
+
 /// The page's answer for one layer, checked against the case's references.
 pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<LayerRun, GemvError> {
     if let Some(e) = out["error"].as_str() {
@@ -224,51 +232,27 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
     if let Some(e) = out["unsupported"].as_str() {
         return Err(GemvError::Unsupported(e.to_string()));
     }
-    let floats = |key: &str| -> Result<Vec<f64>, GemvError> {
-        out[key]
-            .as_array()
-            .ok_or_else(|| GemvError::Malformed(format!("no `{key}`")))?
-            .iter()
-            .map(|v| {
-                v.as_f64()
-                    .ok_or_else(|| GemvError::Malformed(format!("`{key}` holds {v}")))
-            })
-            .collect()
-    };
-    let y: Vec<f32> = floats("y")?.into_iter().map(|v| v as f32).collect();
-    let kernel = compare(&y, &case.dequantized_output).ok_or_else(|| {
+    let page: PageRun = serde_json::from_value(out.clone())
+        .map_err(|e| GemvError::Malformed(format!("a layer result that does not read: {e}")))?;
+    let kernel = compare(&page.y, &case.dequantized_output).ok_or_else(|| {
         GemvError::Malformed(format!(
             "{} outputs for {}",
-            y.len(),
+            page.y.len(),
             case.dequantized_output.len()
         ))
     })?;
-    let accuracy =
-        compare(&y, &case.fp32_output).ok_or_else(|| GemvError::Malformed("output size".into()))?;
+    let accuracy = compare(&page.y, &case.fp32_output)
+        .ok_or_else(|| GemvError::Malformed("output size".into()))?;
     Ok(LayerRun {
-        build_ms: out["build_ms"]
-            .as_f64()
-            .ok_or_else(|| GemvError::Malformed("no build_ms".into()))?,
-        first_run_ms: out["first_run_ms"]
-            .as_f64()
-            .ok_or_else(|| GemvError::Malformed("no first_run_ms".into()))?,
-        samples_ms: floats("samples_ms")?,
-        timer: out["timer"]
-            .as_str()
-            .ok_or_else(|| GemvError::Malformed("no timer".into()))?
-            .to_string(),
-        kernel_ms: out["kernel_ms"]
-            .as_f64()
-            .ok_or_else(|| GemvError::Malformed("no kernel_ms".into()))?,
-        runs_per_sample: out["runs_per_sample"]
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| GemvError::Malformed("no runs_per_sample".into()))?,
-        weight_bytes: out["weight_bytes"]
-            .as_u64()
-            .ok_or_else(|| GemvError::Malformed("no weight_bytes".into()))?,
+        build_ms: page.build_ms,
+        first_run_ms: page.first_run_ms,
+        samples_ms: page.samples_ms,
+        runs_per_sample: page.runs_per_sample,
+        kernel_ms: page.kernel_ms,
+        timer: page.timer,
+        weight_bytes: page.weight_bytes,
         kernel,
         accuracy,
-        device_type: out["device_type"].as_str().map(str::to_string),
+        device_type: page.device_type,
     })
 }

@@ -35,9 +35,14 @@ pub fn parse_os_release(text: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The OS's own name for its version, read once per result: os-release on Linux, `sw_vers`
-/// on macOS, `ver` on Windows. Empty when the OS does not say.
-pub fn os_version() -> String {
+/// The OS's own name for its version, read once per process (it is on every result):
+/// os-release on Linux, `sw_vers` on macOS, `ver` on Windows. Empty when the OS does not say.
+pub fn os_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(read_os_version)
+}
+
+fn read_os_version() -> String {
     let run = |cmd: &str, args: &[&str]| {
         std::process::Command::new(cmd)
             .args(args)

@@ -131,44 +131,8 @@ async fn sweep(
             "sweep {}: {} cells on this machine's browsers",
             resp.sweep_id, resp.cells
         );
-        let mut watch = admin
-            .watch_sweep(pb::SweepRef {
-                sweep_id: resp.sweep_id.clone(),
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-            .into_inner();
-        let bar = indicatif::ProgressBar::new(u64::from(resp.cells));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cells {msg} [{elapsed}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        let mut last = None;
-        while let Some(p) = watch
-            .message()
-            .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        {
-            bar.set_position(u64::from(p.done));
-            bar.set_message(format!(
-                "{} passed, {} unsupported",
-                p.passed, p.unsupported
-            ));
-            let finished = p.finished;
-            last = Some(p);
-            if finished {
-                break;
-            }
-        }
-        bar.finish();
-        let p = last
-            .filter(|p| p.finished)
-            .context("the coordinator stopped before the sweep finished")?;
-        eprintln!(
-            "sweep {} {}: {}/{} cells passed, {} unsupported",
-            p.sweep_id, p.state, p.passed, p.total, p.unsupported
-        );
-        Ok::<_, anyhow::Error>((resp.sweep_id, p.passed + p.unsupported == p.total))
+        let p = crate::remote::follow(&mut admin, &resp.sweep_id, resp.cells).await?;
+        Ok::<_, anyhow::Error>((resp.sweep_id, crate::remote::answered(&p)))
     }
     .await;
     stop_agent(&mut agent).await;

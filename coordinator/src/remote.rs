@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -197,53 +197,59 @@ pub fn submit_yaml(
             println!("{}", resp.sweep_id);
             return Ok(ExitCode::SUCCESS);
         }
-        let mut stream = client
-            .watch_sweep(pb::SweepRef {
-                sweep_id: resp.sweep_id.clone(),
-            })
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        let bar = indicatif::ProgressBar::new(u64::from(resp.cells));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cells {msg} [{elapsed}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        let mut last = None;
-        while let Some(p) = stream.message().await.map_err(status_error)? {
-            bar.set_length(u64::from(p.total));
-            bar.set_position(u64::from(p.done));
-            bar.set_message(format!(
-                "{} passed, {} unsupported",
-                p.passed, p.unsupported
-            ));
-            let finished = p.finished;
-            last = Some(p);
-            if finished {
-                break;
-            }
-        }
-        bar.finish();
-        let Some(p) = last.filter(|p| p.finished) else {
-            bail!(
-                "the coordinator ended the watch before sweep {} finished",
-                resp.sweep_id
-            );
-        };
-        eprintln!(
-            "sweep {} {}: {}/{} cells passed, {} unsupported",
-            p.sweep_id, p.state, p.passed, p.total, p.unsupported
-        );
+        let p = follow(&mut client, &resp.sweep_id, resp.cells).await?;
         println!("{}", resp.sweep_id);
-        // `unsupported` is the browser's own answer, not a failure of the run
-        Ok(
-            if p.state == "finished" && p.passed + p.unsupported == p.total {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            },
-        )
+        Ok(if answered(&p) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
     })
+}
+
+/// Shows a sweep's progress until it ends and returns its last progress.
+pub async fn follow(client: &mut Admin, sweep_id: &str, cells: u32) -> Result<pb::SweepProgress> {
+    let mut stream = client
+        .watch_sweep(pb::SweepRef {
+            sweep_id: sweep_id.to_string(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let bar = indicatif::ProgressBar::new(u64::from(cells));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cells {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut last = None;
+    while let Some(p) = stream.message().await.map_err(status_error)? {
+        bar.set_length(u64::from(p.total));
+        bar.set_position(u64::from(p.done));
+        bar.set_message(format!(
+            "{} passed, {} unsupported",
+            p.passed, p.unsupported
+        ));
+        let finished = p.finished;
+        last = Some(p);
+        if finished {
+            break;
+        }
+    }
+    bar.finish();
+    let Some(p) = last.filter(|p| p.finished) else {
+        bail!("the coordinator ended the watch before sweep {sweep_id} finished");
+    };
+    eprintln!(
+        "sweep {} {}: {}/{} cells passed, {} unsupported",
+        p.sweep_id, p.state, p.passed, p.total, p.unsupported
+    );
+    Ok(p)
+}
+
+/// Every cell of a finished sweep passed or was answered `unsupported` (the browser's own
+/// answer, not a failure of the run).
+pub fn answered(p: &pb::SweepProgress) -> bool {
+    p.state == "finished" && p.passed + p.unsupported == p.total
 }
 
 pub fn agents(remote: &Remote) -> Result<ExitCode> {

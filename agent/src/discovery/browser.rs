@@ -49,6 +49,8 @@ pub struct BuildOptions {
 pub struct Found {
     pub candidate: Candidate,
     pub version: String,
+    /// The driver's own `--version`, read once here (empty without a driver or an answer).
+    pub driver_version: String,
 }
 
 /// The first version-looking token of `--version` output, e.g. `156.0.8078.108` from
@@ -259,19 +261,17 @@ pub fn major(version: &str) -> Option<u32> {
 /// pages" otherwise) but attaches to any: another major means attaching.
 pub fn mismatched_majors(browser: Browser, browser_version: &str, driver_version: &str) -> bool {
     matches!(browser, Browser::Chrome | Browser::Chromium | Browser::Edge)
-        && major(browser_version).is_some()
-        && major(browser_version) != major(driver_version)
+        && major(browser_version)
+            .zip(major(driver_version))
+            .is_some_and(|(b, d)| b != d)
 }
 
-fn needs_attach(browser: Browser, version: &str, driver: &Path) -> bool {
-    if !matches!(browser, Browser::Chrome | Browser::Chromium | Browser::Edge) {
-        return false;
-    }
-    let Ok(out) = std::process::Command::new(driver).arg("--version").output() else {
-        return false;
-    };
+fn driver_version(driver: &Path) -> Option<String> {
+    let out = std::process::Command::new(driver)
+        .arg("--version")
+        .output()
+        .ok()?;
     parse_version(&String::from_utf8_lossy(&out.stdout))
-        .is_some_and(|dv| mismatched_majors(browser, version, &dv))
 }
 
 /// Checks `candidates` as [`discover`] does: those that exist, with versions and drivers.
@@ -305,10 +305,13 @@ fn check_all(os: Os, path: &[PathBuf], candidates: Vec<Candidate>) -> Vec<Found>
             .clone()
             .filter(|d| d.is_file())
             .or_else(|| find_driver(os, c.browser, path));
+        let driver_version = driver
+            .as_deref()
+            .and_then(driver_version)
+            .unwrap_or_default();
         let mut options = c.options.clone();
         if options.attach == Attach::Driver
-            && let Some(d) = &driver
-            && needs_attach(c.browser, &version, d)
+            && mismatched_majors(c.browser, &version, &driver_version)
         {
             options.attach = Attach::Launch;
         }
@@ -319,6 +322,7 @@ fn check_all(os: Os, path: &[PathBuf], candidates: Vec<Candidate>) -> Vec<Found>
                 ..c
             },
             version,
+            driver_version,
         });
     }
     found
@@ -421,6 +425,8 @@ mod tests {
             "156.0.8078.108",
             "156.0.8078.2"
         ));
+        // no driver, or one that did not say its version: nothing to compare
+        assert!(!mismatched_majors(Browser::Chromium, "153.0.8010.0", ""));
         // geckodriver's version says nothing about Firefox's
         assert!(!mismatched_majors(Browser::Firefox, "153.8.0esr", "0.37.1"));
     }
