@@ -212,7 +212,8 @@ pub async fn run_f32_layer(
 /// What the page returns for a layer it ran.
 #[derive(serde::Deserialize)]
 struct PageRun {
-    y: Vec<f32>,
+    /// JSON has no NaN or infinity: the page's non-finite outputs arrive as `null`.
+    y: Vec<Option<f32>>,
     build_ms: f64,
     first_run_ms: f64,
     samples_ms: Vec<f64>,
@@ -234,15 +235,17 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
     }
     let page: PageRun = serde_json::from_value(out.clone())
         .map_err(|e| GemvError::Malformed(format!("a layer result that does not read: {e}")))?;
-    let kernel = compare(&page.y, &case.dequantized_output).ok_or_else(|| {
+    // a kernel that computes NaN is a failing kernel, not a malformed answer
+    let y: Vec<f32> = page.y.iter().map(|v| v.unwrap_or(f32::NAN)).collect();
+    let kernel = compare(&y, &case.dequantized_output).ok_or_else(|| {
         GemvError::Malformed(format!(
             "{} outputs for {}",
-            page.y.len(),
+            y.len(),
             case.dequantized_output.len()
         ))
     })?;
-    let accuracy = compare(&page.y, &case.fp32_output)
-        .ok_or_else(|| GemvError::Malformed("output size".into()))?;
+    let accuracy =
+        compare(&y, &case.fp32_output).ok_or_else(|| GemvError::Malformed("output size".into()))?;
     Ok(LayerRun {
         build_ms: page.build_ms,
         first_run_ms: page.first_run_ms,
@@ -255,4 +258,52 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
         accuracy,
         device_type: page.device_type,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quantgrid_matrix::quant::{Bits, QuantParams};
+    use quantgrid_matrix::reference::layer_case;
+    use quantgrid_matrix::workload::Role;
+
+    #[test]
+    fn a_non_finite_output_fails_the_kernel_check() {
+        let layer = Layer {
+            name: "t".into(),
+            role: Role::Ffn,
+            m: 1,
+            k: 32,
+            n: 2,
+        };
+        let case = layer_case(
+            1,
+            &layer,
+            QuantParams {
+                bits: Bits::B4,
+                scheme: Scheme::Symmetric,
+                group_size: 32,
+            },
+        );
+        let page = |y: serde_json::Value| {
+            serde_json::json!({
+                "y": y, "build_ms": 1.0, "first_run_ms": 1.0, "samples_ms": [1.0],
+                "runs_per_sample": 1, "kernel_ms": 3.0, "timer": "performance.now",
+                "weight_bytes": 24,
+            })
+        };
+        let good =
+            read_run(&page(serde_json::json!(case.dequantized_output)), &case).expect("reads");
+        assert!(good.kernel.max_abs_err <= kernel_tolerance(layer.k));
+        // JSON.stringify turns NaN into null
+        let nan = read_run(
+            &page(serde_json::json!([null, case.dequantized_output[1]])),
+            &case,
+        )
+        .expect("reads");
+        assert!(
+            nan.kernel.max_abs_err > kernel_tolerance(layer.k),
+            "{nan:?}"
+        );
+    }
 }
