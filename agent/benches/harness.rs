@@ -30,6 +30,7 @@ fn executor(p: &Probed) -> BrowserExecutor {
         gpu_vendors: vec![],
         labels: Default::default(),
         slots: 1,
+        simulated: false,
     };
     BrowserExecutor::new(vec![p.clone()], caps, true)
 }

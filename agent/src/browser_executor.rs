@@ -3,7 +3,7 @@
 //! the browser run; the checks against the Rust references decide pass or fail.
 
 use crate::executor::{Executor, Job, RunFuture};
-use crate::gemv::{self, GemvError, kernel_tolerance};
+use crate::gemv::{self, GemvError};
 use crate::probe::Probed;
 use crate::server;
 use crate::webdriver::{Driver, Launch, Session, WebDriverError};
@@ -12,7 +12,7 @@ use crate::weights::WeightsFile;
 use quantgrid_matrix::agent::Capabilities;
 use quantgrid_matrix::quant::{PrecisionPolicy, QuantParams};
 use quantgrid_matrix::reference::{layer_case, layer_case_with};
-use quantgrid_matrix::result::{Environment, Measurement};
+use quantgrid_matrix::result::{Environment, Measurement, WebnnDevice, webnn_ran_on};
 use quantgrid_matrix::{Cell, CellResult, Platform, Status, workload};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -130,6 +130,42 @@ fn result(cell: &Cell, status: Status, text: Option<String>) -> CellResult {
     }
 }
 
+/// Where `build` answered: on every result the build gave, unsupported ones included.
+/// `webnn_info` carries the probe's WebNN evidence (its contexts and `opSupportLimits()`, or
+/// why there is no `navigator.ml`) for WebNN cells.
+fn environment(
+    cell: &Cell,
+    build: &Probed,
+    flags: Vec<String>,
+    webnn: Option<WebnnDevice>,
+) -> Environment {
+    let os = crate::host::os()
+        .map(|o| o.as_str().to_string())
+        .unwrap_or_default();
+    Environment {
+        browser: cell.browser,
+        browser_channel: build.found.candidate.channel.clone(),
+        browser_version: build.found.version.clone(),
+        browser_flags: flags,
+        driver: build
+            .found
+            .candidate
+            .driver
+            .as_ref()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        driver_version: build.found.driver_version.clone(),
+        os,
+        os_version: crate::host::os_version().to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        adapter: build.capability().webgpu.clone(),
+        webnn,
+        webnn_info: (cell.platform == Platform::Webnn)
+            .then(|| build.report["webnn"].to_string()),
+    }
+}
+
 /// A dead browser or driver, as opposed to an error the page reported.
 fn crashed(e: &WebDriverError) -> bool {
     let text = e.to_string().to_ascii_lowercase();
@@ -146,6 +182,19 @@ fn crashed(e: &WebDriverError) -> bool {
 }
 
 async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
+    let cell = job.cell.clone();
+    let build = exec.build_for(&cell).cloned();
+    let mut r = run_cell_in(exec, job).await;
+    // every answer names the build that gave it; a measured one already carries its own
+    if r.environment.is_none()
+        && let Some(build) = &build
+    {
+        r.environment = Some(environment(&cell, build, Vec::new(), None));
+    }
+    r
+}
+
+async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     let cell = job.cell.clone();
     let Some(build) = exec.build_for(&cell).cloned() else {
         return result(
@@ -317,6 +366,11 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
         Platform::Webgpu => gemv::Api::Webgpu,
         Platform::Webnn => gemv::Api::Webnn,
     };
+    let flags = live.session.flags.clone();
+    let answered = |status: Status, text: String| CellResult {
+        environment: Some(environment(&cell, &build, flags.clone(), None)),
+        ..result(&cell, status, Some(text))
+    };
     let started = std::time::Instant::now();
     let ran = gemv::run_layers(&live.session, api, batch).await;
     drop(served);
@@ -332,7 +386,7 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             return result(&cell, status, Some(e.to_string()));
         }
         Err(GemvError::Unsupported(text)) => {
-            return result(&cell, Status::Unsupported, Some(text));
+            return answered(Status::Unsupported, text);
         }
         Err(GemvError::Browser(text)) => {
             let status = if text.contains("WebGPU not available")
@@ -343,10 +397,10 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             } else {
                 Status::Error
             };
-            return result(&cell, status, Some(text));
+            return answered(status, text);
         }
         Err(e @ GemvError::Malformed(_)) => {
-            return result(&cell, Status::Error, Some(e.to_string()));
+            return answered(Status::Error, e.to_string());
         }
     };
     // what the grid adds around the page's kernel work
@@ -371,15 +425,28 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
             *s += t;
         }
     }
+    // GPU time of a repetition: the sum over layers, where every layer has it
+    let gpu_samples = if runs.iter().all(|r| r.gpu_samples_ms.len() == reps as usize) {
+        let mut g = vec![0f64; reps as usize];
+        for run in &runs {
+            for (s, t) in g.iter_mut().zip(&run.gpu_samples_ms) {
+                *s += t;
+            }
+        }
+        g
+    } else {
+        Vec::new()
+    };
     let failure = layers.iter().zip(&runs).find_map(|(layer, run)| {
-        let tol = kernel_tolerance(layer.k);
-        (run.kernel.max_abs_err > tol).then(|| {
+        (!run.kernel.passed()).then(|| {
             format!(
-                "layer {} ({}-bit): output differs from the dequantized reference by {:.3e} (tolerance {:.1e})",
+                "layer {} ({}-bit): output differs from the dequantized reference by up to {:.3e}, {:.2}× the floating-point error bound (c·k + 2)·2⁻²⁴·Σ|x·w| with c = {} and k = {}",
                 layer.name,
                 params_for(layer).bits,
                 run.kernel.max_abs_err,
-                tol
+                run.kernel.worst_ratio,
+                run.kernel.bound_c,
+                layer.k
             )
         })
     });
@@ -393,37 +460,20 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
         runs_per_sample: runs.iter().map(|r| r.runs_per_sample).min().unwrap_or(1),
         kernel_ms: sum(|r| r.kernel_ms),
         timer: first.timer.clone(),
+        gpu_samples_ms: gpu_samples,
         weights_sha256: weights.as_ref().map(|w| w.sha256().to_string()),
         weight_bytes: runs.iter().map(|r| r.weight_bytes).sum(),
         kernel_max_abs_err: worst(|r| r.kernel.max_abs_err),
+        kernel_bound_c: first.kernel.bound_c,
+        kernel_err_ratio: worst(|r| r.kernel.worst_ratio),
         accuracy_rel_err: worst(|r| r.accuracy.rel_err),
     };
-    let device_type = runs.iter().find_map(|r| r.device_type.clone());
-    let cap = build.capability();
-    let os = crate::host::os()
-        .map(|o| o.as_str().to_string())
-        .unwrap_or_default();
-    let environment = Environment {
-        browser: cell.browser,
-        browser_channel: build.found.candidate.channel.clone(),
-        browser_version: build.found.version.clone(),
-        browser_flags: live.session.flags.clone(),
-        driver: build
-            .found
-            .candidate
-            .driver
-            .as_ref()
-            .and_then(|d| d.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        driver_version: build.found.driver_version.clone(),
-        os,
-        os_version: crate::host::os_version().to_string(),
-        arch: std::env::consts::ARCH.to_string(),
-        adapter: cap.webgpu.clone(),
-        webnn_device_type: device_type,
-        webnn_info: None,
-    };
+    // the device is what the evidence says, never what was asked for
+    let webnn = runs
+        .iter()
+        .find_map(|r| r.webnn.as_ref())
+        .map(|c| webnn_ran_on(&c.requested, c.accelerated, crate::host::devices()));
+    let environment = environment(&cell, &build, flags.clone(), webnn);
     CellResult {
         cell_id: cell.id.clone(),
         status: if failure.is_some() {

@@ -82,6 +82,8 @@ impl SimulatedExecutor {
             gpu_vendors: vec![quantgrid_matrix::spec::GpuVendor::Software],
             labels,
             slots,
+            // it measures nothing: it takes only load-test sweeps
+            simulated: true,
         }
     }
 }

@@ -6,7 +6,7 @@
 use crate::server::{Blob, Blobs};
 use crate::webdriver::{Session, WebDriverError};
 use quantgrid_matrix::quant::Scheme;
-use quantgrid_matrix::reference::{Comparison, LayerCase, compare};
+use quantgrid_matrix::reference::{Comparison, KernelCheck, LayerCase, check_kernel, compare};
 use quantgrid_matrix::workload::Layer;
 
 /// What the browser measured for one layer, and how its output compares.
@@ -19,14 +19,26 @@ pub struct LayerRun {
     pub runs_per_sample: u32,
     /// Time the page spent building and running kernels, timed runs or not.
     pub kernel_ms: f64,
-    /// What timed the samples: `performance.now` (wall clock) or `timestamp-query` (GPU).
+    /// What timed `samples_ms`: the page's clock (`performance.now`).
     pub timer: String,
+    /// GPU time per run of each sample (`timestamp-query`), where the adapter has it.
+    pub gpu_samples_ms: Vec<f64>,
     /// Bytes of the weight, scale and zero-point buffers the page created.
     pub weight_bytes: u64,
-    pub kernel: Comparison,
+    /// The output against the dequantized reference, within the floating-point error bound.
+    pub kernel: KernelCheck,
     pub accuracy: Comparison,
-    /// WebNN only: the device type of the context the graph ran on.
-    pub device_type: Option<String>,
+    /// WebNN only: the context the graph ran on, in the browser's words.
+    pub webnn: Option<PageContext>,
+}
+
+/// A WebNN context as the page saw it: what it asked for and what the browser says of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct PageContext {
+    /// e.g. `deviceType=gpu`.
+    pub requested: String,
+    /// `MLContext.accelerated`, on builds that have it.
+    pub accelerated: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,12 +66,6 @@ fn word_bytes(words: &[u32]) -> Vec<u8> {
 
 pub(crate) fn float_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|f| f.to_le_bytes()).collect()
-}
-
-/// Largest |kernel − dequantized reference| a correct kernel stays within: f32 accumulation
-/// over `k` terms of magnitude ≤ 1, against an f64 reference.
-pub fn kernel_tolerance(k: u32) -> f64 {
-    1e-5 * f64::from(k.max(1))
 }
 
 /// The platform a batch of layers runs on, as the page names its entry points.
@@ -206,6 +212,7 @@ pub async fn run_f32_layer(
     });
     let mut reference = case.clone();
     reference.dequantized_output = case.fp32_output.clone();
+    reference.dequantized_magnitude = case.fp32_magnitude.clone();
     run_one(session, args, &reference).await
 }
 
@@ -220,9 +227,11 @@ struct PageRun {
     runs_per_sample: u32,
     kernel_ms: f64,
     timer: String,
+    #[serde(default)]
+    gpu_samples_ms: Vec<f64>,
     weight_bytes: u64,
     #[serde(default)]
-    device_type: Option<String>,
+    webnn: Option<PageContext>,
 }
 
 /// The page's answer for one layer, checked against the case's references.
@@ -237,7 +246,9 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
         .map_err(|e| GemvError::Malformed(format!("a layer result that does not read: {e}")))?;
     // a kernel that computes NaN is a failing kernel, not a malformed answer
     let y: Vec<f32> = page.y.iter().map(|v| v.unwrap_or(f32::NAN)).collect();
-    let kernel = compare(&y, &case.dequantized_output).ok_or_else(|| {
+    let k = case.quantized.k;
+    let kernel = check_kernel(&y, &case.dequantized_output, &case.dequantized_magnitude, k)
+        .ok_or_else(|| {
         GemvError::Malformed(format!(
             "{} outputs for {}",
             y.len(),
@@ -253,10 +264,11 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
         runs_per_sample: page.runs_per_sample,
         kernel_ms: page.kernel_ms,
         timer: page.timer,
+        gpu_samples_ms: page.gpu_samples_ms,
         weight_bytes: page.weight_bytes,
         kernel,
         accuracy,
-        device_type: page.device_type,
+        webnn: page.webnn,
     })
 }
 
@@ -294,16 +306,13 @@ mod tests {
         };
         let good =
             read_run(&page(serde_json::json!(case.dequantized_output)), &case).expect("reads");
-        assert!(good.kernel.max_abs_err <= kernel_tolerance(layer.k));
+        assert!(good.kernel.passed(), "{good:?}");
         // JSON.stringify turns NaN into null
         let nan = read_run(
             &page(serde_json::json!([null, case.dequantized_output[1]])),
             &case,
         )
         .expect("reads");
-        assert!(
-            nan.kernel.max_abs_err > kernel_tolerance(layer.k),
-            "{nan:?}"
-        );
+        assert!(!nan.kernel.passed(), "{nan:?}");
     }
 }

@@ -1,5 +1,6 @@
 //! Facts about the host read from the running process, never guessed.
 
+use quantgrid_matrix::result::HostDevices;
 use quantgrid_matrix::spec::Os;
 use serde::Serialize;
 
@@ -61,8 +62,61 @@ fn read_os_version() -> String {
     .unwrap_or_default()
 }
 
+/// PCI classes that can run a WebNN context off the CPU: display controllers (0x03) and
+/// processing accelerators (0x12, NPUs).
+const PCI_DISPLAY: u32 = 0x03;
+const PCI_ACCELERATOR: u32 = 0x12;
+
+/// Counts GPUs and accelerators among PCI class codes as sysfs writes them (`0x030200`).
+pub fn count_pci_classes<'a>(classes: impl IntoIterator<Item = &'a str>, source: &str) -> HostDevices {
+    let mut d = HostDevices {
+        gpus: 0,
+        accelerators: 0,
+        source: source.to_string(),
+    };
+    for c in classes {
+        let Ok(code) = u32::from_str_radix(c.trim().trim_start_matches("0x"), 16) else {
+            continue;
+        };
+        match code >> 16 {
+            PCI_DISPLAY => d.gpus += 1,
+            PCI_ACCELERATOR => d.accelerators += 1,
+            _ => {}
+        }
+    }
+    d
+}
+
+/// The host's GPUs and accelerators, read once per process; `None` where the OS gives no
+/// complete list (then no WebNN device is inferred from the host).
+pub fn devices() -> Option<&'static HostDevices> {
+    static DEVICES: std::sync::OnceLock<Option<HostDevices>> = std::sync::OnceLock::new();
+    DEVICES.get_or_init(read_devices).as_ref()
+}
+
+fn read_devices() -> Option<HostDevices> {
+    if os() != Some(Os::Linux) {
+        return None;
+    }
+    const SYSFS: &str = "/sys/bus/pci/devices";
+    let classes: Vec<String> = std::fs::read_dir(SYSFS)
+        .ok()?
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("class")).ok())
+        .collect();
+    Some(count_pci_classes(classes.iter().map(String::as_str), SYSFS))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pci_classes_count_gpus_and_accelerators() {
+        // this machine: host bridge, virtio devices; an H200 host adds a 3D controller
+        let none = super::count_pci_classes(["0x060000", "0xffff00", "0x018000", "0x020000"], "sysfs");
+        assert_eq!((none.gpus, none.accelerators), (0, 0));
+        let h200 = super::count_pci_classes(["0x030200\n", "0x030000", "0x120000", "junk"], "sysfs");
+        assert_eq!((h200.gpus, h200.accelerators), (2, 1));
+    }
+
     #[test]
     fn os_release_pretty_name() {
         let text = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n";

@@ -44,6 +44,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Print this machine's GPUs and browser builds as discovery finds them (versions read
+    /// from the binaries and drivers), as JSON, without starting any browser.
+    Discover {
+        /// Agent config whose `browsers:` are listed too.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Connect to a coordinator and run the cells it offers until stopped. SIGTERM or Ctrl-C:
     /// finish the running cell, report, disconnect. A second signal: abandon it and exit.
     Run {
@@ -94,6 +101,15 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Discover { config } => {
+            let raw = read_config(config.as_ref())?;
+            let machine = quantgrid_agent::discovery::machine(
+                raw.browsers.iter().map(|b| b.candidate()).collect(),
+                raw.discover.unwrap_or(true),
+            );
+            println!("{}", serde_json::to_string_pretty(&machine)?);
+            Ok(())
+        }
         Command::Probe { config } => {
             reap_orphans();
             let raw = read_config(config.as_ref())?;
@@ -223,6 +239,7 @@ fn main() -> Result<()> {
                         gpu_vendors,
                         labels: label_map,
                         slots,
+                        simulated: false,
                     };
                     Arc::new(quantgrid_agent::browser_executor::BrowserExecutor::new(
                         probed, caps, !headed,

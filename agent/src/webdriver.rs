@@ -197,6 +197,8 @@ impl Launch {
                 "--disable-sync",
                 "--disable-dev-shm-usage",
                 "--enable-unsafe-webgpu",
+                // GPU timestamps at full resolution: without it Chrome rounds them to 100 µs
+                "--enable-webgpu-developer-features",
                 "--enable-features=WebMachineLearningNeuralNetwork",
             ]
             .iter()
@@ -428,6 +430,7 @@ mod tests {
         let f = l.flags(Path::new("/tmp/p"));
         for flag in [
             "--enable-unsafe-webgpu",
+            "--enable-webgpu-developer-features",
             "--headless",
             "--user-data-dir=/tmp/p",
             "--disable-background-networking",

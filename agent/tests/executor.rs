@@ -27,6 +27,7 @@ async fn chromium_executor() -> BrowserExecutor {
         gpu_vendors: vec![],
         labels: Default::default(),
         slots: 1,
+        simulated: false,
     };
     BrowserExecutor::new(vec![probed], caps, true)
 }

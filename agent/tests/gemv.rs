@@ -2,7 +2,7 @@
 //! every bit width and both schemes must match the dequantized reference computed in Rust, and
 //! a lost device is replaced by a new one.
 
-use quantgrid_agent::gemv::{kernel_tolerance, run_layer};
+use quantgrid_agent::gemv::run_layer;
 use quantgrid_agent::server;
 use quantgrid_agent::webdriver::{Driver, Launch, Session};
 use quantgrid_matrix::Browser;
@@ -54,15 +54,18 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
     // batch 1 takes the GEMV kernel, m = 19 the tiled GEMM with ragged tiles; k = 80 leaves a
     // ragged last group and a ragged last k-tile; n = 40 a ragged last column tile
     let (warmup, repetitions) = (1, 3);
-    for m in [1, 19] {
+    // and BERT's ffn.down at batch 1 (k = 3072), where an absolute tolerance would hide a
+    // wrong kernel
+    for (m, k, n) in [(1, 80, 40), (19, 80, 40), (1, 3072, 48)] {
         let layer = Layer {
             name: "ffn.up".into(),
             role: Role::Ffn,
             m,
-            k: 80,
-            n: 40,
+            k,
+            n,
         };
         let mut accuracy = Vec::new();
+        let mut worst = 0f64;
         for bits in [Bits::B2, Bits::B3, Bits::B4, Bits::B8, Bits::B16] {
             for scheme in [Scheme::Symmetric, Scheme::Asymmetric] {
                 let case = layer_case(
@@ -78,21 +81,19 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
                     .await
                     .unwrap_or_else(|e| panic!("m = {m}, {bits}-bit {scheme}: {e}"));
                 assert!(
-                    run.kernel.max_abs_err <= kernel_tolerance(layer.k),
-                    "{bits}-bit {scheme}: kernel off by {} (tolerance {})",
+                    run.kernel.passed(),
+                    "m = {m}, k = {k}, {bits}-bit {scheme}: kernel off by {} = {:.3}× its bound",
                     run.kernel.max_abs_err,
-                    kernel_tolerance(layer.k)
+                    run.kernel.worst_ratio
                 );
+                worst = worst.max(run.kernel.worst_ratio);
                 assert_eq!(run.samples_ms.len(), repetitions as usize);
                 assert!(run.samples_ms.iter().all(|t| *t >= 0.0));
-                // Firefox notices finished GPU work by polling (~100 ms): its samples come
-                // from GPU timestamps; Chromium's from the page's clock
-                let timer = if browser == Browser::Firefox {
-                    "timestamp-query"
-                } else {
-                    "performance.now"
-                };
-                assert_eq!(run.timer, timer, "{run:?}");
+                // both clocks: the page's (compared) and GPU timestamps (shown beside it),
+                // since both builds' adapters have timestamp-query
+                assert_eq!(run.timer, "performance.now", "{run:?}");
+                assert_eq!(run.gpu_samples_ms.len(), repetitions as usize, "{run:?}");
+                assert!(run.gpu_samples_ms.iter().all(|t| t.is_finite() && *t >= 0.0), "{run:?}");
                 // the page allocated exactly the packed bytes (buffers are at least 4 bytes)
                 let b = case.quantized.bytes();
                 assert_eq!(
@@ -108,6 +109,8 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
             accuracy.windows(2).all(|w| w[0] > w[1]),
             "accuracy should improve with bits: {accuracy:?}"
         );
+        // docs/BENCHMARKS.md quotes these: how much of the bound correct kernels use
+        eprintln!("{browser} m = {m} k = {k}: worst kernel error {worst:.4} of the bound");
     }
     assert!(blobs.is_empty(), "every tensor is unserved after its layer");
     // a lost device is replaced: the next layer runs on a new one
@@ -132,7 +135,7 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
     let again = run_layer(&session, &blobs, &layer, &case, 0, 1, true)
         .await
         .expect("a new device");
-    assert!(again.kernel.max_abs_err <= kernel_tolerance(layer.k));
+    assert!(again.kernel.passed(), "{again:?}");
     let _ = session.close().await;
     stop.cancel();
     serving.await.expect("join").expect("serve");

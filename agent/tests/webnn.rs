@@ -20,6 +20,7 @@ fn executor(probed: Vec<Probed>) -> BrowserExecutor {
         gpu_vendors: vec![],
         labels: Default::default(),
         slots: 1,
+        simulated: false,
     };
     BrowserExecutor::new(probed, caps, true)
 }
@@ -74,6 +75,13 @@ async fn chromium_153_runs_8_bit_and_experimental_int4_and_refuses_2_and_3_bits(
         match (p.requested, p.experimental) {
             (Bits::B2 | Bits::B3, true) => {
                 assert_eq!(r.status, Status::Unsupported, "{}: {r:?}", cell.label());
+                // the refusal names the build that gave it, with the probe's evidence
+                let env = r.environment.as_ref().expect("an unsupported answer has its environment");
+                assert!(env.browser_version.starts_with("153."), "{env:?}");
+                assert!(
+                    env.webnn_info.as_deref().is_some_and(|i| i.contains("opSupportLimits")),
+                    "{env:?}"
+                );
                 let text = r.error_text.unwrap_or_default();
                 assert!(
                     text.contains("opSupportLimits") && text.contains("int4"),
@@ -90,7 +98,11 @@ async fn chromium_153_runs_8_bit_and_experimental_int4_and_refuses_2_and_3_bits(
                 assert_eq!(r.effective_bits, want, "{}", cell.label());
                 let m = r.measurement.expect("measured");
                 assert_eq!(m.samples_ms.len(), 3);
-                assert!(m.kernel_max_abs_err <= 1e-2, "{m:?}");
+                assert!(m.kernel_err_ratio <= 1.0, "{m:?}");
+                assert_eq!(
+                    m.kernel_bound_c,
+                    quantgrid_matrix::reference::KERNEL_BOUND_C
+                );
                 // the codes of every matrix of the block: a byte each at 8 bits, half at 4,
                 // plus float32 scales and zero points per group
                 let target = cell.resolve().expect("model");
@@ -102,8 +114,12 @@ async fn chromium_153_runs_8_bit_and_experimental_int4_and_refuses_2_and_3_bits(
                     "{m:?}"
                 );
                 let env = r.environment.expect("environment");
-                assert!(env.webnn_device_type.is_some());
-                assert_eq!(env.browser_version, "153.0.8010.0");
+                // asked for a GPU context; this machine has no GPU, which is the evidence
+                let d = env.webnn.clone().expect("the WebNN context is recorded");
+                assert_eq!(d.requested, "deviceType=gpu", "{d:?}");
+                assert_eq!(d.ran_on, quantgrid_matrix::RanOn::Cpu, "{d:?}");
+                assert!(d.evidence.contains("no GPU"), "{d:?}");
+                assert!(env.browser_version.starts_with("153."), "{env:?}");
             }
         }
     }
@@ -118,6 +134,9 @@ async fn chromium_156_answers_webnn_with_its_own_not_supported_error() {
         .expect("an 8-bit cell");
     let r = run(&exec, &cell).await;
     assert_eq!(r.status, Status::Unsupported, "{r:?}");
+    let env = r.environment.as_ref().expect("the refusing build is named");
+    assert!(env.browser_version.starts_with("156."), "{env:?}");
+    assert!(!env.browser_flags.is_empty(), "{env:?}");
     let text = r.error_text.unwrap_or_default();
     assert!(
         text.starts_with("NotSupportedError") && text.contains("WebNN is not supported"),

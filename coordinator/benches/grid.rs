@@ -106,6 +106,7 @@ fn caps(browsers: &[Browser]) -> Capabilities {
         gpu_vendors: vec![],
         labels: Default::default(),
         slots: 1,
+        simulated: false,
     }
 }
 

@@ -50,6 +50,9 @@ fn result(cells: &[Cell], envs: &[Environment], i: usize) -> Record {
                 kernel_ms: 0.0,
                 timer: "performance.now".into(),
                 weights_sha256: None,
+                gpu_samples_ms: Vec::new(),
+                kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
+                kernel_err_ratio: 0.01,
             }),
             environment: Some(envs[i % envs.len()].clone()),
             simulated: false,
@@ -78,6 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "all-families.yaml",
         &yaml,
         None,
+        false,
     )])?;
     let records: Vec<Record> = (0..UNBATCHED).map(|i| result(&cells, &envs, i)).collect();
     let t = Instant::now();
@@ -97,6 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "all-families.yaml",
         &yaml,
         None,
+        false,
     )])?;
     let (writer, handle) = StoreWriter::spawn(store);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -72,6 +72,8 @@ pub enum Command {
     Run(RunArgs),
     /// Print the JSON schema of matrix specs (`configs/spec.schema.json`).
     Schema,
+    /// Migrate a results database to this quantgrid's schema (stop its coordinator first).
+    Migrate,
     /// Run the coordinator: agents and admin commands connect to it.
     Serve(ServeArgs),
     /// Manage agent and admin tokens (only hashes are stored; stop the coordinator first).
@@ -90,6 +92,10 @@ pub enum Command {
         /// Resubmitting with the same id returns the first sweep instead of a new one.
         #[arg(long)]
         request_id: Option<String>,
+        /// A load test: only simulated agents (`quantgrid-agent run --executor simulated`)
+        /// take its cells, and its results never count as passes.
+        #[arg(long)]
+        simulated: bool,
         #[command(flatten)]
         remote: Remote,
     },

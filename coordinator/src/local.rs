@@ -123,6 +123,7 @@ async fn sweep(
                 spec_name: job.spec_file.to_string(),
                 only_cells: job.cells.clone(),
                 agent_wait_secs: Some(LOCAL_AGENT_WAIT_SECS),
+                simulated: false,
             })
             .await
             .map_err(|s| anyhow::anyhow!("{}", s.message()))?

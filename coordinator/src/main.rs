@@ -109,8 +109,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config,
             wait,
             request_id,
+            simulated,
             remote,
-        }) => remote::submit(&config, wait, request_id, &remote),
+        }) => remote::submit(&config, wait, request_id, simulated, &remote),
+        Some(Command::Migrate) => {
+            let Some(path) = db_path.as_deref() else {
+                bail!("--db-path is required")
+            };
+            if !path.exists() {
+                bail!("results database {} does not exist", path.display());
+            }
+            let store = Store::open(path)?;
+            eprintln!(
+                "{} is at schema version {}",
+                path.display(),
+                store.schema_version()?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Agents { remote }) => remote::agents(&remote),
         Some(Command::Cancel { sweep, remote }) => remote::cancel(&sweep, &remote),
         Some(Command::Drain {
@@ -159,7 +175,10 @@ fn token(db_path: Option<&Path>, action: TokenAction) -> Result<ExitCode> {
             }
         }
         TokenAction::Revoke { name } => {
-            let mut store = open_existing(Some(path))?;
+            if !path.exists() {
+                bail!("results database {} does not exist", path.display());
+            }
+            let mut store = Store::open(path)?;
             if !store.revoke_token(&name)? {
                 bail!("no live token named `{name}`");
             }
@@ -194,7 +213,8 @@ fn validate(configs: &[PathBuf]) -> Result<ExitCode> {
     })
 }
 
-/// Read-only commands must not create an empty database where the user mistyped a path.
+/// Read-only commands must not create an empty database where the user mistyped a path, nor
+/// migrate or lock one: they open it read-only.
 fn open_existing(db_path: Option<&Path>) -> Result<Store> {
     let Some(path) = db_path else {
         bail!("--db-path is required");
@@ -202,7 +222,7 @@ fn open_existing(db_path: Option<&Path>) -> Result<Store> {
     if !path.exists() {
         bail!("results database {} does not exist", path.display());
     }
-    Ok(Store::open(path)?)
+    Ok(Store::open_read_only(path)?)
 }
 
 /// Writes next to `path` and renames, so a failure never leaves a half-written file behind.
@@ -330,6 +350,7 @@ fn run_sweep(args: &RunArgs, db_path: PathBuf, output: Option<PathBuf>) -> Resul
             cells.into_iter().map(|c| c.id.0).collect(),
             true,
             None,
+            false,
             &remote,
         );
     }

@@ -153,6 +153,7 @@ pub fn submit(
     config: &Path,
     wait: bool,
     request_id: Option<String>,
+    simulated: bool,
     remote: &Remote,
 ) -> Result<ExitCode> {
     let yaml = std::fs::read_to_string(config)
@@ -165,6 +166,7 @@ pub fn submit(
         Vec::new(),
         wait,
         request_id,
+        simulated,
         remote,
     )
 }
@@ -177,6 +179,7 @@ pub fn submit_yaml(
     only_cells: Vec<String>,
     wait: bool,
     request_id: Option<String>,
+    simulated: bool,
     remote: &Remote,
 ) -> Result<ExitCode> {
     runtime()?.block_on(async {
@@ -188,6 +191,7 @@ pub fn submit_yaml(
                 spec_name: name.to_string(),
                 only_cells,
                 agent_wait_secs: None,
+                simulated,
             })
             .await
             .map_err(status_error)?
@@ -226,8 +230,10 @@ pub async fn follow(client: &mut Admin, sweep_id: &str, cells: u32) -> Result<pb
         bar.set_length(u64::from(p.total));
         bar.set_position(u64::from(p.done));
         bar.set_message(format!(
-            "{} passed, {} unsupported",
-            p.passed, p.unsupported
+            "{} passed, {} unsupported{}",
+            p.passed,
+            p.unsupported,
+            simulated_note(&p)
         ));
         let finished = p.finished;
         last = Some(p);
@@ -240,10 +246,23 @@ pub async fn follow(client: &mut Admin, sweep_id: &str, cells: u32) -> Result<pb
         bail!("the coordinator ended the watch before sweep {sweep_id} finished");
     };
     eprintln!(
-        "sweep {} {}: {}/{} cells passed, {} unsupported",
-        p.sweep_id, p.state, p.passed, p.total, p.unsupported
+        "sweep {} {}: {}/{} cells passed, {} unsupported{}",
+        p.sweep_id,
+        p.state,
+        p.passed,
+        p.total,
+        p.unsupported,
+        simulated_note(&p)
     );
     Ok(p)
+}
+
+fn simulated_note(p: &pb::SweepProgress) -> String {
+    if p.simulated == 0 {
+        String::new()
+    } else {
+        format!(", {} simulated (a load test: never passes)", p.simulated)
+    }
 }
 
 /// Every cell of a finished sweep passed or was answered `unsupported` (the browser's own

@@ -20,6 +20,7 @@ pub fn sweep_record(
     spec_file: &str,
     spec_yaml: &str,
     client_request_id: Option<String>,
+    simulated: bool,
 ) -> Record {
     Record::Sweep(
         Box::new(SweepRecord {
@@ -32,6 +33,7 @@ pub fn sweep_record(
             accuracy_tolerance: spec.accuracy_tolerance,
             run: spec.run,
             created_at_us: now_micros(),
+            simulated,
         }),
         cells,
     )

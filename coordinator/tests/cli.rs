@@ -126,6 +126,9 @@ fn stored_result(store_path: &Path) {
                     kernel_ms: 0.0,
                     timer: "performance.now".into(),
                     weights_sha256: None,
+                    gpu_samples_ms: Vec::new(),
+                    kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
+                    kernel_err_ratio: 0.01,
                 }),
                 environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
                 simulated: false,
@@ -250,6 +253,7 @@ fn record_smoke_sweep(db: &Path) {
             "smoke.yaml",
             &yaml,
             None,
+            false,
         )])
         .expect("write");
 }

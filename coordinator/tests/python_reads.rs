@@ -20,7 +20,7 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
         let mut store = Store::open(&path).expect("open");
         store
             .write(&[
-                sweep_record("sw-py", &spec, cells.clone(), "py.yaml", yaml, None),
+                sweep_record("sw-py", &spec, cells.clone(), "py.yaml", yaml, None, false),
                 Record::Result(ResultRecord {
                     attempt_id: "at-1".into(),
                     sweep_id: "sw-py".into(),
@@ -41,6 +41,9 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
                             kernel_ms: 0.0,
                             timer: "performance.now".into(),
                             weights_sha256: None,
+                            gpu_samples_ms: Vec::new(),
+                            kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
+                            kernel_err_ratio: 0.01,
                         }),
                         environment: None,
                         simulated: false,

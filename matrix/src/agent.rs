@@ -50,6 +50,10 @@ pub struct Capabilities {
     pub labels: BTreeMap<String, String>,
     /// Cells run at once; a GPU is exclusive, so 1 unless the machine has more.
     pub slots: u32,
+    /// A load-test agent: it sleeps instead of measuring, so it takes only cells of sweeps
+    /// submitted as load tests, and real agents never take those.
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 impl Capabilities {
@@ -115,6 +119,7 @@ mod tests {
             gpu_vendors: vec![GpuVendor::Software],
             labels: [("pool".to_string(), "lab".to_string())].into(),
             slots: 1,
+            simulated: false,
         }
     }
 

@@ -28,7 +28,7 @@ pub fn chromium_environment() -> Environment {
         os_version: "debian 12".into(),
         arch: "x86_64".into(),
         adapter: Some(swiftshader()),
-        webnn_device_type: None,
+        webnn: None,
         webnn_info: None,
     }
 }

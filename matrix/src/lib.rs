@@ -16,6 +16,6 @@ pub mod workload;
 pub use cell::{Browser, Cell, CellId, Platform, Precision};
 pub use family::{Family, Modality, Model, Resolved};
 pub use quant::{Bits, Scheme};
-pub use result::{AdapterInfo, CellResult, Environment, Measurement, Status};
+pub use result::{AdapterInfo, CellResult, Environment, Measurement, RanOn, Status, WebnnDevice};
 pub use spec::{MatrixSpec, SpecError};
 pub use workload::{Layer, Role, Workload, WorkloadSize};

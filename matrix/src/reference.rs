@@ -44,20 +44,104 @@ pub fn input(seed: u64, layer: &Layer) -> Vec<f32> {
 
 /// `y = x · wᵀ` for `x: m × k`, `w: n × k`, accumulated in f64.
 pub fn matmul(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    matmul_with_magnitude(x, w, m, k, n).0
+}
+
+/// `y = x · wᵀ` and, per output, `Σ_i |x_i · w_ij|`: the magnitude a floating-point error
+/// bound of that dot product scales with. Both accumulated in f64.
+pub fn matmul_with_magnitude(
+    x: &[f32],
+    w: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> (Vec<f32>, Vec<f64>) {
     let mut y = vec![0f32; m * n];
+    let mut mag = vec![0f64; m * n];
     for i in 0..m {
         let xi = &x[i * k..(i + 1) * k];
         for j in 0..n {
             let wj = &w[j * k..(j + 1) * k];
-            let acc: f64 = xi
-                .iter()
-                .zip(wj)
-                .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                .sum();
+            let (mut acc, mut abs) = (0f64, 0f64);
+            for (a, b) in xi.iter().zip(wj) {
+                let t = f64::from(*a) * f64::from(*b);
+                acc += t;
+                abs += t.abs();
+            }
             y[i * n + j] = acc as f32;
+            mag[i * n + j] = abs;
         }
     }
-    y
+    (y, mag)
+}
+
+/// The constant `c` of the kernel check's error bound. The worst-case bound of a `k`-term
+/// f32 dot product is `γ_k · Σ|x_i·w_i|` with `γ_k ≈ k·2⁻²⁴` (c = 1): it is reached only when
+/// every rounding goes the same way, and at k = 11008 it is ~5% of an output's size, too loose
+/// to see a kernel that is 1% wrong. Rounding errors of a correct kernel add up like a random
+/// walk, far below it (docs/BENCHMARKS.md has the measured fractions); `c = 1/16` keeps a
+/// wide margin for them and still fails a 1%-wrong kernel at every shape the registry has.
+pub const KERNEL_BOUND_C: f64 = 1.0 / 16.0;
+
+/// Units of 2⁻²⁴ allowed on top of `c·k` for the reference's own rounding to f32 and the
+/// output's.
+const REFERENCE_ROUNDING: f64 = 2.0;
+
+/// Largest |y_j − ref_j| a correct kernel may show for an output whose terms have magnitude
+/// `magnitude` (`Σ_i |x_i · w_ij|`): `(c·k + 2) · 2⁻²⁴ · magnitude`.
+pub fn kernel_bound(c: f64, k: u32, magnitude: f64) -> f64 {
+    (c * f64::from(k.max(1)) + REFERENCE_ROUNDING) * f64::from(f32::EPSILON) / 2.0 * magnitude
+}
+
+/// A kernel's output against the dequantized reference, output by output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KernelCheck {
+    pub max_abs_err: f64,
+    /// The bound's constant `c`.
+    pub bound_c: f64,
+    /// max_j |y_j − ref_j| / bound_j: a correct kernel stays at or below 1. Infinite for a
+    /// non-finite output.
+    pub worst_ratio: f64,
+}
+
+impl KernelCheck {
+    pub fn passed(&self) -> bool {
+        self.worst_ratio <= 1.0
+    }
+}
+
+/// Checks `got` against `want` output by output with [`kernel_bound`]; `None` on a size
+/// mismatch.
+pub fn check_kernel(got: &[f32], want: &[f32], magnitude: &[f64], k: u32) -> Option<KernelCheck> {
+    if got.len() != want.len() || want.len() != magnitude.len() || want.is_empty() {
+        return None;
+    }
+    let (mut max_abs, mut worst) = (0f64, 0f64);
+    for ((g, w), mag) in got.iter().zip(want).zip(magnitude) {
+        let d = (f64::from(*g) - f64::from(*w)).abs();
+        if !d.is_finite() {
+            return Some(KernelCheck {
+                max_abs_err: f64::INFINITY,
+                bound_c: KERNEL_BOUND_C,
+                worst_ratio: f64::INFINITY,
+            });
+        }
+        max_abs = max_abs.max(d);
+        let bound = kernel_bound(KERNEL_BOUND_C, k, *mag);
+        let ratio = if d == 0.0 {
+            0.0
+        } else if bound > 0.0 {
+            d / bound
+        } else {
+            f64::INFINITY
+        };
+        worst = worst.max(ratio);
+    }
+    Some(KernelCheck {
+        max_abs_err: max_abs,
+        bound_c: KERNEL_BOUND_C,
+        worst_ratio: worst,
+    })
 }
 
 /// Everything needed to run and check one layer of a cell.
@@ -69,6 +153,10 @@ pub struct LayerCase {
     pub fp32_output: Vec<f32>,
     /// Output with the dequantized weights: a correct kernel matches this closely.
     pub dequantized_output: Vec<f32>,
+    /// Per output, `Σ_i |x_i · dequantized w_ij|`: what its error bound scales with.
+    pub dequantized_magnitude: Vec<f64>,
+    /// The same with the fp32 weights, for the unquantized baseline kernel.
+    pub fp32_magnitude: Vec<f64>,
 }
 
 pub fn layer_case(seed: u64, layer: &Layer, params: QuantParams) -> LayerCase {
@@ -80,13 +168,16 @@ pub fn layer_case_with(w: Vec<f32>, seed: u64, layer: &Layer, params: QuantParam
     let x = input(seed, layer);
     let (m, k, n) = (layer.m as usize, layer.k as usize, layer.n as usize);
     let quantized = quantize(&w, layer.n, layer.k, params);
-    let fp32_output = matmul(&x, &w, m, k, n);
-    let dequantized_output = matmul(&x, &quantized.dequantize(), m, k, n);
+    let (fp32_output, fp32_magnitude) = matmul_with_magnitude(&x, &w, m, k, n);
+    let (dequantized_output, dequantized_magnitude) =
+        matmul_with_magnitude(&x, &quantized.dequantize(), m, k, n);
     LayerCase {
         input: x,
         quantized,
         fp32_output,
         dequantized_output,
+        dequantized_magnitude,
+        fp32_magnitude,
     }
 }
 
@@ -185,6 +276,94 @@ mod tests {
             assert_eq!((exact.max_abs_err, exact.rel_err), (0.0, 0.0));
         }
         assert!(last < 1e-3, "fp16 should cost almost nothing: {last}");
+    }
+
+    /// A kernel's output computed the way a GPU thread would: f32 products summed one after
+    /// another in f32 (the order with the largest rounding error), over weights `w`.
+    fn f32_kernel(x: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|j| {
+                x.iter()
+                    .zip(&w[j * k..(j + 1) * k])
+                    .fold(0f32, |acc, (a, b)| acc + a * b)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_kernel_bound_passes_a_correct_kernel_and_fails_four_planted_mistakes() {
+        use half::f16;
+        for k in [768u32, 11008] {
+            let l = Layer {
+                name: format!("llama.ffn.down.{k}"),
+                role: Role::Ffn,
+                m: 1,
+                k,
+                n: 48,
+            };
+            let params = QuantParams {
+                bits: Bits::B4,
+                scheme: Scheme::Symmetric,
+                group_size: 32,
+            };
+            let c = layer_case(3, &l, params);
+            let (k, n) = (k as usize, l.n as usize);
+            let dq = c.quantized.dequantize();
+            let check = |y: &[f32]| {
+                check_kernel(y, &c.dequantized_output, &c.dequantized_magnitude, l.k)
+                    .expect("same shape")
+            };
+            let good = check(&f32_kernel(&c.input, &dq, k, n));
+            assert!(good.passed(), "k={k}: a correct kernel fails: {good:?}");
+            // measured: a correct sequential f32 kernel uses well under a tenth of the bound
+            assert!(good.worst_ratio < 0.1, "k={k}: {good:?}");
+            let one_percent: Vec<f32> = f32_kernel(&c.input, &dq, k, n)
+                .iter()
+                .map(|y| y * 1.01)
+                .collect();
+            let fp16_acc: Vec<f32> = (0..n)
+                .map(|j| {
+                    c.input
+                        .iter()
+                        .zip(&dq[j * k..(j + 1) * k])
+                        .fold(f16::ZERO, |acc, (a, b)| acc + f16::from_f32(a * b))
+                        .to_f32()
+                })
+                .collect();
+            // the scales of each pair of groups read from the wrong half of their word
+            let gpr = k.div_ceil(32);
+            let mut swapped = c.quantized.clone();
+            for pair in swapped.scales.chunks_mut(2) {
+                pair.reverse();
+            }
+            let swapped = swapped.dequantize();
+            // (code − (zero + 1)) · scale = dequantized − scale
+            let zero_off: Vec<f32> = dq
+                .iter()
+                .enumerate()
+                .map(|(i, w)| w - c.quantized.scales[(i / k) * gpr + (i % k) / 32].to_f32())
+                .collect();
+            for (name, y) in [
+                ("1% off", one_percent),
+                ("fp16 accumulation", fp16_acc),
+                ("swapped fp16 scales", f32_kernel(&c.input, &swapped, k, n)),
+                ("zero point off by one", f32_kernel(&c.input, &zero_off, k, n)),
+            ] {
+                let r = check(&y);
+                assert!(!r.passed(), "k={k}: {name} passes the kernel check: {r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_bound_is_stated_in_units_of_the_f32_epsilon() {
+        // (c·k + 2) · 2⁻²⁴ · Σ|x·w|
+        let b = kernel_bound(KERNEL_BOUND_C, 1024, 1.0);
+        assert!((b - 66.0 * 2f64.powi(-24)).abs() < 1e-18, "{b}");
+        let c = check_kernel(&[1.0, f32::NAN], &[1.0, 1.0], &[1.0, 1.0], 4).expect("shape");
+        assert!(!c.passed() && c.worst_ratio.is_infinite());
+        let exact = check_kernel(&[0.0], &[0.0], &[0.0], 4).expect("shape");
+        assert!(exact.passed());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::cell::{Browser, Cell, Platform};
 use crate::family::{self, Modality};
 use crate::quant::{Bits, Scheme};
-use crate::result::{Environment, Status};
+use crate::result::{Environment, RanOn, Status};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -26,6 +26,61 @@ pub struct Outcome {
     /// What timed the samples (`performance.now` or `timestamp-query`); `None` before it was
     /// recorded.
     pub timer: Option<String>,
+    /// Median of the GPU-timestamp samples, where the adapter had `timestamp-query`.
+    pub gpu_p50_ms: Option<f64>,
+    /// Bytes the page allocated for weights.
+    pub weight_bytes: Option<u64>,
+}
+
+impl Outcome {
+    /// The median on the page's clock (`performance.now` around awaited runs): the one clock
+    /// every browser and platform has, so the only one times are compared on. Results stored
+    /// before v4 whose samples were GPU timestamps have none.
+    pub fn page_p50_ms(&self) -> Option<f64> {
+        match self.timer.as_deref() {
+            None | Some("performance.now") => self.p50_ms,
+            Some(_) => None,
+        }
+    }
+}
+
+/// What a result ran on, for comparisons: times are ranked only within one class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    /// A hardware GPU (WebGPU), or a WebNN context with evidence of acceleration.
+    Hardware,
+    /// The CPU: a software WebGPU adapter (SwiftShader, lavapipe) or WebNN on the CPU.
+    Cpu,
+    /// No evidence either way.
+    Unknown,
+}
+
+impl Class {
+    fn of(platform: Platform, o: &Outcome) -> Class {
+        let Some(env) = &o.environment else {
+            return Class::Unknown;
+        };
+        match platform {
+            Platform::Webgpu => match &env.adapter {
+                Some(a) if a.is_software() => Class::Cpu,
+                Some(_) => Class::Hardware,
+                None => Class::Unknown,
+            },
+            Platform::Webnn => match env.webnn.as_ref().map(|d| d.ran_on) {
+                Some(RanOn::Cpu) => Class::Cpu,
+                Some(RanOn::Gpu | RanOn::Npu | RanOn::Accelerated) => Class::Hardware,
+                Some(RanOn::Unknown) | None => Class::Unknown,
+            },
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Class::Hardware => "hardware GPU/NPU",
+            Class::Cpu => "CPU: software adapters and WebNN on the CPU",
+            Class::Unknown => "device unknown",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +188,13 @@ fn show(cell: &Cell, o: Option<&Outcome>, tolerance: f64, notes: &mut Notes) -> 
     };
     let text = match o.status {
         Status::Pass => {
-            let time = o.p50_ms.map(ms).unwrap_or_else(|| "no samples".into());
+            let mut time = o.p50_ms.map(ms).unwrap_or_else(|| "no samples".into());
+            if o.page_p50_ms().is_none() && o.p50_ms.is_some() {
+                // stored before v4: these samples are GPU timestamps
+                time = format!("GPU {time}");
+            } else if let Some(gpu) = o.gpu_p50_ms {
+                let _ = write!(time, " (GPU {})", ms(gpu));
+            }
             let err = o
                 .accuracy_rel_err
                 .map(|e| format!(" · err {}", pct(e)))
@@ -162,17 +223,26 @@ fn show(cell: &Cell, o: Option<&Outcome>, tolerance: f64, notes: &mut Notes) -> 
     format!("{text}{sim}")
 }
 
-/// The best passing, accurate configuration: lowest time, then fewest bits.
-fn recommended<'e>(entries: &[&'e Entry], tolerance: f64) -> Option<(&'e Entry, f64)> {
-    entries
+/// The best passing, accurate configuration: the lowest page-clock median, compared only
+/// within one class of device (hardware first, then the CPU; an unknown device only when
+/// nothing else ran), then the fewest weight bytes, then the fewest bits.
+fn recommended<'e>(entries: &[&'e Entry], tolerance: f64) -> Option<(&'e Entry, f64, Class)> {
+    let candidates: Vec<(&'e Entry, f64, Class)> = entries
         .iter()
         .filter_map(|e| {
             let o = e.outcome.as_ref()?;
             (o.status == Status::Pass && accurate(o, tolerance)).then_some(())?;
-            Some((*e, o.p50_ms?))
+            Some((*e, o.page_p50_ms()?, Class::of(e.cell.platform, o)))
         })
+        .collect();
+    let class = candidates.iter().map(|c| c.2).min()?;
+    candidates
+        .into_iter()
+        .filter(|c| c.2 == class)
         .min_by(|a, b| {
+            let bytes = |e: &Entry| e.outcome.as_ref().and_then(|o| o.weight_bytes);
             a.1.total_cmp(&b.1)
+                .then(bytes(a.0).cmp(&bytes(b.0)))
                 .then(
                     a.0.cell
                         .precision
@@ -209,10 +279,11 @@ fn summary(entries: &[&Entry], platform: Platform, tolerance: f64, notes: &mut N
                 .cmp(&acc(b))
                 .then(a.cell.precision.effective.cmp(&b.cell.precision.effective))
                 .then_with(|| {
+                    // one clock: the page's (GPU timestamps are another measurement)
                     let t = |e: &Entry| {
                         e.outcome
                             .as_ref()
-                            .and_then(|o| o.p50_ms)
+                            .and_then(Outcome::page_p50_ms)
                             .unwrap_or(f64::MAX)
                     };
                     t(a).total_cmp(&t(b))
@@ -316,15 +387,20 @@ pub fn render(report: &Report<'_>) -> String {
             let webnn = summary(es, Platform::Webnn, tol, &mut notes);
             let webgpu = summary(es, Platform::Webgpu, tol, &mut notes);
             let rec = match recommended(es, tol) {
-                Some((e, t)) => format!(
-                    "{} · {} · {}-bit {} ({})",
+                Some((e, t, class)) => format!(
+                    "{} · {} · {}-bit {} ({}, {})",
                     e.cell.platform.title(),
                     e.cell.browser,
                     e.outcome
                         .as_ref()
                         .map_or(e.cell.precision.effective, |o| o.effective_bits),
                     variant(&e.cell),
-                    ms(t)
+                    ms(t),
+                    match class {
+                        Class::Hardware => "hardware",
+                        Class::Cpu => "CPU",
+                        Class::Unknown => "device unknown",
+                    }
                 )
                 .replace("  ", " "),
                 None => "— no accurate pass yet".into(),
@@ -353,35 +429,50 @@ pub fn render(report: &Report<'_>) -> String {
         }
         let _ = writeln!(out);
     }
-    timing(&mut out, &entries);
+    timing(&mut out, &entries, tol);
     environments(&mut out, &entries);
     out
 }
 
-/// Says which browsers' times are GPU timestamps: they are not the same measurement as the
-/// page's clock, and a reader comparing browsers must know.
-fn timing(out: &mut String, entries: &[Entry]) {
-    let gpu: BTreeSet<String> = entries
-        .iter()
-        .filter_map(|e| e.outcome.as_ref())
-        .filter(|o| o.timer.as_deref() == Some("timestamp-query"))
-        .filter_map(|o| o.environment.as_ref().map(|e| e.label()))
-        .collect();
-    if gpu.is_empty() {
+/// Says what each clock is and how the matrix compares times: one clock (the page's), one
+/// class of device at a time, and under which accuracy condition.
+fn timing(out: &mut String, entries: &[Entry], tolerance: f64) {
+    let outcomes = || entries.iter().filter_map(|e| e.outcome.as_ref());
+    if outcomes().all(|o| o.p50_ms.is_none()) {
         return;
+    }
+    let labels = |keep: &dyn Fn(&Outcome) -> bool| {
+        let set: BTreeSet<String> = outcomes()
+            .filter(|o| keep(o))
+            .filter_map(|o| o.environment.as_ref().map(|e| escape(&e.label())))
+            .collect();
+        set.into_iter().collect::<Vec<_>>().join(", ")
+    };
+    let _ = writeln!(out, "## Timing\n");
+    let _ = writeln!(
+        out,
+        "Times are medians on the page's clock (`performance.now` around runs the page awaited, submission included): every browser and platform has it, so it is the only clock times are compared on."
+    );
+    let gpu = labels(&|o| o.gpu_p50_ms.is_some());
+    if !gpu.is_empty() {
+        let _ = writeln!(
+            out,
+            "`(GPU …)` is the median of GPU timestamps around each run's pass (`timestamp-query`), recorded beside the page clock by {gpu}; it is shown, never compared with page-clock times."
+        );
+    }
+    let old = labels(&|o| o.p50_ms.is_some() && o.page_p50_ms().is_none());
+    if !old.is_empty() {
+        let _ = writeln!(
+            out,
+            "`GPU …` alone marks results stored before both clocks were recorded, whose samples are GPU timestamps only ({old}): they are never compared."
+        );
     }
     let _ = writeln!(
         out,
-        "## Timing
-"
-    );
-    let _ = writeln!(
-        out,
-        "WebGPU times of {} are GPU timestamps around each run (`timestamp-query`): these builds only notice finished GPU work by polling, so a page clock cannot time one run there. Every other time is the page's clock around runs it awaited, which includes submitting them.\n",
-        gpu.into_iter()
-            .map(|l| escape(&l))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "**Recommended** is, per family, the pass with the lowest page-clock median among those accurate within {} (`err`), then the fewest weight bytes, then the fewest bits; it compares results of one class of device only: {} first, then {}; a result whose device is unknown is ranked only when nothing else ran. The class is shown with it.\n",
+        pct(tolerance),
+        Class::Hardware.title(),
+        Class::Cpu.title(),
     );
 }
 
@@ -456,7 +547,11 @@ fn environments(out: &mut String, entries: &[Entry]) {
             .as_ref()
             .map(|a| escape(&a.label()))
             .unwrap_or_else(|| "none reported".into());
-        let webnn = env.webnn_device_type.as_deref().unwrap_or("none reported");
+        let webnn = env
+            .webnn
+            .as_ref()
+            .map(|d| d.label())
+            .unwrap_or_else(|| "no context".into());
         let flags = if env.browser_flags.is_empty() {
             "—".to_string()
         } else {
@@ -476,7 +571,7 @@ fn environments(out: &mut String, entries: &[Entry]) {
             escape(&env.os_version),
             escape(&env.arch),
             adapter,
-            escape(webnn),
+            escape(&webnn),
             flags
         );
     }
@@ -511,7 +606,17 @@ mod tests {
             os_version: "debian 12".into(),
             arch: "x86_64".into(),
             adapter,
-            webnn_device_type: webnn.map(str::to_string),
+            webnn: webnn.map(|requested| {
+                crate::result::webnn_ran_on(
+                    requested,
+                    None,
+                    Some(&crate::result::HostDevices {
+                        gpus: 0,
+                        accelerators: 0,
+                        source: "/sys/bus/pci/devices".into(),
+                    }),
+                )
+            }),
             webnn_info: None,
         }
     }
@@ -545,13 +650,11 @@ mod tests {
                 Bits::B4 => 0.021,
                 _ => 0.002,
             }),
-            timer: p50.map(|_| {
-                if env.browser == Browser::Firefox && status == Status::Pass {
-                    "timestamp-query".to_string()
-                } else {
-                    "performance.now".to_string()
-                }
-            }),
+            timer: p50.map(|_| "performance.now".to_string()),
+            gpu_p50_ms: p50
+                .filter(|_| env.browser == Browser::Firefox)
+                .map(|t| t / 3.0),
+            weight_bytes: p50.map(|_| u64::from(bits.get()) * 1000),
             environment: Some(env),
             simulated: false,
         }
@@ -581,11 +684,21 @@ mod tests {
             }),
             None,
         );
+        let chromium_webnn = env(
+            Browser::Chromium,
+            "153.0.8010.0",
+            Some(swiftshader()),
+            Some("deviceType=gpu"),
+        );
         s.expand()
             .into_iter()
             .map(|cell| {
                 let b = cell.precision.effective;
-                let e = if cell.browser == Browser::Firefox { firefox.clone() } else { chromium.clone() };
+                let e = match (cell.browser, cell.platform) {
+                    (Browser::Firefox, _) => firefox.clone(),
+                    (_, Platform::Webnn) => chromium_webnn.clone(),
+                    _ => chromium.clone(),
+                };
                 let outcome = match (cell.family.as_str(), cell.platform, cell.browser) {
                     ("whisper", _, Browser::Firefox) => None,
                     (_, Platform::Webnn, Browser::Firefox) => Some(outcome(Status::Unsupported, b, None, Some("WebNN API not found: navigator.ml is undefined"), e)),

@@ -119,10 +119,123 @@ pub struct Environment {
     pub os_version: String,
     pub arch: String,
     pub adapter: Option<AdapterInfo>,
-    /// WebNN `createContext` device type that ran, if WebNN ran.
-    pub webnn_device_type: Option<String>,
+    /// The WebNN context a WebNN cell used: what was asked for and what the evidence says it
+    /// ran on. `None` where no WebNN context was created.
+    pub webnn: Option<WebnnDevice>,
     /// WebNN context facts (e.g. `opSupportLimits()`), as JSON text.
     pub webnn_info: Option<String>,
+}
+
+/// Where a WebNN context runs. A browser may accept `deviceType: "gpu"` and run on the CPU
+/// (Chromium's TFLite backend does), so the request is never taken as the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RanOn {
+    Cpu,
+    Gpu,
+    Npu,
+    /// The browser says the context is accelerated (a GPU or an NPU) without saying which.
+    Accelerated,
+    /// Nothing backs any device.
+    Unknown,
+}
+
+impl RanOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RanOn::Cpu => "cpu",
+            RanOn::Gpu => "gpu",
+            RanOn::Npu => "npu",
+            RanOn::Accelerated => "accelerated",
+            RanOn::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RanOn> {
+        [
+            RanOn::Cpu,
+            RanOn::Gpu,
+            RanOn::Npu,
+            RanOn::Accelerated,
+            RanOn::Unknown,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for RanOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A WebNN context: requested, and ran on according to `evidence`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WebnnDevice {
+    /// What `createContext` was asked for, e.g. `deviceType=gpu`.
+    pub requested: String,
+    pub ran_on: RanOn,
+    /// Why `ran_on` is what it is: the browser's own answer or the host's devices.
+    pub evidence: String,
+}
+
+impl WebnnDevice {
+    /// "requested deviceType=gpu · ran on cpu (the host has no GPU ...)"; never a bare device.
+    pub fn label(&self) -> String {
+        format!(
+            "requested {} · ran on {} ({})",
+            self.requested, self.ran_on, self.evidence
+        )
+    }
+}
+
+/// Display and accelerator devices the host has, as the agent's discovery counted them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostDevices {
+    /// GPUs (PCI display class, or the OS's GPU list).
+    pub gpus: u32,
+    /// NPUs and other processing accelerators (PCI class 0x12).
+    pub accelerators: u32,
+    /// Where the counts come from, e.g. `/sys/bus/pci/devices`.
+    pub source: String,
+}
+
+/// What a WebNN context ran on, from the browser's own answer (`MLContext.accelerated` on
+/// builds that have it) and the host's devices; `unknown` when nothing backs an answer.
+pub fn webnn_ran_on(
+    requested: &str,
+    accelerated: Option<bool>,
+    host: Option<&HostDevices>,
+) -> WebnnDevice {
+    let (ran_on, evidence) = match (accelerated, host) {
+        (Some(false), _) => (RanOn::Cpu, "MLContext.accelerated is false".to_string()),
+        (_, Some(h)) if h.gpus == 0 && h.accelerators == 0 => (
+            RanOn::Cpu,
+            format!("the host has no GPU or NPU: none in {}", h.source),
+        ),
+        (Some(true), _) => (
+            RanOn::Accelerated,
+            "MLContext.accelerated is true".to_string(),
+        ),
+        (None, Some(h)) => (
+            RanOn::Unknown,
+            format!(
+                "the browser does not say where the context runs; the host has {} GPU(s) and {} accelerator(s) ({})",
+                h.gpus, h.accelerators, h.source
+            ),
+        ),
+        (None, None) => (
+            RanOn::Unknown,
+            "the browser does not say where the context runs and the host's devices are unknown"
+                .to_string(),
+        ),
+    };
+    WebnnDevice {
+        requested: requested.to_string(),
+        ran_on,
+        evidence,
+    }
 }
 
 impl Environment {
@@ -162,6 +275,11 @@ pub struct Measurement {
     /// awaited) or `timestamp-query` (GPU timestamps around each run's pass, used where the
     /// browser only notices completion by polling).
     pub timer: String,
+    /// GPU time per run of each sample (`timestamp-query` around each run's pass), in the
+    /// order of `samples_ms`, where the adapter has `timestamp-query`; empty elsewhere (and for
+    /// WebNN). A different clock from `samples_ms`: never compared with it.
+    #[serde(default)]
+    pub gpu_samples_ms: Vec<f64>,
     /// SHA-256 of the cell's safetensors file, as the agent read it; `None` for synthetic
     /// weights.
     #[serde(default)]
@@ -170,6 +288,13 @@ pub struct Measurement {
     pub weight_bytes: u64,
     /// Max |browser − Rust dequantized reference|: checks the kernel itself.
     pub kernel_max_abs_err: f64,
+    /// The constant `c` of the bound the kernel was checked with (see
+    /// [`crate::reference::kernel_bound`]).
+    #[serde(default)]
+    pub kernel_bound_c: f64,
+    /// The worst output's error as a fraction of its bound: at most 1 for a correct kernel.
+    #[serde(default)]
+    pub kernel_err_ratio: f64,
     /// Relative error against the fp32 reference of the unquantized weights: the cost of
     /// quantization.
     pub accuracy_rel_err: f64,
@@ -182,6 +307,84 @@ impl Measurement {
     pub fn p90_ms(&self) -> Option<f64> {
         percentile(&self.samples_ms, 0.9)
     }
+    pub fn gpu_p50_ms(&self) -> Option<f64> {
+        percentile(&self.gpu_samples_ms, 0.5)
+    }
+}
+
+/// Why a report cannot count, in words for the stored `error` result.
+pub fn check_report(result: &CellResult, repetitions: u32) -> Result<(), String> {
+    let ran = matches!(result.status, Status::Pass | Status::Fail);
+    let Some(m) = &result.measurement else {
+        // a simulated result measures nothing; it only ever counts in a load test
+        return if result.status == Status::Pass && !result.simulated {
+            Err("a pass that carries no measurement".into())
+        } else {
+            Ok(())
+        };
+    };
+    let time = |name: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(())
+        } else {
+            Err(format!("{name} is {v}, not a finite non-negative time"))
+        }
+    };
+    time("build_ms", m.build_ms)?;
+    time("first_run_ms", m.first_run_ms)?;
+    time("kernel_ms", m.kernel_ms)?;
+    if ran && m.samples_ms.len() != repetitions as usize {
+        return Err(format!(
+            "{} samples for the offer's {repetitions} repetitions",
+            m.samples_ms.len()
+        ));
+    }
+    for (i, s) in m.samples_ms.iter().enumerate() {
+        time(&format!("sample {i}"), *s)?;
+    }
+    if !m.gpu_samples_ms.is_empty() && m.gpu_samples_ms.len() != m.samples_ms.len() {
+        return Err(format!(
+            "{} GPU samples for {} samples",
+            m.gpu_samples_ms.len(),
+            m.samples_ms.len()
+        ));
+    }
+    for (i, s) in m.gpu_samples_ms.iter().enumerate() {
+        time(&format!("GPU sample {i}"), *s)?;
+    }
+    if m.runs_per_sample == 0 {
+        return Err("runs_per_sample is 0".into());
+    }
+    // a failing kernel may be infinitely wrong (a NaN output); nothing is negative or NaN
+    for (name, v) in [
+        ("kernel_max_abs_err", m.kernel_max_abs_err),
+        ("accuracy_rel_err", m.accuracy_rel_err),
+        ("kernel_err_ratio", m.kernel_err_ratio),
+    ] {
+        let ok = v >= 0.0 && (v.is_finite() || result.status == Status::Fail);
+        if !ok {
+            return Err(format!("{name} is {v}"));
+        }
+    }
+    if ran && m.weight_bytes == 0 {
+        return Err("a run that allocated 0 weight bytes".into());
+    }
+    if result.status == Status::Pass {
+        let c = crate::reference::KERNEL_BOUND_C;
+        if m.kernel_bound_c.is_nan() || m.kernel_bound_c <= 0.0 || m.kernel_bound_c > c {
+            return Err(format!(
+                "a pass checked with bound constant c = {} (this coordinator's c is {c})",
+                m.kernel_bound_c
+            ));
+        }
+        if m.kernel_err_ratio.is_nan() || m.kernel_err_ratio > 1.0 {
+            return Err(format!(
+                "a pass whose kernel error is {:.3}× its bound",
+                m.kernel_err_ratio
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Nearest-rank percentile; `None` without samples.
@@ -250,6 +453,82 @@ mod tests {
             ..nvidia
         };
         assert!(lavapipe.is_software());
+    }
+
+    fn measured(status: Status) -> CellResult {
+        CellResult {
+            cell_id: crate::cell::CellId("c".into()),
+            status,
+            error_text: None,
+            effective_bits: Bits::B4,
+            measurement: Some(Measurement {
+                build_ms: 1.0,
+                first_run_ms: 1.0,
+                warmup: 0,
+                samples_ms: vec![1.0, 2.0, 3.0],
+                runs_per_sample: 1,
+                kernel_ms: 9.0,
+                timer: "performance.now".into(),
+                gpu_samples_ms: vec![0.5, 0.6, 0.7],
+                weights_sha256: None,
+                weight_bytes: 64,
+                kernel_max_abs_err: 1e-6,
+                kernel_bound_c: crate::reference::KERNEL_BOUND_C,
+                kernel_err_ratio: 0.01,
+                accuracy_rel_err: 0.02,
+            }),
+            environment: None,
+            simulated: false,
+        }
+    }
+
+    #[test]
+    fn reports_are_checked_before_they_count() {
+        assert_eq!(check_report(&measured(Status::Pass), 3), Ok(()));
+        let bad = |f: fn(&mut Measurement), status: Status| {
+            let mut r = measured(status);
+            f(r.measurement.as_mut().expect("measured"));
+            check_report(&r, 3).expect_err("invalid")
+        };
+        assert!(bad(|m| m.samples_ms = vec![f64::NAN, -1.0, f64::INFINITY], Status::Pass).contains("sample 0"));
+        assert!(bad(|m| m.samples_ms.truncate(2), Status::Pass).contains("2 samples"));
+        assert!(bad(|m| m.build_ms = f64::NAN, Status::Pass).contains("build_ms"));
+        assert!(bad(|m| m.accuracy_rel_err = -1.0, Status::Pass).contains("accuracy_rel_err"));
+        assert!(bad(|m| m.weight_bytes = 0, Status::Pass).contains("0 weight bytes"));
+        assert!(bad(|m| m.kernel_err_ratio = 1.5, Status::Pass).contains("its bound"));
+        assert!(bad(|m| m.kernel_bound_c = 1.0, Status::Pass).contains("bound constant"));
+        assert!(bad(|m| m.gpu_samples_ms.pop().map(drop).unwrap_or(()), Status::Pass).contains("GPU samples"));
+        // a failing kernel's output may be NaN: its error is infinite, and that is the verdict
+        let mut fail = measured(Status::Fail);
+        if let Some(m) = fail.measurement.as_mut() {
+            (m.kernel_max_abs_err, m.kernel_err_ratio) = (f64::INFINITY, f64::INFINITY);
+        }
+        assert_eq!(check_report(&fail, 3), Ok(()));
+        let mut empty = measured(Status::Pass);
+        empty.measurement = None;
+        assert!(check_report(&empty, 3).is_err());
+        empty.status = Status::Unsupported;
+        assert_eq!(check_report(&empty, 3), Ok(()));
+    }
+
+    #[test]
+    fn a_webnn_device_is_named_only_with_evidence() {
+        let none = HostDevices {
+            gpus: 0,
+            accelerators: 0,
+            source: "/sys/bus/pci/devices".into(),
+        };
+        let one = HostDevices { gpus: 1, ..none.clone() };
+        let d = webnn_ran_on("deviceType=gpu", None, Some(&none));
+        assert_eq!(d.ran_on, RanOn::Cpu);
+        assert!(d.label().starts_with("requested deviceType=gpu · ran on cpu (the host has no GPU"), "{}", d.label());
+        assert_eq!(webnn_ran_on("deviceType=gpu", None, Some(&one)).ran_on, RanOn::Unknown);
+        assert_eq!(webnn_ran_on("deviceType=gpu", None, None).ran_on, RanOn::Unknown);
+        assert_eq!(webnn_ran_on("deviceType=gpu", Some(false), Some(&one)).ran_on, RanOn::Cpu);
+        assert_eq!(webnn_ran_on("powerPreference=high-performance", Some(true), Some(&one)).ran_on, RanOn::Accelerated);
+        for r in [RanOn::Cpu, RanOn::Gpu, RanOn::Npu, RanOn::Accelerated, RanOn::Unknown] {
+            assert_eq!(RanOn::parse(r.as_str()), Some(r));
+        }
     }
 
     #[test]

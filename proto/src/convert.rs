@@ -4,7 +4,7 @@
 
 use crate::pb;
 use quantgrid_matrix::agent::{BrowserCapability, Capabilities};
-use quantgrid_matrix::result::Measurement;
+use quantgrid_matrix::result::{Measurement, RanOn, WebnnDevice};
 use quantgrid_matrix::spec::{GpuVendor, Os};
 use quantgrid_matrix::{
     AdapterInfo, Bits, Browser, Cell, CellId, CellResult, Environment, Platform, Scheme, Status,
@@ -158,8 +158,10 @@ impl From<&Environment> for pb::Environment {
             os_version: e.os_version.clone(),
             arch: e.arch.clone(),
             adapter: e.adapter.as_ref().map(Into::into),
-            webnn_device_type: e.webnn_device_type.clone(),
+            webnn_device_type: e.webnn.as_ref().map(|d| d.requested.clone()),
             webnn_info_json: e.webnn_info.clone(),
+            webnn_ran_on: e.webnn.as_ref().map(|d| d.ran_on.as_str().to_string()),
+            webnn_evidence: e.webnn.as_ref().map(|d| d.evidence.clone()),
         }
     }
 }
@@ -178,9 +180,28 @@ impl TryFrom<&pb::Environment> for Environment {
             os_version: e.os_version.clone(),
             arch: e.arch.clone(),
             adapter: e.adapter.as_ref().map(Into::into),
-            webnn_device_type: e.webnn_device_type.clone(),
+            webnn: webnn_device(e)?,
             webnn_info: e.webnn_info_json.clone(),
         })
+    }
+}
+
+/// The WebNN context of an environment: request, device and evidence come together, and a
+/// device is never taken without its evidence.
+fn webnn_device(e: &pb::Environment) -> Result<Option<WebnnDevice>, ConvertError> {
+    match (&e.webnn_device_type, &e.webnn_ran_on, &e.webnn_evidence) {
+        (None, None, None) => Ok(None),
+        (Some(requested), Some(ran_on), Some(evidence)) => Ok(Some(WebnnDevice {
+            requested: requested.clone(),
+            ran_on: RanOn::parse(ran_on).ok_or_else(|| ConvertError::Text {
+                field: "environment.webnn_ran_on",
+                value: ran_on.clone(),
+            })?,
+            evidence: evidence.clone(),
+        })),
+        _ => Err(ConvertError::Missing(
+            "environment.webnn_ran_on and webnn_evidence with webnn_device_type",
+        )),
     }
 }
 
@@ -198,6 +219,9 @@ impl From<&Measurement> for pb::Measurement {
             kernel_ms: m.kernel_ms,
             timer: m.timer.clone(),
             weights_sha256: m.weights_sha256.clone(),
+            gpu_samples_ms: m.gpu_samples_ms.clone(),
+            kernel_bound_c: m.kernel_bound_c,
+            kernel_err_ratio: m.kernel_err_ratio,
         }
     }
 }
@@ -216,6 +240,9 @@ impl From<&pb::Measurement> for Measurement {
             kernel_ms: m.kernel_ms,
             timer: m.timer.clone(),
             weights_sha256: m.weights_sha256.clone(),
+            gpu_samples_ms: m.gpu_samples_ms.clone(),
+            kernel_bound_c: m.kernel_bound_c,
+            kernel_err_ratio: m.kernel_err_ratio,
         }
     }
 }
@@ -320,6 +347,7 @@ pub fn register_request(name: &str, version: &str, caps: &Capabilities) -> pb::R
             .collect(),
         labels: caps.labels.clone().into_iter().collect(),
         slots: caps.slots,
+        simulated: caps.simulated,
     }
 }
 
@@ -366,6 +394,7 @@ impl TryFrom<&pb::RegisterRequest> for Capabilities {
             gpu_vendors,
             labels: r.labels.clone().into_iter().collect(),
             slots: r.slots,
+            simulated: r.simulated,
         })
     }
 }
@@ -440,6 +469,9 @@ mod tests {
                 kernel_ms: 0.0,
                 timer: "performance.now".into(),
                 weights_sha256: None,
+                gpu_samples_ms: vec![0.5, 0.5, 0.25],
+                kernel_bound_c: 0.0625,
+                kernel_err_ratio: 0.01,
             }),
             environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
             simulated: false,
@@ -472,6 +504,7 @@ mod tests {
             gpu_vendors: vec![GpuVendor::Software],
             labels: [("pool".to_string(), "lab".to_string())].into(),
             slots: 1,
+            simulated: false,
         };
         let wire = register_request("lab-1", "0.1.0", &caps);
         assert_eq!(Capabilities::try_from(&wire), Ok(caps));

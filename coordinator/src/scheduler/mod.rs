@@ -4,6 +4,7 @@
 
 use quantgrid_matrix::agent::Capabilities;
 use quantgrid_matrix::spec::{Requirements, RunParams};
+use quantgrid_matrix::result::check_report;
 use quantgrid_matrix::{Browser, Cell, CellId, CellResult, Platform, Status};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -45,6 +46,8 @@ pub struct SweepInput {
     pub requirements: Requirements,
     pub run: RunParams,
     pub agent_wait_ms: u64,
+    /// A load test: only simulated agents take its cells (and they take no other).
+    pub simulated: bool,
 }
 
 /// A sweep rebuilt from the store after a restart.
@@ -57,6 +60,8 @@ pub struct RestoredSweep {
     pub passed: HashSet<CellId>,
     /// And the ones the browser answered `unsupported`.
     pub unsupported: HashSet<CellId>,
+    /// And the ones whose result is simulated.
+    pub simulated: HashSet<CellId>,
     /// Highest attempt number used per cell, so new lease ids never repeat old ones.
     pub attempts: HashMap<CellId, u32>,
     /// Leases that were out when the coordinator stopped.
@@ -189,6 +194,12 @@ pub enum Action {
         sweep: String,
         end: SweepEnd,
     },
+    /// A report that did not check out: stored as an `error` with `why` and retried.
+    Rejected {
+        agent: String,
+        lease_id: String,
+        why: String,
+    },
     /// A report that was not stored, and why (duplicate, unknown lease).
     Ignored {
         agent: String,
@@ -204,6 +215,8 @@ pub struct Progress {
     pub passed: u32,
     /// Done cells the browser answered `unsupported`: an answer, not a failure.
     pub unsupported: u32,
+    /// Done cells whose result is simulated: never counted as passed.
+    pub simulated: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -241,6 +254,9 @@ struct Slot {
     cell: Cell,
     attempts: u32,
     done: bool,
+    /// Agents whose report for this cell was invalid: the retry goes to another agent when
+    /// one can take it.
+    avoid: Vec<String>,
 }
 
 type Queue = (Browser, Platform);
@@ -252,6 +268,7 @@ struct Sweep {
     run: RunParams,
     agent_wait_ms: u64,
     waiting_since: Millis,
+    simulated: bool,
     slots: Vec<Slot>,
     index: HashMap<CellId, usize>,
     pending: BTreeMap<Queue, VecDeque<usize>>,
@@ -259,6 +276,7 @@ struct Sweep {
     done: u32,
     passed: u32,
     unsupported: u32,
+    simulated_done: u32,
     /// Leases of this sweep that ended without a stored result (late reports are kept).
     ended: HashSet<String>,
     reported: HashSet<String>,
@@ -271,6 +289,7 @@ impl Sweep {
             done: self.done,
             passed: self.passed,
             unsupported: self.unsupported,
+            simulated: self.simulated_done,
         }
     }
     fn max_attempts(&self) -> u32 {
@@ -376,8 +395,10 @@ impl Scheduler {
                 if r.done.contains(&slot.cell.id) {
                     slot.done = true;
                     sweep.done += 1;
-                    sweep.passed += u32::from(r.passed.contains(&slot.cell.id));
+                    let simulated = r.simulated.contains(&slot.cell.id);
+                    sweep.passed += u32::from(r.passed.contains(&slot.cell.id) && !simulated);
                     sweep.unsupported += u32::from(r.unsupported.contains(&slot.cell.id));
+                    sweep.simulated_done += u32::from(simulated);
                 }
             }
             // rebuild the queues without done or outstanding cells
@@ -516,6 +537,7 @@ impl Scheduler {
                 cell,
                 attempts: 0,
                 done: false,
+                avoid: Vec::new(),
             });
         }
         self.next_seq += 1;
@@ -529,6 +551,7 @@ impl Scheduler {
                 agent_wait_ms: input.agent_wait_ms,
                 // a restarted coordinator gives agents the whole window to come back
                 waiting_since: now,
+                simulated: input.simulated,
                 slots,
                 index,
                 pending,
@@ -536,6 +559,7 @@ impl Scheduler {
                 done: 0,
                 passed: 0,
                 unsupported: 0,
+                simulated_done: 0,
                 ended: HashSet::new(),
                 reported: HashSet::new(),
             },
@@ -579,15 +603,19 @@ impl Scheduler {
             {
                 continue;
             }
+            // load tests go to simulated agents only, and simulated agents take nothing else
+            if s.simulated != agent.caps.simulated {
+                continue;
+            }
             // the scarcest kind of cell first: what few agents can run should not wait for
             // the agents that can run anything to finish the common cells
             let queue = s
                 .pending
                 .iter()
                 .filter(|(q, cells)| {
-                    !cells.is_empty()
-                        && agent.caps.meets(&s.requirements, q.0)
+                    agent.caps.meets(&s.requirements, q.0)
                         && self.eligible(agent, q.0, q.1)
+                        && cells.iter().any(|i| self.may_take(s, *i, name, **q))
                 })
                 .min_by_key(|(q, _)| self.capable.get(q).copied().unwrap_or(0))
                 .map(|(q, _)| *q);
@@ -604,6 +632,24 @@ impl Scheduler {
         best.map(|(_, id, q)| (id, q))
     }
 
+    /// Whether `agent` may take slot `i`: not when its report for the cell was invalid and
+    /// another connected agent could run the cell instead.
+    fn may_take(&self, s: &Sweep, i: usize, agent: &str, q: Queue) -> bool {
+        let avoid = &s.slots[i].avoid;
+        if !avoid.iter().any(|a| a == agent) {
+            return true;
+        }
+        let others = self
+            .agents
+            .iter()
+            .filter(|(n, a)| {
+                a.connected && !avoid.contains(n) && a.caps.simulated == s.simulated
+                    && a.caps.has_browser(q.0)
+            })
+            .count();
+        others == 0
+    }
+
     fn fill(&mut self, agent: &str, now: Millis, out: &mut Vec<Action>) {
         while self.agents.get(agent).is_some_and(Agent::accepting) {
             let Some((sweep_id, q)) = self.pick(agent) else {
@@ -614,11 +660,18 @@ impl Scheduler {
             }
             let ttl = self.config.lease_ttl_ms;
             let margin = self.config.timeout_margin_ms;
+            let at = {
+                let sweep = &self.sweeps[&sweep_id];
+                sweep.pending[&q]
+                    .iter()
+                    .position(|i| self.may_take(sweep, *i, agent, q))
+                    .expect("picked")
+            };
             let sweep = self.sweeps.get_mut(&sweep_id).expect("picked");
             let slot_i = sweep
                 .pending
                 .get_mut(&q)
-                .and_then(VecDeque::pop_front)
+                .and_then(|cells| cells.remove(at))
                 .expect("picked");
             let slot = &mut sweep.slots[slot_i];
             slot.attempts += 1;
@@ -753,11 +806,18 @@ impl Scheduler {
                 result: give_up.clone(),
                 accepted: true,
             });
-            self.cell_done(&lease.sweep, lease.slot, give_up.status, out);
+            self.cell_done(&lease.sweep, lease.slot, give_up.status, false, out);
         }
     }
 
-    fn cell_done(&mut self, sweep_id: &str, slot: usize, status: Status, out: &mut Vec<Action>) {
+    fn cell_done(
+        &mut self,
+        sweep_id: &str,
+        slot: usize,
+        status: Status,
+        simulated: bool,
+        out: &mut Vec<Action>,
+    ) {
         let Some(sweep) = self.sweeps.get_mut(sweep_id) else {
             return;
         };
@@ -766,8 +826,10 @@ impl Scheduler {
         }
         sweep.slots[slot].done = true;
         sweep.done += 1;
-        sweep.passed += u32::from(status == Status::Pass);
-        sweep.unsupported += u32::from(status == Status::Unsupported);
+        // a simulated result is never a pass, whatever it says
+        sweep.passed += u32::from(status == Status::Pass && !simulated);
+        sweep.unsupported += u32::from(status == Status::Unsupported && !simulated);
+        sweep.simulated_done += u32::from(simulated);
         out.push(Action::Progress {
             sweep: sweep_id.to_string(),
             progress: sweep.progress(),
@@ -839,6 +901,14 @@ impl Scheduler {
             }
             return;
         }
+        let (result, invalid) = self.checked(&agent, &lease_id, result);
+        if let Some(why) = &invalid {
+            out.push(Action::Rejected {
+                agent: agent.clone(),
+                lease_id: lease_id.clone(),
+                why: why.clone(),
+            });
+        }
         let status = result.status;
         let Some(lease) = self.end_lease(&lease_id, EndReason::Reported(status), now, out) else {
             return;
@@ -855,6 +925,13 @@ impl Scheduler {
             return;
         };
         sweep.reported.insert(lease_id.clone());
+        if invalid.is_some() {
+            // the retry goes to another agent when one can take it
+            let slot = &mut sweep.slots[lease.slot];
+            if !slot.avoid.contains(&agent) {
+                slot.avoid.push(agent.clone());
+            }
+        }
         if !cell_ok {
             let cell = sweep.slots[lease.slot].cell.clone();
             let msg = format!(
@@ -882,18 +959,51 @@ impl Scheduler {
             );
             sweep.pending.entry(q).or_default().push_front(lease.slot);
         } else {
+            let simulated = result.simulated;
             out.push(Action::StoreResult {
                 lease_id,
                 sweep: lease.sweep.clone(),
                 result,
                 accepted: true,
             });
-            self.cell_done(&lease.sweep, lease.slot, status, out);
+            self.cell_done(&lease.sweep, lease.slot, status, simulated, out);
         }
         self.fill(&agent, now, out);
         if retryable(status) {
             self.fill_all(now, out);
         }
+    }
+
+    /// The report as it counts: one that fails [`check_report`] (non-finite or negative times,
+    /// too few samples, a pass beyond the kernel bound, a simulated result for a real sweep)
+    /// becomes an `error` with the reason, keeping what the agent sent for the record.
+    fn checked(
+        &self,
+        agent: &str,
+        lease_id: &str,
+        mut result: CellResult,
+    ) -> (CellResult, Option<String>) {
+        let Some(sweep) = self
+            .leases
+            .get(lease_id)
+            .and_then(|l| self.sweeps.get(&l.sweep))
+        else {
+            return (result, None);
+        };
+        let problem = if result.simulated && !sweep.simulated {
+            Some("a simulated result for a sweep that is not a load test".to_string())
+        } else {
+            check_report(&result, sweep.run.repetitions.max(1)).err()
+        };
+        let Some(why) = problem else {
+            return (result, None);
+        };
+        result.error_text = Some(format!(
+            "invalid report from agent {agent} (it said {}): {why}",
+            result.status
+        ));
+        result.status = Status::Error;
+        (result, Some(why))
     }
 
     fn cancel(&mut self, sweep_id: &str, now: Millis, out: &mut Vec<Action>) {
@@ -972,7 +1082,7 @@ impl Scheduler {
                     result: Self::synthetic(&cell, Status::Timeout, text),
                     accepted: true,
                 });
-                self.cell_done(&lease.sweep, lease.slot, Status::Timeout, out);
+                self.cell_done(&lease.sweep, lease.slot, Status::Timeout, false, out);
             } else {
                 // a late report for this lease is still kept, as an unaccepted attempt
                 sweep.ended.insert(id.clone());
@@ -1035,7 +1145,7 @@ impl Scheduler {
                 result: Self::synthetic(&cell, Status::NoCapableAgent, text),
                 accepted: true,
             });
-            self.cell_done(&sweep_id, i, Status::NoCapableAgent, out);
+            self.cell_done(&sweep_id, i, Status::NoCapableAgent, false, out);
         }
     }
 }

@@ -1,6 +1,6 @@
 use super::*;
 use quantgrid_matrix::agent::BrowserCapability;
-use quantgrid_matrix::result::AdapterInfo;
+use quantgrid_matrix::result::{AdapterInfo, Measurement};
 use quantgrid_matrix::spec::{self, Os};
 
 const TTL: u64 = 30_000;
@@ -28,6 +28,7 @@ fn sweep(id: &str, priority: i32, yaml_tail: &str) -> SweepInput {
         requirements: Requirements::default(),
         run,
         agent_wait_ms: 60_000,
+        simulated: false,
     }
 }
 
@@ -60,6 +61,7 @@ fn caps(browsers: Vec<BrowserCapability>, slots: u32) -> Capabilities {
         gpu_vendors: vec![],
         labels: Default::default(),
         slots,
+        simulated: false,
     }
 }
 
@@ -105,15 +107,36 @@ fn stored(actions: &[Action]) -> Vec<(String, Status, bool)> {
         .collect()
 }
 
+/// A measurement that checks out, with one sample per repetition.
+fn measured(repetitions: u32) -> Measurement {
+    Measurement {
+        build_ms: 1.0,
+        first_run_ms: 1.0,
+        warmup: 0,
+        samples_ms: vec![1.0; repetitions as usize],
+        runs_per_sample: 1,
+        kernel_ms: 3.0,
+        timer: "performance.now".into(),
+        gpu_samples_ms: Vec::new(),
+        weights_sha256: None,
+        weight_bytes: 64,
+        kernel_max_abs_err: 0.0,
+        kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
+        kernel_err_ratio: 0.0,
+        accuracy_rel_err: 0.01,
+    }
+}
+
 fn result(offer: &Offer, status: Status) -> CellResult {
     CellResult {
         cell_id: offer.cell.id.clone(),
         status,
         error_text: (status != Status::Pass).then(|| "said no".into()),
         effective_bits: offer.cell.precision.effective,
-        measurement: None,
+        measurement: matches!(status, Status::Pass | Status::Fail)
+            .then(|| measured(offer.run.repetitions)),
         environment: None,
-        simulated: true,
+        simulated: false,
     }
 }
 
@@ -211,7 +234,8 @@ fn progress_counts_unsupported_answers_apart_from_passes_and_failures() {
             total: 4,
             done: 4,
             passed: 1,
-            unsupported: 2
+            unsupported: 2,
+            simulated: 0
         })
     );
 }
@@ -565,6 +589,7 @@ fn a_repeated_report_is_stored_once_and_an_unknown_one_never() {
 fn restore_resumes_outstanding_leases_and_skips_done_cells() {
     let input = sweep("s", 0, GPU4);
     let ids: Vec<CellId> = input.cells.iter().map(|c| c.id.clone()).collect();
+    let reps = input.run.repetitions;
     let restored = RestoredSweep {
         input,
         done: [ids[0].clone()].into(),
@@ -579,6 +604,7 @@ fn restore_resumes_outstanding_leases_and_skips_done_cells() {
             started_at: 0,
         }],
         reported: [format!("s.{}.1", ids[0])].into(),
+        simulated: HashSet::new(),
     };
     let mut s = Scheduler::restore(config(), vec![restored], 1_000);
     assert_eq!(
@@ -587,7 +613,8 @@ fn restore_resumes_outstanding_leases_and_skips_done_cells() {
             total: 4,
             done: 1,
             passed: 1,
-            unsupported: 0
+            unsupported: 0,
+            simulated: 0
         })
     );
     // the agent comes back holding its lease: its slot is busy, so nothing new is offered
@@ -598,9 +625,9 @@ fn restore_resumes_outstanding_leases_and_skips_done_cells() {
         status: Status::Pass,
         error_text: None,
         effective_bits: quantgrid_matrix::Bits::B8,
-        measurement: None,
+        measurement: Some(measured(reps)),
         environment: None,
-        simulated: true,
+        simulated: false,
     };
     let a = s.handle(
         Event::Report {
@@ -648,6 +675,7 @@ fn restored_leases_of_an_agent_that_never_returns_are_reclaimed() {
             started_at: 0,
         }],
         reported: HashSet::new(),
+        simulated: HashSet::new(),
     };
     let mut s = Scheduler::restore(config(), vec![restored], 1_000);
     assert!(offers(&up(&mut s, "b", chromium(1), 1_000)).is_empty());

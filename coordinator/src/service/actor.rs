@@ -64,6 +64,7 @@ pub enum Command {
         yaml: String,
         file: String,
         client_request_id: Option<String>,
+        simulated: bool,
         reply: oneshot::Sender<Result<(String, u32), ServiceError>>,
     },
     Watch {
@@ -113,6 +114,7 @@ fn progress_msg(sweep: &str, p: Progress, state: &str) -> pb::SweepProgress {
         done: p.done,
         passed: p.passed,
         unsupported: p.unsupported,
+        simulated: p.simulated,
         finished: state != "running",
         state: state.to_string(),
     }
@@ -138,10 +140,11 @@ pub fn restore(
             requests.insert(r.clone(), s.sweep_id.clone());
         }
         restored.push(RestoredSweep {
-            input: sweep_input(&s.sweep_id, &spec, s.cells),
+            input: sweep_input(&s.sweep_id, &spec, s.cells, s.simulated),
             done: s.done,
             passed: s.passed,
             unsupported: s.unsupported,
+            simulated: s.simulated_done,
             attempts: s.attempts,
             outstanding: s
                 .outstanding
@@ -168,8 +171,9 @@ pub fn restore(
     (scheduler, progress, requests)
 }
 
-fn sweep_input(id: &str, spec: &MatrixSpec, cells: Vec<Cell>) -> SweepInput {
+fn sweep_input(id: &str, spec: &MatrixSpec, cells: Vec<Cell>, simulated: bool) -> SweepInput {
     SweepInput {
+        simulated,
         id: id.to_string(),
         priority: spec.priority,
         cells,
@@ -336,6 +340,7 @@ impl Coordinator {
                 yaml,
                 file,
                 client_request_id,
+                simulated,
                 reply,
             } => {
                 if let Some(existing) = client_request_id
@@ -365,6 +370,7 @@ impl Coordinator {
                     &file,
                     &yaml,
                     client_request_id.clone(),
+                    simulated,
                 );
                 if let Some(r) = client_request_id {
                     self.requests.insert(r, id.clone());
@@ -376,6 +382,7 @@ impl Coordinator {
                         done: 0,
                         passed: 0,
                         unsupported: 0,
+                        simulated: 0,
                     },
                     "running",
                 ));
@@ -396,7 +403,7 @@ impl Coordinator {
                 });
                 let actions = self
                     .scheduler
-                    .handle(Event::Submit(sweep_input(&id, &spec, cells)), now);
+                    .handle(Event::Submit(sweep_input(&id, &spec, cells, simulated)), now);
                 self.execute(actions, Vec::new(), now);
             }
             Command::Watch { sweep, reply } => match self.watchers.get(&sweep) {
@@ -420,6 +427,7 @@ impl Coordinator {
                                     done: s.done as u32,
                                     passed: s.passed as u32,
                                     unsupported: s.unsupported as u32,
+                                    simulated: s.simulated as u32,
                                 };
                                 let (tx, rx) =
                                     watch::channel(progress_msg(&s.sweep_id, p, &s.state));
@@ -594,6 +602,13 @@ impl Coordinator {
                     why,
                 } => {
                     tracing::info!(agent, lease_id, why, "report not stored");
+                }
+                Action::Rejected {
+                    agent,
+                    lease_id,
+                    why,
+                } => {
+                    tracing::warn!(agent, lease_id, why, "invalid report: stored as an error and retried");
                 }
             }
         }

@@ -174,6 +174,7 @@ impl AdminService for Grid {
                 yaml: body.spec_yaml,
                 file,
                 client_request_id,
+                simulated: body.simulated,
                 reply,
             })
             .await??;

@@ -33,6 +33,18 @@ pub enum StoreError {
         found: i32,
         supported: i32,
     },
+    #[error(
+        "results database {path} is in use by another process (a running coordinator or `quantgrid run`): {detail}; read it through that coordinator or stop it first"
+    )]
+    Locked { path: PathBuf, detail: String },
+    #[error(
+        "results database {path} has schema version {found}, and this quantgrid reads version {supported}: migrate it first with `quantgrid migrate --db-path {path}` (read commands never change the file)"
+    )]
+    OlderSchema {
+        path: PathBuf,
+        found: i32,
+        supported: i32,
+    },
     #[error("database error while {doing}")]
     Db {
         doing: &'static str,
@@ -79,6 +91,8 @@ pub struct SweepRecord {
     pub accuracy_tolerance: f64,
     pub run: RunParams,
     pub created_at_us: i64,
+    /// A load test: only simulated agents take its cells.
+    pub simulated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +184,62 @@ impl Store {
         Store::init(conn, path.to_path_buf())
     }
 
+    /// Opens an existing database for reading only: never creates, migrates or writes, and
+    /// says so when a running coordinator holds the file or its schema is another version.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let config = duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let conn = Connection::open_with_flags(path, config).map_err(|source| {
+            let text = source.to_string();
+            if text.contains("lock") {
+                StoreError::Locked {
+                    path: path.to_path_buf(),
+                    detail: text.lines().next().unwrap_or_default().to_string(),
+                }
+            } else {
+                StoreError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+            known_environments: HashSet::new(),
+        };
+        let has_versions: bool = store
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .doing("looking for the schema version")?;
+        let found = if has_versions {
+            store.schema_version()?
+        } else {
+            0
+        };
+        match found.cmp(&schema::LATEST) {
+            std::cmp::Ordering::Equal => Ok(store),
+            std::cmp::Ordering::Greater => Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: schema::LATEST,
+            }),
+            std::cmp::Ordering::Less => Err(StoreError::OlderSchema {
+                path: path.to_path_buf(),
+                found,
+                supported: schema::LATEST,
+            }),
+        }
+    }
+
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
             path: PathBuf::from(":memory:"),
@@ -218,7 +288,7 @@ impl Store {
             )
             .doing("creating schema_version")?;
         let current = self.schema_version()?;
-        let latest = schema::MIGRATIONS.last().map_or(0, |m| m.0);
+        let latest = schema::LATEST;
         if current > latest {
             return Err(StoreError::TooNew {
                 path: self.path.clone(),

@@ -3,7 +3,7 @@
 use super::{Doing, Store, StoreError};
 use duckdb::Row;
 use quantgrid_matrix::render::{Entry, Outcome};
-use quantgrid_matrix::result::{AdapterInfo, Environment};
+use quantgrid_matrix::result::{AdapterInfo, Environment, RanOn, WebnnDevice};
 use quantgrid_matrix::{Bits, Browser, Cell, Platform, Scheme, Status, WorkloadSize, family};
 use serde::Serialize;
 
@@ -26,6 +26,12 @@ pub struct ResultRow {
     pub adapter: Option<String>,
     pub simulated: bool,
     pub accepted: bool,
+    /// GPU-timestamp samples stored beside the page-clock ones.
+    pub gpu_samples: usize,
+    pub kernel_err_ratio: Option<f64>,
+    pub environment_id: Option<String>,
+    /// The WebNN context: request, device and evidence.
+    pub webnn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -39,6 +45,8 @@ pub struct SweepSummary {
     pub done: u64,
     pub passed: u64,
     pub unsupported: u64,
+    /// Cells whose accepted result is simulated.
+    pub simulated: u64,
     pub accuracy_tolerance: f64,
 }
 
@@ -122,7 +130,8 @@ impl Store {
                 e.browser, e.browser_channel, e.browser_version, array_to_string(e.browser_flags, chr(31)),
                 e.driver, e.driver_version, e.os, e.os_version, e.arch,
                 e.adapter_vendor, e.adapter_architecture, e.adapter_device, e.adapter_description,
-                e.adapter_is_fallback, e.webnn_device_type, e.webnn_info, r.timer
+                e.adapter_is_fallback, e.webnn_device_type, e.webnn_info, r.timer,
+                e.webnn_ran_on, e.webnn_evidence, r.gpu_p50_ms, r.weight_bytes
             FROM cell c
             LEFT JOIN latest r USING (cell_id)
             LEFT JOIN environments e USING (environment_id)
@@ -159,7 +168,9 @@ impl Store {
                 r.p90_ms, r.weight_bytes, r.accuracy_rel_err, r.error_text, e.browser_version,
                 e.adapter_vendor || ' ' || e.adapter_architecture
                     || CASE WHEN e.adapter_is_software THEN ' (software)' ELSE '' END,
-                r.simulated, r.accepted
+                r.simulated, r.accepted, len(r.gpu_samples_ms), r.kernel_err_ratio, r.environment_id,
+                'requested ' || e.webnn_device_type || ' · ran on ' || e.webnn_ran_on
+                    || ' (' || e.webnn_evidence || ')'
             FROM results r
             JOIN cell c USING (cell_id)
             LEFT JOIN environments e USING (environment_id)
@@ -199,6 +210,10 @@ impl Store {
                     adapter: row.get(24)?,
                     simulated: row.get(25)?,
                     accepted: row.get(26)?,
+                    gpu_samples: row.get::<_, Option<u64>>(27)?.unwrap_or(0) as usize,
+                    kernel_err_ratio: row.get(28)?,
+                    environment_id: row.get(29)?,
+                    webnn: row.get(30)?,
                 })
             };
             out.push(read(row).doing("reading a result")?);
@@ -215,10 +230,12 @@ impl Store {
                     (SELECT count(*) FROM results r WHERE r.sweep_id = s.sweep_id),
                     (SELECT count(DISTINCT cell_id) FROM results r WHERE r.sweep_id = s.sweep_id AND r.accepted),
                     (SELECT count(DISTINCT cell_id) FROM results r
-                        WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.status = 'pass'),
+                        WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.status = 'pass' AND NOT r.simulated),
                     s.accuracy_tolerance,
                     (SELECT count(DISTINCT cell_id) FROM results r
-                        WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.status = 'unsupported')
+                        WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.status = 'unsupported'),
+                    (SELECT count(DISTINCT cell_id) FROM results r
+                        WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.simulated)
                 FROM sweeps s ORDER BY s.created_at, s.sweep_id",
             )
             .doing("preparing the sweeps query")?;
@@ -233,6 +250,7 @@ impl Store {
                     done: r.get(5)?,
                     passed: r.get(6)?,
                     unsupported: r.get(8)?,
+                    simulated: r.get(9)?,
                     accuracy_tolerance: r.get(7)?,
                 })
             })
@@ -289,7 +307,7 @@ fn outcome(row: &Row<'_>, st: &str) -> Result<Result<Outcome, StoreError>, duckd
                 os_version: row.get(27)?,
                 arch: row.get(28)?,
                 adapter,
-                webnn_device_type: row.get(34)?,
+                webnn: webnn_device(row.get(34)?, row.get(37)?, row.get(38)?),
                 webnn_info: row.get(35)?,
             })
         }
@@ -304,7 +322,26 @@ fn outcome(row: &Row<'_>, st: &str) -> Result<Result<Outcome, StoreError>, duckd
         environment,
         simulated: row.get(19)?,
         timer: row.get(36)?,
+        gpu_p50_ms: row.get(39)?,
+        weight_bytes: row.get(40)?,
     }))
+}
+
+/// A stored WebNN context; a request without a device is `unknown`, never the request.
+fn webnn_device(
+    requested: Option<String>,
+    ran_on: Option<String>,
+    evidence: Option<String>,
+) -> Option<WebnnDevice> {
+    let requested = requested?;
+    Some(WebnnDevice {
+        requested,
+        ran_on: ran_on
+            .as_deref()
+            .and_then(RanOn::parse)
+            .unwrap_or(RanOn::Unknown),
+        evidence: evidence.unwrap_or_else(|| "no evidence was stored".into()),
+    })
 }
 
 /// A sweep that was running when the coordinator stopped, with what it needs to resume.
@@ -324,6 +361,10 @@ pub struct StoredSweep {
     /// `(lease_id, cell_id, agent_id, attempt_no, started_at_us)`
     pub outstanding: Vec<(String, quantgrid_matrix::CellId, String, u32, i64)>,
     pub reported: std::collections::HashSet<String>,
+    /// A load test.
+    pub simulated: bool,
+    /// Of `done`, the cells whose accepted result is simulated.
+    pub simulated_done: std::collections::HashSet<quantgrid_matrix::CellId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -341,17 +382,20 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT sweep_id, spec_file, spec_yaml, client_request_id FROM sweeps
-                 WHERE state = 'running' ORDER BY created_at, sweep_id",
+                "SELECT sweep_id, spec_file, spec_yaml, client_request_id, coalesce(simulated, false)
+                 FROM sweeps WHERE state = 'running' ORDER BY created_at, sweep_id",
             )
             .doing("preparing the running sweeps query")?;
-        let heads: Vec<(String, String, String, Option<String>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        type Head = (String, String, String, Option<String>, bool);
+        let heads: Vec<Head> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .doing("reading running sweeps")?
             .collect::<Result<_, _>>()
             .doing("reading running sweeps")?;
         let mut out = Vec::new();
-        for (sweep_id, spec_file, spec_yaml, client_request_id) in heads {
+        for (sweep_id, spec_file, spec_yaml, client_request_id, simulated) in heads {
             let sql = format!(
                 "SELECT {CELL_COLUMNS} FROM cells c WHERE c.sweep_id = ? ORDER BY c.family, c.cell_id"
             );
@@ -368,12 +412,12 @@ impl Store {
             let mut stmt = self
                 .conn
                 .prepare(
-                    "SELECT attempt_id, cell_id, accepted, status FROM results WHERE sweep_id = ?",
+                    "SELECT attempt_id, cell_id, accepted, status, simulated FROM results WHERE sweep_id = ?",
                 )
                 .doing("preparing the results query")?;
-            let rows: Vec<(String, String, bool, String)> = stmt
+            let rows: Vec<(String, String, bool, String, bool)> = stmt
                 .query_map([&sweep_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })
                 .doing("reading results")?
                 .collect::<Result<_, _>>()
@@ -382,8 +426,12 @@ impl Store {
             let mut passed = std::collections::HashSet::new();
             let mut unsupported = std::collections::HashSet::new();
             let mut reported = std::collections::HashSet::new();
-            for (attempt, cell, accepted, status) in rows {
-                if accepted && status == "pass" {
+            let mut simulated_done = std::collections::HashSet::new();
+            for (attempt, cell, accepted, status, sim) in rows {
+                if accepted && sim {
+                    simulated_done.insert(CellId(cell.clone()));
+                }
+                if accepted && status == "pass" && !sim {
                     passed.insert(CellId(cell.clone()));
                 }
                 if accepted && status == "unsupported" {
@@ -442,6 +490,8 @@ impl Store {
                 attempts,
                 outstanding,
                 reported,
+                simulated,
+                simulated_done,
             });
         }
         Ok(out)

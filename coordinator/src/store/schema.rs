@@ -3,7 +3,27 @@
 
 /// Migrations run in order; `schema_version` records each one applied. Never edit a shipped
 /// migration: add the next one.
-pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+
+/// The schema version this quantgrid writes and reads.
+pub(super) const LATEST: i32 = 4;
+
+/// Both clocks (GPU timestamps beside the page clock), the kernel check's bound, the WebNN
+/// device as evidence rather than request, and load-test sweeps. Environments stored before
+/// v4 kept only the requested device type: they are marked `unknown`, which is all they show.
+const V4: &str = r#"
+ALTER TABLE results ADD COLUMN gpu_samples_ms DOUBLE[];
+ALTER TABLE results ADD COLUMN gpu_p50_ms DOUBLE;
+ALTER TABLE results ADD COLUMN kernel_bound_c DOUBLE;
+ALTER TABLE results ADD COLUMN kernel_err_ratio DOUBLE;
+ALTER TABLE environments ADD COLUMN webnn_ran_on VARCHAR;
+ALTER TABLE environments ADD COLUMN webnn_evidence VARCHAR;
+UPDATE environments
+    SET webnn_ran_on = 'unknown',
+        webnn_evidence = 'stored before schema 4, which kept only the requested device type'
+    WHERE webnn_device_type IS NOT NULL;
+ALTER TABLE sweeps ADD COLUMN simulated BOOLEAN;
+"#;
 
 /// Samples that average several back-to-back runs (a coarse browser clock; NULL before v3,
 /// when every sample was one run), the page's whole kernel time, what timed the samples (NULL

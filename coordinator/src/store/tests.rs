@@ -22,6 +22,7 @@ pub(crate) fn sweep(id: &str) -> (SweepRecord, Vec<Cell>) {
         accuracy_tolerance: s.accuracy_tolerance,
         run: s.run,
         created_at_us: 1_700_000_000_000_000,
+        simulated: false,
     };
     (rec, s.expand())
 }
@@ -52,6 +53,9 @@ pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> 
             kernel_ms: 0.0,
             timer: "performance.now".into(),
             weights_sha256: None,
+            gpu_samples_ms: Vec::new(),
+            kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
+            kernel_err_ratio: 0.01,
         }),
         environment: Some(env(cell.browser)),
         simulated,
@@ -75,7 +79,7 @@ fn round_trip_on_a_real_file_survives_reopening() {
     let (sw, cells) = sweep("s1");
     {
         let mut store = Store::open(&path).expect("open");
-        assert_eq!(store.schema_version().expect("version"), 3);
+        assert_eq!(store.schema_version().expect("version"), super::schema::LATEST);
         let mut batch = vec![
             Record::Sweep(Box::new(sw.clone()), cells.clone()),
             Record::Agent(AgentRecord {
@@ -238,7 +242,7 @@ fn a_newer_schema_is_refused_not_clobbered() {
             err,
             StoreError::TooNew {
                 found: 99,
-                supported: 3,
+                supported: 4,
                 ..
             }
         ),
@@ -337,7 +341,7 @@ fn a_version_2_file_keeps_its_results_through_migration_3() {
         .expect("result");
     }
     let store = Store::open(&path).expect("migrate");
-    assert_eq!(store.schema_version().expect("version"), 3);
+    assert_eq!(store.schema_version().expect("version"), super::schema::LATEST);
     let rows = store.results(Some("s1"), 10).expect("results");
     assert_eq!(rows.len(), 1, "the stored result survives");
     assert_eq!((rows[0].status, rows[0].samples), (Status::Pass, 3));
@@ -345,4 +349,117 @@ fn a_version_2_file_keeps_its_results_through_migration_3() {
     let outcome = entries[0].outcome.as_ref().expect("outcome");
     assert_eq!(outcome.p50_ms, Some(4.0));
     assert_eq!(outcome.timer, None, "recorded before timers were");
+}
+
+/// A file as schema 3 left it: a WebNN environment that recorded only the requested device
+/// (`gpu`) and a Firefox result timed by GPU timestamps alone.
+fn schema_3_file(path: &std::path::Path) -> Vec<Cell> {
+    let (_, cells) = sweep("s1");
+    let conn = duckdb::Connection::open(path).expect("open");
+    conn.execute_batch(
+        "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)",
+    )
+    .expect("schema_version");
+    for (version, sql) in &super::schema::MIGRATIONS[..3] {
+        conn.execute_batch(sql).expect("migration");
+        conn.execute(
+            "INSERT INTO schema_version VALUES (?, current_timestamp::TIMESTAMP)",
+            [version],
+        )
+        .expect("version");
+    }
+    conn.execute(
+        "INSERT INTO sweeps VALUES ('s1', 'old', 'old.yaml', 'version: 1', NULL, 0, 0.05, 1, 3, 60, 0, 'finished', '2026-11-01', '2026-11-01')",
+        [],
+    )
+    .expect("sweep");
+    conn.execute(
+        "INSERT INTO environments VALUES ('env-webnn', 'chromium', '', '153.0.8010.0', ['--headless'], 'chromedriver', '156.0.8078.108', 'linux', 'debian 12', 'x86_64', 'google', 'swiftshader', '', '', true, true, 'gpu', NULL)",
+        [],
+    )
+    .expect("environment");
+    for (i, c) in cells.iter().take(2).enumerate() {
+        let p = &c.precision;
+        conn.execute(
+            "INSERT INTO cells VALUES ('s1', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            duckdb::params![
+                c.id.0,
+                c.family,
+                c.model,
+                c.modality.as_str(),
+                c.browser.as_str(),
+                c.platform.as_str(),
+                p.requested.get() as u8,
+                p.effective.get() as u8,
+                p.upgraded,
+                p.mixed,
+                p.experimental,
+                c.scheme.as_str(),
+                c.group_size,
+                c.workload.layers,
+                c.workload.seq_len,
+                c.workload.head
+            ],
+        )
+        .expect("cell");
+        let timer = if i == 0 { "timestamp-query" } else { "performance.now" };
+        conn.execute(
+            "INSERT INTO results VALUES (?, 's1', ?, 'pass', NULL, ?, 1.0, 2.0, 1, [3.0, 4.0, 5.0], 4.0, 5.0, 100, 0.0, 0.01, 'env-webnn', false, true, '2026-11-01', 1, 12.0, ?, NULL)",
+            duckdb::params![format!("s1-{i}"), c.id.0, p.effective.get() as u8, timer],
+        )
+        .expect("result");
+    }
+    cells
+}
+
+#[test]
+fn a_version_3_file_keeps_its_results_through_migration_4_and_claims_no_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v3.duckdb");
+    let cells = schema_3_file(&path);
+    // a read-only open neither migrates nor pretends to read the old layout
+    let err = Store::open_read_only(&path).expect_err("schema 3 is not read as 4");
+    assert!(
+        matches!(err, StoreError::OlderSchema { found: 3, supported: 4, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("quantgrid migrate --db-path"), "{err}");
+    let store = Store::open(&path).expect("migrate");
+    assert_eq!(store.schema_version().expect("version"), 4);
+    let rows = store.results(Some("s1"), 10).expect("results");
+    assert_eq!(rows.len(), 2, "the stored results survive");
+    assert!(rows.iter().all(|r| r.status == Status::Pass && r.samples == 3), "{rows:?}");
+    // the old environment asked for a GPU context; nothing says where it ran
+    let webnn = rows[0].webnn.as_deref().expect("webnn context");
+    assert!(
+        webnn.starts_with("requested gpu · ran on unknown (stored before schema 4"),
+        "{webnn}"
+    );
+    let entries = store.matrix_entries(Some("s1"), false).expect("entries");
+    let by_id = |id: &CellId| {
+        entries
+            .iter()
+            .find(|e| &e.cell.id == id)
+            .and_then(|e| e.outcome.clone())
+            .expect("outcome")
+    };
+    let gpu_only = by_id(&cells[0].id);
+    assert_eq!(gpu_only.timer.as_deref(), Some("timestamp-query"));
+    assert_eq!(gpu_only.page_p50_ms(), None, "GPU timestamps are not the page clock");
+    let page = by_id(&cells[1].id);
+    assert_eq!(page.page_p50_ms(), Some(4.0));
+    let env = page.environment.expect("environment");
+    assert_eq!(
+        env.webnn.map(|d| d.ran_on),
+        Some(quantgrid_matrix::RanOn::Unknown)
+    );
+    drop(store);
+    // migrated: now it reads read-only, and reading writes nothing
+    let ro = Store::open_read_only(&path).expect("read-only");
+    assert_eq!(ro.results(Some("s1"), 10).expect("results").len(), 2);
+    let err = ro
+        .conn
+        .execute_batch("DELETE FROM results")
+        .expect_err("a read-only connection cannot write");
+    assert!(err.to_string().to_lowercase().contains("read-only"), "{err}");
 }

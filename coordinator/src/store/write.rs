@@ -33,7 +33,7 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
             match record {
                 Record::Sweep(s, cell_list) => {
                     tx.execute(
-                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL)",
+                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL, ?)",
                         params![
                             s.sweep_id,
                             s.name,
@@ -47,6 +47,7 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
                             s.run.timeout_secs,
                             s.run.retries,
                             s.created_at_us,
+                            s.simulated,
                         ],
                     )
                     .doing("inserting a sweep")?;
@@ -180,7 +181,7 @@ fn insert_environment(tx: &Transaction<'_>, id: &str, e: &Environment) -> Result
     let flags = e.browser_flags.join("\u{1f}");
     tx.execute(
         "INSERT OR IGNORE INTO environments VALUES (?, ?, ?, ?,
-            list_filter(string_split(?, chr(31)), f -> f <> ''), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            list_filter(string_split(?, chr(31)), f -> f <> ''), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             id,
             e.browser.as_str(),
@@ -198,8 +199,10 @@ fn insert_environment(tx: &Transaction<'_>, id: &str, e: &Environment) -> Result
             a.map(|a| a.description.clone()),
             a.map(|a| a.is_fallback),
             a.map(|a| a.is_software()),
-            e.webnn_device_type,
+            e.webnn.as_ref().map(|d| d.requested.clone()),
             e.webnn_info,
+            e.webnn.as_ref().map(|d| d.ran_on.as_str()),
+            e.webnn.as_ref().map(|d| d.evidence.clone()),
         ],
     )
     .doing("inserting an environment")?;
@@ -222,6 +225,7 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
         Arc::new(rs.iter().map(|r| Some(f(r))).collect::<BooleanArray>())
     };
     let mut samples = ListBuilder::new(Float64Builder::new());
+    let mut gpu_samples = ListBuilder::new(Float64Builder::new());
     for r in &rs {
         match &r.result.measurement {
             Some(meas) => {
@@ -229,6 +233,13 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
                 samples.append(true);
             }
             None => samples.append(false),
+        }
+        match r.result.measurement.as_ref().map(|m| &m.gpu_samples_ms) {
+            Some(gpu) if !gpu.is_empty() => {
+                gpu_samples.values().append_slice(gpu);
+                gpu_samples.append(true);
+            }
+            _ => gpu_samples.append(false),
         }
     }
     let columns: Vec<(&str, ArrayRef)> = vec![
@@ -307,6 +318,17 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
         (
             "weights_sha256",
             strings(&|r| meas(r).and_then(|m| m.weights_sha256.as_deref())),
+        ),
+        // migration 4
+        ("gpu_samples_ms", Arc::new(gpu_samples.finish())),
+        (
+            "gpu_p50_ms",
+            floats(&|r| meas(r).and_then(Measurement::gpu_p50_ms)),
+        ),
+        ("kernel_bound_c", floats(&|r| meas(r).map(|m| m.kernel_bound_c))),
+        (
+            "kernel_err_ratio",
+            floats(&|r| meas(r).map(|m| m.kernel_err_ratio)),
         ),
     ];
     RecordBatch::try_from_iter(columns)
