@@ -440,7 +440,7 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     let failure = layers.iter().zip(&runs).find_map(|(layer, run)| {
         (!run.kernel.passed()).then(|| {
             format!(
-                "layer {} ({}-bit): output differs from the dequantized reference by up to {:.3e}, {:.2}× the floating-point error bound (c·k + 2)·2⁻²⁴·Σ|x·w| with c = {} and k = {}",
+                "layer {} ({}-bit): output differs from the dequantized reference by up to {:.3e}, {:.2}× the floating-point error bound (c·max(k, 256) + 2)·2⁻²⁴·Σ|x·w| with c = {} and k = {}",
                 layer.name,
                 params_for(layer).bits,
                 run.kernel.max_abs_err,

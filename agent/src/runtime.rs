@@ -174,7 +174,7 @@ impl Agent {
         // leases still running from before a reconnect, then every unacknowledged report
         let _ = up
             .send(msg(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
-                lease_ids: self.running.keys().cloned().collect(),
+                lease_ids: self.held_leases(),
             })))
             .await;
         for (lease, result) in &self.outbox {
@@ -213,7 +213,7 @@ impl Agent {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    let hb = pb::Heartbeat { lease_ids: self.running.keys().cloned().collect() };
+                    let hb = pb::Heartbeat { lease_ids: self.held_leases() };
                     if up.send(msg(pb::agent_message::Kind::Heartbeat(hb))).await.is_err() {
                         return Ok(SessionEnd::Lost("the session stream closed".into()));
                     }
@@ -233,6 +233,17 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Leases this agent still answers for: cells running, and reports not yet acknowledged
+    /// (a coordinator whose store is failing refuses reports; the lease must not expire while
+    /// the agent holds its result).
+    fn held_leases(&self) -> Vec<String> {
+        self.running
+            .keys()
+            .chain(self.outbox.keys())
+            .cloned()
+            .collect()
     }
 
     async fn on_message(

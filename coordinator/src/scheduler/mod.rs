@@ -1115,10 +1115,12 @@ impl Scheduler {
                 if cells.is_empty() {
                     continue;
                 }
+                // a simulated agent can never run a real sweep's cells, nor a real one a
+                // load test's
                 let capable = self
                     .agents
                     .values()
-                    .any(|a| a.caps.meets(&s.requirements, q.0));
+                    .any(|a| a.caps.simulated == s.simulated && a.caps.meets(&s.requirements, q.0));
                 if !capable {
                     hopeless.extend(cells.iter().map(|i| (id.clone(), *i)));
                 }

@@ -9,6 +9,7 @@ use crate::scheduler::{
 };
 use crate::store::{
     AgentRecord, AttemptRecord, LeaseRecord, Record, ResultRecord, StoreWriter, StoredSweep,
+    Unstored,
 };
 use crate::sweep::{new_sweep_id, sweep_record};
 use quantgrid_matrix::agent::Capabilities;
@@ -83,6 +84,13 @@ pub enum Command {
     Agents {
         reply: oneshot::Sender<Vec<pb::AgentInfo>>,
     },
+    /// A queued write ended: `leases` names the lease of every lease-bearing record it held
+    /// (one entry per record), `unstored` what could not be stored.
+    Written {
+        leases: Vec<String>,
+        unstored: Option<Unstored>,
+        retry: bool,
+    },
 }
 
 /// Commands handled before their records are queued as one write.
@@ -96,8 +104,62 @@ struct Outbox {
     finals: Vec<(watch::Sender<pb::SweepProgress>, pb::SweepProgress)>,
 }
 
+/// The lease a record belongs to, for the records an ack waits for.
+fn lease_of(r: &Record) -> Option<&str> {
+    match r {
+        Record::Result(r) => Some(&r.attempt_id),
+        Record::Attempt(a) => Some(&a.attempt_id),
+        _ => None,
+    }
+}
+
+/// Longest wait between retries of records the store refused.
+const MAX_RETRY_BACKOFF_MS: Millis = 10_000;
+
+/// What has not reached the store yet, and who waits for it. An ack is sent only once
+/// every record of its lease is durable; records the store refused are kept and retried, and
+/// while any are kept the coordinator takes no reports (agents keep theirs).
+#[derive(Default)]
+struct Durability {
+    /// Per lease, its records queued or refused and not yet stored.
+    not_durable: HashMap<String, u32>,
+    /// Acks waiting for their lease's records.
+    awaiting: HashMap<String, Vec<SessionTx>>,
+    /// Finished sweeps, announced once nothing of theirs is pending.
+    finals: Vec<(watch::Sender<pb::SweepProgress>, pb::SweepProgress)>,
+    /// Records the store refused, to write again.
+    retry: Vec<Record>,
+    retry_in_flight: bool,
+    retry_at: Millis,
+    backoff: Millis,
+    /// The store's last error while it is failing.
+    failing: Option<String>,
+    /// Agents whose reports were refused meanwhile: told to reconnect (and so resend) once
+    /// the store takes writes again.
+    refused: std::collections::BTreeSet<String>,
+}
+
+impl Durability {
+    fn pending(&mut self, lease: &str, delta: i64) {
+        let n = self.not_durable.entry(lease.to_string()).or_default();
+        *n = (i64::from(*n) + delta).max(0) as u32;
+        if *n == 0 {
+            self.not_durable.remove(lease);
+        }
+    }
+
+    fn sweep_pending(&self, sweep: &str) -> bool {
+        let prefix = format!("{sweep}.");
+        self.not_durable.keys().any(|l| l.starts_with(&prefix))
+    }
+}
+
 pub struct Coordinator {
     outbox: Outbox,
+    durability: Durability,
+    /// The component's own queue, for write outcomes coming back.
+    commands: mpsc::Sender<Command>,
+    health: Option<tonic_health::server::HealthReporter>,
     scheduler: Scheduler,
     writer: StoreWriter,
     sessions: HashMap<String, (u64, SessionTx)>,
@@ -190,6 +252,8 @@ impl Coordinator {
         progress: Vec<(String, Progress)>,
         requests: HashMap<String, String>,
         tracker: TaskTracker,
+        commands: mpsc::Sender<Command>,
+        health: Option<tonic_health::server::HealthReporter>,
     ) -> Coordinator {
         let watchers = progress
             .into_iter()
@@ -200,6 +264,9 @@ impl Coordinator {
             .collect();
         Coordinator {
             outbox: Outbox::default(),
+            durability: Durability::default(),
+            commands,
+            health,
             scheduler,
             writer,
             sessions: HashMap::new(),
@@ -243,12 +310,155 @@ impl Coordinator {
                     let now = now_ms();
                     let actions = self.scheduler.handle(Event::Tick, now);
                     self.execute(actions, Vec::new(), now);
+                    self.retry_refused(now).await;
                 }
             }
             self.flush().await;
         }
+        let kept = self.durability.retry.len();
+        if kept > 0 {
+            tracing::error!(
+                records = kept,
+                "stopping with records the store refused: unacknowledged reports stay with their agents, which resend them to the next coordinator"
+            );
+        }
         // dropping the sessions ends every agent stream, so the server can stop
         self.sessions.clear();
+    }
+
+    /// Writes the refused records again once their backoff has passed.
+    async fn retry_refused(&mut self, now: Millis) {
+        let d = &mut self.durability;
+        if d.retry.is_empty() || d.retry_in_flight || now < d.retry_at {
+            return;
+        }
+        let records = std::mem::take(&mut d.retry);
+        d.retry_in_flight = true;
+        tracing::info!(records = records.len(), "writing refused records again");
+        self.queue_write(records, true).await;
+    }
+
+    /// Queues `records`; their outcome comes back as [`Command::Written`].
+    async fn queue_write(&mut self, records: Vec<Record>, retry: bool) {
+        let leases: Vec<String> = records
+            .iter()
+            .filter_map(lease_of)
+            .map(str::to_string)
+            .collect();
+        if !retry {
+            for l in &leases {
+                self.durability.pending(l, 1);
+            }
+        }
+        let committed = self.writer.queue(records).await;
+        let back = self.commands.clone();
+        self.tracker.spawn(async move {
+            let unstored = match committed {
+                Ok(c) => c.outcome().await.err(),
+                // the writer is gone: the coordinator is stopping, and nothing is acked
+                Err(e) => Some(Unstored {
+                    records: Vec::new(),
+                    error: e.to_string(),
+                }),
+            };
+            let _ = back
+                .send(Command::Written {
+                    leases,
+                    unstored,
+                    retry,
+                })
+                .await;
+        });
+    }
+
+    /// A write ended: what was stored is durable, what was refused is kept for a retry.
+    fn written(&mut self, leases: Vec<String>, unstored: Option<Unstored>, retry: bool, now: Millis) {
+        let d = &mut self.durability;
+        for l in &leases {
+            d.pending(l, -1);
+        }
+        if retry {
+            d.retry_in_flight = false;
+        }
+        match unstored {
+            Some(u) => {
+                for r in &u.records {
+                    if let Some(l) = lease_of(r) {
+                        d.pending(l, 1);
+                    }
+                }
+                if d.failing.is_none() {
+                    tracing::error!(error = %u.error, "the results store is failing: reports are refused until it takes writes again; agents keep theirs");
+                    if let Some(h) = &self.health {
+                        let h = h.clone();
+                        self.tracker.spawn(async move {
+                            h.set_service_status("", tonic_health::ServingStatus::NotServing)
+                                .await;
+                        });
+                    }
+                }
+                d.failing = Some(u.error);
+                d.retry.extend(u.records);
+                d.backoff = (d.backoff * 2).clamp(250, MAX_RETRY_BACKOFF_MS);
+                d.retry_at = now + d.backoff;
+            }
+            None if d.failing.is_some() && d.retry.is_empty() && !d.retry_in_flight => {
+                tracing::info!("the results store takes writes again: agents resend what was refused");
+                d.failing = None;
+                d.backoff = 0;
+                if let Some(h) = &self.health {
+                    let h = h.clone();
+                    self.tracker.spawn(async move {
+                        h.set_service_status("", tonic_health::ServingStatus::Serving)
+                            .await;
+                    });
+                }
+                let refused = std::mem::take(&mut d.refused);
+                // acks first: what is durable is acknowledged before the session ends
+                self.release();
+                for agent in refused {
+                    if let Some((_, tx)) = self.sessions.get(&agent) {
+                        // ends the session: the agent reconnects and resends its outbox
+                        let _ = tx.try_send(Err(Status::unavailable(
+                            "the results store takes writes again: reconnect and resend unacknowledged reports",
+                        )));
+                    }
+                }
+            }
+            None => {}
+        }
+        self.release();
+    }
+
+    /// Sends the acks and final states whose records are all durable.
+    fn release(&mut self) {
+        let d = &mut self.durability;
+        let ready: Vec<String> = d
+            .awaiting
+            .keys()
+            .filter(|l| !d.not_durable.contains_key(*l))
+            .cloned()
+            .collect();
+        for lease_id in ready {
+            for tx in d.awaiting.remove(&lease_id).unwrap_or_default() {
+                let msg = pb::CoordinatorMessage {
+                    kind: Some(pb::coordinator_message::Kind::Ack(pb::ReportAck {
+                        lease_id: lease_id.clone(),
+                    })),
+                };
+                // a full or closed stream: the agent resends after reconnecting
+                let _ = tx.try_send(Ok(msg));
+            }
+        }
+        let finals = std::mem::take(&mut d.finals);
+        for (tx, last) in finals {
+            if d.failing.is_none() && !d.sweep_pending(&last.sweep_id) {
+                // watchers see the final state only once everything of the sweep is durable
+                tx.send_replace(last);
+            } else {
+                d.finals.push((tx, last));
+            }
+        }
     }
 
     async fn command(&mut self, cmd: Command, now: Millis) {
@@ -315,11 +525,22 @@ impl Coordinator {
                 let actions = self.scheduler.handle(Event::Leaving { agent }, now);
                 self.execute(actions, Vec::new(), now);
             }
+            Command::Written {
+                leases,
+                unstored,
+                retry,
+            } => self.written(leases, unstored, retry, now),
             Command::Report {
                 agent,
                 lease,
                 result,
             } => {
+                if let Some(error) = &self.durability.failing {
+                    // not stored, not acked: the agent keeps it and resends it when told
+                    tracing::warn!(agent, lease, error = %error, "report refused while the results store is failing");
+                    self.durability.refused.insert(agent);
+                    return;
+                }
                 let ack = self
                     .sessions
                     .get(&agent)
@@ -616,47 +837,21 @@ impl Coordinator {
         self.outbox.acks.extend(acks);
     }
 
-    /// Queues the batch's records; acknowledges its reports and announces finished sweeps once
-    /// they are durable.
+    /// Queues the batch's records; its reports are acknowledged, and finished sweeps announced,
+    /// once what they depend on is durable.
     async fn flush(&mut self) {
         let Outbox {
             records,
             acks,
             finals,
         } = std::mem::take(&mut self.outbox);
-        if records.is_empty() && acks.is_empty() && finals.is_empty() {
-            return;
+        for (tx, lease) in acks {
+            self.durability.awaiting.entry(lease).or_default().push(tx);
         }
-        let committed = if records.is_empty() {
-            None
-        } else {
-            Some(self.writer.queue(records).await)
-        };
-        if acks.is_empty() && finals.is_empty() {
-            return;
+        self.durability.finals.extend(finals);
+        if !records.is_empty() {
+            self.queue_write(records, false).await;
         }
-        self.tracker.spawn(async move {
-            if let Some(c) = committed {
-                let durable = match c {
-                    Ok(c) => c.wait().await.is_ok(),
-                    Err(_) => false,
-                };
-                // not durable: no ack, so the agent resends after reconnecting
-                if !durable {
-                    return;
-                }
-            }
-            for (tx, last) in finals {
-                tx.send_replace(last);
-            }
-            for (tx, lease_id) in acks {
-                let msg = pb::CoordinatorMessage {
-                    kind: Some(pb::coordinator_message::Kind::Ack(pb::ReportAck {
-                        lease_id,
-                    })),
-                };
-                let _ = tx.send(Ok(msg)).await;
-            }
-        });
+        self.release();
     }
 }

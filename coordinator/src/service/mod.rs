@@ -66,6 +66,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    serve(config, listener, shutdown, None).await
+}
+
+/// [`run`], with a store whose writes fail where `faults` says: how the tests prove that a
+/// failing store loses nothing.
+async fn serve(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    faults: Option<crate::store::Faults>,
+) -> Result<(), ServeError> {
     let path = config.db_path.clone();
     let mut store = tokio::task::spawn_blocking(move || Store::open(&path))
         .await
@@ -75,15 +86,18 @@ pub async fn run(
     let running = store.running_sweeps()?;
     let (scheduler, progress, requests) =
         actor::restore(running, config.scheduler, actor::now_ms());
-    let (writer, writer_thread) = StoreWriter::spawn(store);
+    let (writer, writer_thread) = StoreWriter::spawn_with(store, faults);
     let tracker = TaskTracker::new();
     let (commands, rx) = tokio::sync::mpsc::channel(16 * 1024);
+    let (health, health_service) = tonic_health::server::health_reporter();
     let coordinator = actor::Coordinator::new(
         scheduler,
         writer.clone(),
         progress,
         requests,
         tracker.clone(),
+        commands.clone(),
+        Some(health.clone()),
     );
     let component = tracker.spawn(coordinator.run(rx, config.tick, shutdown.clone()));
 
@@ -95,7 +109,6 @@ pub async fn run(
         heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u32,
         lease_ttl_ms: config.scheduler.lease_ttl_ms as u32,
     };
-    let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AgentServiceServer<grpc::Grid>>().await;
     health.set_serving::<AdminServiceServer<grpc::Grid>>().await;
 
@@ -133,3 +146,6 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     served.map_err(ServeError::Serve)
 }
+
+#[cfg(test)]
+mod tests;

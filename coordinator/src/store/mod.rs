@@ -8,7 +8,7 @@ mod write;
 mod writer;
 
 pub use read::{ResultRow, StoredSweep, SweepSummary, TokenInfo};
-pub use writer::StoreWriter;
+pub use writer::{Faults, StoreWriter, Unstored};
 
 use duckdb::Connection;
 use quantgrid_matrix::spec::RunParams;

@@ -32,6 +32,16 @@ pub(crate) fn env(browser: Browser) -> Environment {
     e.browser = browser;
     // a flag with commas must survive the round trip
     e.browser_flags.push("--enable-features=A,B".into());
+    // the WebNN context round-trips as request, device and evidence
+    e.webnn = Some(quantgrid_matrix::result::webnn_ran_on(
+        "deviceType=gpu",
+        None,
+        Some(&quantgrid_matrix::result::HostDevices {
+            gpus: 0,
+            accelerators: 0,
+            source: "/sys/bus/pci/devices".into(),
+        }),
+    ));
     e
 }
 
@@ -53,7 +63,7 @@ pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> 
             kernel_ms: 0.0,
             timer: "performance.now".into(),
             weights_sha256: None,
-            gpu_samples_ms: Vec::new(),
+            gpu_samples_ms: vec![0.5, 0.25, 0.75],
             kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
             kernel_err_ratio: 0.01,
         }),
@@ -107,13 +117,14 @@ fn round_trip_on_a_real_file_survives_reopening() {
         store.write(&batch).expect("write");
     }
     let store = Store::open(&path).expect("reopen");
-    assert_eq!(store.schema_version().expect("version"), 3);
+    assert_eq!(store.schema_version().expect("version"), super::schema::LATEST);
     let entries = store.matrix_entries(Some("s1"), false).expect("entries");
     assert_eq!(entries.len(), cells.len());
     let by_id = |id: &CellId| entries.iter().find(|e| &e.cell.id == id).expect("entry");
     let pass = by_id(&cells[0].id).outcome.clone().expect("outcome");
     assert_eq!(pass.status, Status::Pass);
     assert_eq!(pass.p50_ms, Some(2.0));
+    assert_eq!(pass.gpu_p50_ms, Some(0.5), "GPU timestamps are stored beside the page clock");
     assert_eq!(pass.samples, 3);
     assert_eq!(pass.environment, Some(env(cells[0].browser)));
     let unsupported = by_id(&cells[1].id).outcome.clone().expect("outcome");

@@ -2,6 +2,11 @@
 //! never run on an async worker. Writers queue batches; the thread drains whatever is queued
 //! into one transaction, which is how many small submissions become one Appender batch. Reads
 //! go through the same queue, so they see every write queued before them.
+//!
+//! A batch that fails is tried once more whole (a passing fault), then split: each submission
+//! in its own transaction, and a submission that still fails record by record, so one bad
+//! record cannot take good ones with it. What still fails goes back to its submitter, which
+//! keeps it and tries again later: the writer never drops a record.
 
 use super::{Record, Store, StoreError};
 use std::thread::JoinHandle;
@@ -10,8 +15,20 @@ use tokio::sync::{mpsc, oneshot};
 /// Records drained into one transaction at most; bounds the latency of the first ack.
 const MAX_BATCH_RECORDS: usize = 50_000;
 
-type Ack = oneshot::Sender<Result<(), String>>;
+/// Records of a submission that could not be stored, returned to the submitter with the
+/// store's last error.
+#[derive(Debug)]
+pub struct Unstored {
+    pub records: Vec<Record>,
+    pub error: String,
+}
+
+type Ack = oneshot::Sender<Result<(), Unstored>>;
 type ReadJob = Box<dyn FnOnce(&mut Store) + Send>;
+
+/// Decides, before a transaction of these records is written, that it fails with this
+/// message: how tests give the writer a store whose writes fail part-way.
+pub type Faults = Box<dyn FnMut(&[Record]) -> Option<String> + Send>;
 
 enum Msg {
     Write(Vec<Record>, Option<Ack>),
@@ -32,25 +49,97 @@ impl std::fmt::Debug for StoreWriter {
 
 /// The commit of queued records, to await when durability matters.
 #[derive(Debug)]
-pub struct Committed(oneshot::Receiver<Result<(), String>>);
+pub struct Committed(oneshot::Receiver<Result<(), Unstored>>);
 
 impl Committed {
     pub async fn wait(self) -> Result<(), StoreError> {
         match self.0.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StoreError::BatchFailed(message)),
+            Ok(Err(unstored)) => Err(StoreError::BatchFailed(unstored.error)),
             Err(_) => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Like [`Committed::wait`], returning the records that could not be stored.
+    pub async fn outcome(self) -> Result<(), Unstored> {
+        match self.0.await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Unstored {
+                records: Vec::new(),
+                error: "the store writer has stopped".into(),
+            }),
+        }
+    }
+}
+
+/// The writer thread's side: the store and, in tests, injected failures.
+struct Sink {
+    store: Store,
+    faults: Option<Faults>,
+}
+
+impl Sink {
+    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+        if let Some(message) = self.faults.as_mut().and_then(|f| f(records)) {
+            return Err(message);
+        }
+        self.store.write(records).map_err(|e| error_chain(&e))
+    }
+
+    /// Writes a drained batch of submissions; each gets back what could not be stored.
+    fn write_batch(&mut self, groups: Vec<Vec<Record>>) -> Vec<Result<(), Unstored>> {
+        let all: Vec<Record> = groups.iter().flatten().cloned().collect();
+        let first = match self.write(&all) {
+            Ok(()) => return groups.iter().map(|_| Ok(())).collect(),
+            Err(e) => e,
+        };
+        tracing::warn!(error = %first, records = all.len(), "store write failed; trying again");
+        if self.write(&all).is_ok() {
+            return groups.iter().map(|_| Ok(())).collect();
+        }
+        groups
+            .into_iter()
+            .map(|group| match self.write(&group) {
+                Ok(()) => Ok(()),
+                Err(_) => self.write_one_by_one(group),
+            })
+            .collect()
+    }
+
+    fn write_one_by_one(&mut self, group: Vec<Record>) -> Result<(), Unstored> {
+        let mut failed = Vec::new();
+        let mut error = String::new();
+        for record in group {
+            if let Err(e) = self.write(std::slice::from_ref(&record)) {
+                error = e;
+                failed.push(record);
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            tracing::error!(error = %error, records = failed.len(), "records could not be stored; their submitter keeps them");
+            Err(Unstored {
+                records: failed,
+                error,
+            })
         }
     }
 }
 
 impl StoreWriter {
     /// Moves `store` onto its own thread.
-    pub fn spawn(mut store: Store) -> (StoreWriter, JoinHandle<Store>) {
+    pub fn spawn(store: Store) -> (StoreWriter, JoinHandle<Store>) {
+        StoreWriter::spawn_with(store, None)
+    }
+
+    /// Like [`StoreWriter::spawn`], failing the transactions `faults` picks.
+    pub fn spawn_with(store: Store, faults: Option<Faults>) -> (StoreWriter, JoinHandle<Store>) {
         let (tx, mut rx) = mpsc::channel::<Msg>(4096);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
+                let mut sink = Sink { store, faults };
                 let mut next: Option<Msg> = None;
                 loop {
                     let first = match next.take() {
@@ -60,19 +149,20 @@ impl StoreWriter {
                             None => break,
                         },
                     };
-                    let (mut records, first_ack) = match first {
+                    let (records, first_ack) = match first {
                         Msg::Read(job) => {
-                            job(&mut store);
+                            job(&mut sink.store);
                             continue;
                         }
                         Msg::Write(r, ack) => (r, ack),
                     };
-                    let mut acks: Vec<Ack> = first_ack.into_iter().collect();
-                    while records.len() < MAX_BATCH_RECORDS {
+                    let mut total = records.len();
+                    let mut groups = vec![(records, first_ack)];
+                    while total < MAX_BATCH_RECORDS {
                         match rx.try_recv() {
                             Ok(Msg::Write(more, ack)) => {
-                                records.extend(more);
-                                acks.extend(ack);
+                                total += more.len();
+                                groups.push((more, ack));
                             }
                             Ok(read) => {
                                 // a read waits for the writes queued before it
@@ -82,16 +172,16 @@ impl StoreWriter {
                             Err(_) => break,
                         }
                     }
-                    let outcome = store.write(&records).map_err(|e| error_chain(&e));
-                    if let Err(e) = &outcome {
-                        tracing::error!(error = %e, records = records.len(), "store write failed");
-                    }
-                    for ack in acks {
+                    let (records, acks): (Vec<_>, Vec<_>) = groups.into_iter().unzip();
+                    let outcomes = sink.write_batch(records);
+                    for (ack, outcome) in acks.into_iter().zip(outcomes) {
                         // a submitter that stopped waiting does not need the answer
-                        let _ = ack.send(outcome.clone());
+                        if let Some(ack) = ack {
+                            let _ = ack.send(outcome);
+                        }
                     }
                 }
-                store
+                sink.store
             })
             .expect("spawning the store writer thread");
         (StoreWriter { tx }, handle)
