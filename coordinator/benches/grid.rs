@@ -106,7 +106,8 @@ fn caps(browsers: &[Browser]) -> Capabilities {
         gpu_vendors: vec![],
         labels: Default::default(),
         slots: 1,
-        simulated: false,
+        // load-test agents: they take only load-test sweeps
+        simulated: true,
     }
 }
 
@@ -251,6 +252,7 @@ async fn run_sweeps(a: &mut Admin, yaml: &str, copies: usize) -> (u32, f64) {
                 client_request_id: String::new(),
                 spec_yaml: yaml.replacen("name: ", &format!("name: copy{i}-"), 1),
                 spec_name: "bench.yaml".into(),
+                simulated: true,
                 ..Default::default()
             })
             .await

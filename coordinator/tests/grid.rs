@@ -476,35 +476,48 @@ fn cancel_stops_a_sweep_and_drain_stops_offers() {
     });
 }
 
+/// A simulated agent never makes a real sweep pass: it takes none of its cells (they end
+/// `no_capable_agent` once the wait is over, and `submit --wait` exits 1), and the load test it
+/// does take ends with simulated results that are never passes.
 #[test]
-fn submit_wait_exits_0_and_prints_the_sweep_id_last() {
+fn a_simulated_agent_never_makes_a_real_sweep_pass() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("grid.duckdb");
     let (t1, ops) = (token(&db, "a1", false), token(&db, "ops", true));
-    let (_server, url) = serve(&db, "127.0.0.1:0");
+    let (server, url) = serve(&db, "127.0.0.1:0");
     let _a1 = agent(&url, &t1, 5, &[]);
-    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/smoke.yaml");
-    let out = Command::new(bin("quantgrid"))
-        .args([
-            "submit",
-            "--wait",
-            "--request-id",
-            "nightly-1",
-            "--coordinator",
-            &url,
-            "--token",
-            &ops,
-        ])
-        .arg(&smoke)
-        .output()
-        .expect("submit");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let smoke = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/smoke.yaml"),
+    )
+    .expect("smoke");
+    let spec = dir.path().join("smoke.yaml");
+    std::fs::write(&spec, format!("{smoke}agent_wait_secs: 2\n")).expect("spec");
+    let submit = |extra: &[&str]| {
+        Command::new(bin("quantgrid"))
+            .args(["submit", "--wait", "--coordinator", &url, "--token", &ops])
+            .args(extra)
+            .arg(&spec)
+            .output()
+            .expect("submit")
+    };
+    let real = submit(&[]);
+    let stderr = String::from_utf8_lossy(&real.stderr);
+    assert_eq!(real.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("0/20 cells passed"), "{stderr}");
+    let real_id = String::from_utf8_lossy(&real.stdout)
+        .lines()
+        .last()
+        .expect("id")
+        .to_string();
+    // the load test: the simulated agent runs it, and nothing of it counts as passed
+    let load = submit(&["--simulated", "--request-id", "nightly-1"]);
+    let stderr = String::from_utf8_lossy(&load.stderr);
+    assert_eq!(load.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("0/20 cells passed") && stderr.contains("20 simulated"),
+        "{stderr}"
     );
-    let id = String::from_utf8_lossy(&out.stdout)
+    let id = String::from_utf8_lossy(&load.stdout)
         .lines()
         .last()
         .expect("id")
@@ -514,6 +527,7 @@ fn submit_wait_exits_0_and_prints_the_sweep_id_last() {
     let again = Command::new(bin("quantgrid"))
         .args([
             "submit",
+            "--simulated",
             "--request-id",
             "nightly-1",
             "--coordinator",
@@ -521,13 +535,33 @@ fn submit_wait_exits_0_and_prints_the_sweep_id_last() {
             "--token",
             &ops,
         ])
-        .arg(&smoke)
+        .arg(&spec)
         .output()
         .expect("submit");
     assert_eq!(
         String::from_utf8_lossy(&again.stdout).lines().last(),
         Some(id.as_str())
     );
+    drop(server);
+    let store = Store::open(&db).expect("open");
+    let real_rows = store.results(Some(&real_id), 100).expect("results");
+    assert_eq!(real_rows.len(), 20);
+    assert!(
+        real_rows
+            .iter()
+            .all(|r| !r.simulated && r.status == Status::NoCapableAgent),
+        "{real_rows:#?}"
+    );
+    let md = quantgrid_coordinator::report::matrix_markdown(
+        &store,
+        &quantgrid_coordinator::report::MatrixOptions {
+            sweep: Some(&id),
+            include_simulated: false,
+            accuracy_tolerance: None,
+        },
+    )
+    .expect("matrix");
+    assert!(!md.contains('✅'), "simulated results reached a matrix:\n{md}");
 }
 
 #[test]
@@ -536,7 +570,15 @@ fn run_with_a_coordinator_sends_the_narrowed_matrix_to_the_lab() {
     let db = dir.path().join("grid.duckdb");
     let (t1, ops) = (token(&db, "a1", false), token(&db, "ops", true));
     let (server, url) = serve(&db, "127.0.0.1:0");
-    let _a1 = agent(&url, &t1, 5, &[]);
+    // a real agent: a simulated one takes only load tests
+    let _a1 = Proc(
+        Command::new(bin("quantgrid-agent"))
+            .args(["run", "--coordinator", &url, "--token", &t1])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agent"),
+    );
     // the flags of the tool quantgrid replaces, run by the lab's agents
     let out = Command::new(bin("quantgrid"))
         .args([
@@ -680,13 +722,12 @@ fn mutual_tls_end_to_end() {
             .output()
             .expect("submit")
     };
-    let ok = submit(&tls);
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    // a load test on the simulated agent: through mutual TLS it runs to the end (and, being
+    // simulated, passes nothing: exit 1)
+    let ok = submit(&[&tls[..], &["--simulated"]].concat());
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert_eq!(ok.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("finished") && stderr.contains("2 simulated"), "{stderr}");
     // without a client certificate the handshake fails, before any token is looked at
     let no_cert = submit(&["--tls-ca", &p("ca.pem")]);
     assert_eq!(no_cert.status.code(), Some(2));
@@ -1005,4 +1046,200 @@ fn installed_builds() -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// A hand-written agent: registers with `caps` and opens a session.
+async fn fake_agent(
+    url: &str,
+    token: &str,
+    name: &str,
+    slots: u32,
+) -> (
+    tokio::sync::mpsc::Sender<pb::AgentMessage>,
+    tonic::Streaming<pb::CoordinatorMessage>,
+) {
+    let ch = client::connect(url, &Tls::default()).await.expect("connect");
+    let mut c = AgentServiceClient::with_interceptor(ch, Bearer::new(token).expect("token"));
+    let caps = quantgrid_matrix::agent::Capabilities {
+        os: Some(quantgrid_matrix::spec::Os::Linux),
+        arch: "x86_64".into(),
+        browsers: vec![quantgrid_matrix::agent::BrowserCapability {
+            browser: quantgrid_matrix::Browser::Chromium,
+            channel: String::new(),
+            version: "156.0".into(),
+            webgpu: Some(quantgrid_matrix::fixtures::swiftshader()),
+            webnn: false,
+            features: Vec::new(),
+            limits: Default::default(),
+            webnn_devices: Vec::new(),
+        }],
+        gpu_vendors: vec![],
+        labels: Default::default(),
+        slots,
+        simulated: false,
+    };
+    c.register(quantgrid_proto::convert::register_request(name, "test", &caps))
+        .await
+        .expect("register");
+    let (up, rx) = tokio::sync::mpsc::channel(16);
+    let down = c
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("session")
+        .into_inner();
+    (up, down)
+}
+
+async fn next_offers(down: &mut tonic::Streaming<pb::CoordinatorMessage>, n: usize) -> Vec<pb::Offer> {
+    let mut offers = Vec::new();
+    while offers.len() < n {
+        if let Some(pb::coordinator_message::Kind::Offer(o)) =
+            down.message().await.expect("message").expect("open").kind
+        {
+            offers.push(o);
+        }
+    }
+    offers
+}
+
+fn measured_pass(offer: &pb::Offer) -> pb::CellResult {
+    let cell = offer.cell.as_ref().expect("cell");
+    pb::CellResult {
+        cell_id: cell.id.clone(),
+        status: pb::Status::Pass as i32,
+        error_text: None,
+        effective_bits: cell.requested_bits,
+        measurement: Some(pb::Measurement {
+            build_ms: 1.0,
+            first_run_ms: 1.0,
+            warmup: offer.warmup,
+            samples_ms: vec![2.0; offer.repetitions as usize],
+            weight_bytes: 1024,
+            kernel_max_abs_err: 1e-7,
+            accuracy_rel_err: 0.02,
+            runs_per_sample: 1,
+            kernel_ms: 9.0,
+            timer: "performance.now".into(),
+            weights_sha256: None,
+            gpu_samples_ms: Vec::new(),
+            kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
+            kernel_err_ratio: 0.05,
+        }),
+        environment: Some((&quantgrid_matrix::fixtures::chromium_environment()).into()),
+        simulated: false,
+    }
+}
+
+/// Reports that do not check out (NaN, infinite and negative times, too few samples, a pass
+/// beyond the kernel's error bound) are stored as rejected `error`s with the reason and
+/// retried on another agent; only real figures count.
+#[test]
+fn invalid_reports_are_stored_as_rejected_errors_and_retried_elsewhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (liar, honest, ops) = (
+        token(&db, "liar", false),
+        token(&db, "honest", false),
+        token(&db, "ops", true),
+    );
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    let sweep = rt().block_on(async {
+        let mut a = admin(&url, &ops).await;
+        let r = a
+            .submit_sweep(pb::SubmitSweepRequest {
+                spec_yaml: "version: 1\nname: lies\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [2, 3, 4, 8]\nrepetitions: 3\nretries: 1\n".into(),
+                spec_name: "lies.yaml".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("submit")
+            .into_inner();
+        let (up, mut down) = fake_agent(&url, &liar, "liar", 4).await;
+        let offers = next_offers(&mut down, 4).await;
+        // the honest agent connects once the liar holds every cell
+        let (honest_up, mut honest_down) = fake_agent(&url, &honest, "honest", 4).await;
+        let lies: [fn(&mut pb::Measurement); 4] = [
+            |m| m.samples_ms = vec![f64::NAN, -1.0, f64::INFINITY],
+            |m| m.build_ms = -5.0,
+            |m| m.samples_ms.truncate(1),
+            |m| m.kernel_err_ratio = 3.0,
+        ];
+        for (offer, lie) in offers.iter().zip(lies) {
+            let mut result = measured_pass(offer);
+            lie(result.measurement.as_mut().expect("measured"));
+            let report = pb::Report { lease_id: offer.lease_id.clone(), result: Some(result) };
+            up.send(pb::AgentMessage { agent_id: "liar".into(), kind: Some(pb::agent_message::Kind::Report(report)) })
+                .await
+                .expect("send");
+        }
+        // every cell is retried, on the other agent
+        for offer in next_offers(&mut honest_down, 4).await {
+            assert!(offer.lease_id.ends_with(".2"), "a second attempt: {}", offer.lease_id);
+            let report = pb::Report { lease_id: offer.lease_id.clone(), result: Some(measured_pass(&offer)) };
+            honest_up
+                .send(pb::AgentMessage { agent_id: "honest".into(), kind: Some(pb::agent_message::Kind::Report(report)) })
+                .await
+                .expect("send");
+        }
+        let last = watch_until(&mut a, &r.sweep_id, |p| p.finished).await;
+        assert_eq!((last.passed, last.total), (4, 4), "{last:?}");
+        r.sweep_id
+    });
+    drop(server);
+    let store = Store::open(&db).expect("open");
+    let rows = store.results(Some(&sweep), 100).expect("results");
+    assert_eq!(rows.len(), 8, "{rows:#?}");
+    let rejected: Vec<_> = rows.iter().filter(|r| !r.accepted).collect();
+    assert_eq!(rejected.len(), 4, "{rows:#?}");
+    for r in &rejected {
+        let text = r.error_text.as_deref().unwrap_or_default();
+        assert_eq!(r.status, Status::Error, "{r:?}");
+        assert!(text.starts_with("invalid report from agent liar (it said pass): "), "{text}");
+    }
+    let reasons: Vec<&str> = rejected
+        .iter()
+        .filter_map(|r| r.error_text.as_deref())
+        .collect();
+    for why in ["sample 0 is NaN", "build_ms is -5", "1 samples for the offer's 3", "3.000× its bound"] {
+        assert!(reasons.iter().any(|t| t.contains(why)), "{why} missing from {reasons:#?}");
+    }
+    assert!(
+        rows.iter()
+            .filter(|r| r.accepted)
+            .all(|r| r.status == Status::Pass && r.attempt_id.ends_with(".2")),
+        "{rows:#?}"
+    );
+}
+
+/// Read commands open the file read-only: while a coordinator holds it they say so (and
+/// change nothing), and afterwards they read it without migrating or writing.
+#[test]
+fn read_commands_say_when_a_coordinator_holds_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let _ops = token(&db, "ops", true);
+    let (server, _url) = serve(&db, "127.0.0.1:0");
+    for args in [&["results"][..], &["matrix"][..]] {
+        let out = Command::new(bin("quantgrid"))
+            .args(args)
+            .arg("--db-path")
+            .arg(&db)
+            .output()
+            .expect("read command");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("is in use by another process") && stderr.contains(&db.display().to_string()),
+            "{args:?}: {stderr}"
+        );
+    }
+    drop(server);
+    let before = std::fs::read(&db).expect("db");
+    let out = Command::new(bin("quantgrid"))
+        .args(["results", "--db-path"])
+        .arg(&db)
+        .output()
+        .expect("results");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&db).expect("db"), before, "a read command changed the file");
 }
