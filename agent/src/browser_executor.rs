@@ -161,8 +161,7 @@ fn environment(
         arch: std::env::consts::ARCH.to_string(),
         adapter: build.capability().webgpu.clone(),
         webnn,
-        webnn_info: (cell.platform == Platform::Webnn)
-            .then(|| build.report["webnn"].to_string()),
+        webnn_info: (cell.platform == Platform::Webnn).then(|| build.report["webnn"].to_string()),
     }
 }
 

@@ -249,12 +249,12 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
     let k = case.quantized.k;
     let kernel = check_kernel(&y, &case.dequantized_output, &case.dequantized_magnitude, k)
         .ok_or_else(|| {
-        GemvError::Malformed(format!(
-            "{} outputs for {}",
-            y.len(),
-            case.dequantized_output.len()
-        ))
-    })?;
+            GemvError::Malformed(format!(
+                "{} outputs for {}",
+                y.len(),
+                case.dequantized_output.len()
+            ))
+        })?;
     let accuracy =
         compare(&y, &case.fp32_output).ok_or_else(|| GemvError::Malformed("output size".into()))?;
     Ok(LayerRun {

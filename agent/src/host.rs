@@ -68,7 +68,10 @@ const PCI_DISPLAY: u32 = 0x03;
 const PCI_ACCELERATOR: u32 = 0x12;
 
 /// Counts GPUs and accelerators among PCI class codes as sysfs writes them (`0x030200`).
-pub fn count_pci_classes<'a>(classes: impl IntoIterator<Item = &'a str>, source: &str) -> HostDevices {
+pub fn count_pci_classes<'a>(
+    classes: impl IntoIterator<Item = &'a str>,
+    source: &str,
+) -> HostDevices {
     let mut d = HostDevices {
         gpus: 0,
         accelerators: 0,
@@ -111,9 +114,11 @@ mod tests {
     #[test]
     fn pci_classes_count_gpus_and_accelerators() {
         // this machine: host bridge, virtio devices; an H200 host adds a 3D controller
-        let none = super::count_pci_classes(["0x060000", "0xffff00", "0x018000", "0x020000"], "sysfs");
+        let none =
+            super::count_pci_classes(["0x060000", "0xffff00", "0x018000", "0x020000"], "sysfs");
         assert_eq!((none.gpus, none.accelerators), (0, 0));
-        let h200 = super::count_pci_classes(["0x030200\n", "0x030000", "0x120000", "junk"], "sysfs");
+        let h200 =
+            super::count_pci_classes(["0x030200\n", "0x030000", "0x120000", "junk"], "sysfs");
         assert_eq!((h200.gpus, h200.accelerators), (2, 1));
     }
 

@@ -93,7 +93,12 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
                 // since both builds' adapters have timestamp-query
                 assert_eq!(run.timer, "performance.now", "{run:?}");
                 assert_eq!(run.gpu_samples_ms.len(), repetitions as usize, "{run:?}");
-                assert!(run.gpu_samples_ms.iter().all(|t| t.is_finite() && *t >= 0.0), "{run:?}");
+                assert!(
+                    run.gpu_samples_ms
+                        .iter()
+                        .all(|t| t.is_finite() && *t >= 0.0),
+                    "{run:?}"
+                );
                 // the page allocated exactly the packed bytes (buffers are at least 4 bytes)
                 let b = case.quantized.bytes();
                 assert_eq!(

@@ -76,10 +76,15 @@ async fn chromium_153_runs_8_bit_and_experimental_int4_and_refuses_2_and_3_bits(
             (Bits::B2 | Bits::B3, true) => {
                 assert_eq!(r.status, Status::Unsupported, "{}: {r:?}", cell.label());
                 // the refusal names the build that gave it, with the probe's evidence
-                let env = r.environment.as_ref().expect("an unsupported answer has its environment");
+                let env = r
+                    .environment
+                    .as_ref()
+                    .expect("an unsupported answer has its environment");
                 assert!(env.browser_version.starts_with("153."), "{env:?}");
                 assert!(
-                    env.webnn_info.as_deref().is_some_and(|i| i.contains("opSupportLimits")),
+                    env.webnn_info
+                        .as_deref()
+                        .is_some_and(|i| i.contains("opSupportLimits")),
                     "{env:?}"
                 );
                 let text = r.error_text.unwrap_or_default();

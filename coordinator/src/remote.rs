@@ -296,10 +296,12 @@ pub fn agents(remote: &Remote) -> Result<ExitCode> {
                 let webgpu = b.webgpu.as_ref().map_or("no WebGPU".to_string(), |ad| {
                     format!("WebGPU {}", ad.label())
                 });
+                // a build may accept every device type and run them all on the CPU: these are
+                // requests it accepted, not devices (each result says where it ran)
                 let webnn = if b.webnn_devices.is_empty() {
                     "no WebNN".to_string()
                 } else {
-                    format!("WebNN {}", b.webnn_devices.join("/"))
+                    format!("WebNN contexts accepted for {}", b.webnn_devices.join("/"))
                 };
                 println!("  {} {}: {webgpu}; {webnn}", b.browser, b.version);
             }

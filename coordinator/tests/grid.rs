@@ -221,8 +221,9 @@ fn an_agent_killed_mid_sweep_loses_nothing() {
         victim.wait_exit();
         let last = watch_until(&mut a, &sweep, |p| p.finished).await;
         assert_eq!(
-            (last.state.as_str(), last.done, last.passed),
-            ("finished", cells, cells)
+            (last.state.as_str(), last.done, last.simulated, last.passed),
+            // a drill's results are simulated: done, never passed
+            ("finished", cells, cells, 0)
         );
         drop(_server);
         accepted_once(&db, &sweep, cells);
@@ -257,8 +258,9 @@ fn a_coordinator_killed_mid_sweep_resumes_after_restart() {
         let mut a = admin(&url, &ops).await;
         let last = watch_until(&mut a, &sweep, |p| p.finished).await;
         assert_eq!(
-            (last.state.as_str(), last.done, last.passed),
-            ("finished", cells, cells)
+            (last.state.as_str(), last.done, last.simulated, last.passed),
+            // a drill's results are simulated: done, never passed
+            ("finished", cells, cells, 0)
         );
     });
     drop(server2);
@@ -380,7 +382,7 @@ fn a_repeated_report_is_stored_once() {
             }
         }
         let last = watch_until(&mut a, &sweep, |p| p.finished).await;
-        assert_eq!(last.passed, 1);
+        assert_eq!((last.simulated, last.passed), (1, 0));
         sweep
     });
     drop(server);
@@ -561,7 +563,10 @@ fn a_simulated_agent_never_makes_a_real_sweep_pass() {
         },
     )
     .expect("matrix");
-    assert!(!md.contains('✅'), "simulated results reached a matrix:\n{md}");
+    assert!(
+        !md.contains('✅'),
+        "simulated results reached a matrix:\n{md}"
+    );
 }
 
 #[test]
@@ -727,7 +732,10 @@ fn mutual_tls_end_to_end() {
     let ok = submit(&[&tls[..], &["--simulated"]].concat());
     let stderr = String::from_utf8_lossy(&ok.stderr);
     assert_eq!(ok.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("finished") && stderr.contains("2 simulated"), "{stderr}");
+    assert!(
+        stderr.contains("finished") && stderr.contains("2 simulated"),
+        "{stderr}"
+    );
     // without a client certificate the handshake fails, before any token is looked at
     let no_cert = submit(&["--tls-ca", &p("ca.pem")]);
     assert_eq!(no_cert.status.code(), Some(2));
@@ -768,7 +776,7 @@ fn sigterm_finishes_the_running_cell_and_a_second_signal_abandons_it() {
         assert!(status.success(), "{status:?}");
         let last = watch_until(&mut a, &sweep, |p| p.finished).await;
         assert_eq!(
-            last.passed, 1,
+            last.simulated, 1,
             "the running cell was finished and reported before exiting"
         );
         sweep
@@ -910,7 +918,7 @@ fn real_chromium_cells_pass_and_reach_the_matrix() {
         "{md}"
     );
     assert!(
-        md.contains("google swiftshader (software, fallback)"),
+        md.contains("google swiftshader") && md.contains("(software, fallback)"),
         "{md}"
     );
     assert!(md.contains("chromedriver"), "{md}");
@@ -943,7 +951,10 @@ fn every_installed_browser_answers_through_the_grid() {
         let version = r.browser_version.clone().unwrap_or_default();
         let text = r.error_text.clone().unwrap_or_default();
         assert!(r.accepted && !r.simulated, "{r:?}");
+        // every answer names the build that gave it, refusals included
+        assert!(r.environment_id.is_some(), "no environment: {r:?}");
         if l.contains(" webgpu ") {
+            assert_eq!(r.gpu_samples, 2, "both clocks: {r:?}");
             assert_eq!(r.status, Status::Pass, "{r:?}");
             assert_eq!(r.samples, 2, "{r:?}");
             assert!(
@@ -970,6 +981,12 @@ fn every_installed_browser_answers_through_the_grid() {
             assert!(
                 version.starts_with("153."),
                 "only Chromium 153 has WebNN: {r:?}"
+            );
+            // asked for a GPU context, ran on the CPU: this machine has no GPU
+            let webnn = r.webnn.as_deref().unwrap_or_default();
+            assert!(
+                webnn.starts_with("requested deviceType=gpu · ran on cpu (the host has no GPU"),
+                "{r:?}"
             );
             if l.contains("→8") {
                 assert_eq!(
@@ -1005,13 +1022,25 @@ fn every_installed_browser_answers_through_the_grid() {
             .expect("firefox is installed"),
     );
     for line in [
-        format!("  chromium {c153}: WebGPU google swiftshader (software, fallback); WebNN cpu/gpu/npu"),
-        format!("  chromium {c156}: WebGPU google swiftshader (software, fallback); no WebNN"),
-        format!("  firefox {ff}: WebGPU unnamed adapter (software, fallback); no WebNN"),
+        // with --enable-webgpu-developer-features Chromium names its device too
+        (
+            format!("  chromium {c153}: WebGPU google swiftshader"),
+            "(software, fallback); WebNN contexts accepted for cpu/gpu/npu",
+        ),
+        (
+            format!("  chromium {c156}: WebGPU google swiftshader"),
+            "(software, fallback); no WebNN",
+        ),
+        (
+            format!("  firefox {ff}: WebGPU unnamed adapter"),
+            "(software, fallback); no WebNN",
+        ),
     ] {
         assert!(
-            agents.lines().any(|l| l == line),
-            "{line} missing from\n{agents}"
+            agents
+                .lines()
+                .any(|l| l.starts_with(&line.0) && l.ends_with(line.1)),
+            "{line:?} missing from\n{agents}"
         );
     }
     for needle in [
@@ -1020,10 +1049,15 @@ fn every_installed_browser_answers_through_the_grid() {
         format!("firefox {ff}"),
         "geckodriver".into(),
         "unnamed adapter (software, fallback)".into(),
-        "google swiftshader (software, fallback)".into(),
+        "google swiftshader".into(),
+        // the WebNN device only with its evidence, and comparisons on one clock
+        "requested deviceType=gpu · ran on cpu (the host has no GPU".into(),
+        "the only clock times are compared on".into(),
+        "--enable-webgpu-developer-features".into(),
     ] {
         assert!(md.contains(&needle), "{needle} missing from\n{md}");
     }
+    assert!(!md.contains("| gpu |"), "a bare WebNN device in\n{md}");
 }
 
 /// (browser, version) of every build discovery finds here, read from the binaries the way the
@@ -1033,15 +1067,23 @@ fn installed_builds() -> Vec<(String, String)> {
         .arg("discover")
         .output()
         .expect("quantgrid-agent discover");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let machine: serde_json::Value = serde_json::from_slice(&out.stdout).expect("discover prints JSON");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let machine: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("discover prints JSON");
     machine["browsers"]
         .as_array()
         .expect("browsers")
         .iter()
         .map(|b| {
             (
-                b["candidate"]["browser"].as_str().unwrap_or_default().to_string(),
+                b["candidate"]["browser"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 b["version"].as_str().unwrap_or_default().to_string(),
             )
         })
@@ -1058,7 +1100,9 @@ async fn fake_agent(
     tokio::sync::mpsc::Sender<pb::AgentMessage>,
     tonic::Streaming<pb::CoordinatorMessage>,
 ) {
-    let ch = client::connect(url, &Tls::default()).await.expect("connect");
+    let ch = client::connect(url, &Tls::default())
+        .await
+        .expect("connect");
     let mut c = AgentServiceClient::with_interceptor(ch, Bearer::new(token).expect("token"));
     let caps = quantgrid_matrix::agent::Capabilities {
         os: Some(quantgrid_matrix::spec::Os::Linux),
@@ -1078,9 +1122,11 @@ async fn fake_agent(
         slots,
         simulated: false,
     };
-    c.register(quantgrid_proto::convert::register_request(name, "test", &caps))
-        .await
-        .expect("register");
+    c.register(quantgrid_proto::convert::register_request(
+        name, "test", &caps,
+    ))
+    .await
+    .expect("register");
     let (up, rx) = tokio::sync::mpsc::channel(16);
     let down = c
         .session(tokio_stream::wrappers::ReceiverStream::new(rx))
@@ -1090,7 +1136,10 @@ async fn fake_agent(
     (up, down)
 }
 
-async fn next_offers(down: &mut tonic::Streaming<pb::CoordinatorMessage>, n: usize) -> Vec<pb::Offer> {
+async fn next_offers(
+    down: &mut tonic::Streaming<pb::CoordinatorMessage>,
+    n: usize,
+) -> Vec<pb::Offer> {
     let mut offers = Vec::new();
     while offers.len() < n {
         if let Some(pb::coordinator_message::Kind::Offer(o)) =
@@ -1194,14 +1243,25 @@ fn invalid_reports_are_stored_as_rejected_errors_and_retried_elsewhere() {
     for r in &rejected {
         let text = r.error_text.as_deref().unwrap_or_default();
         assert_eq!(r.status, Status::Error, "{r:?}");
-        assert!(text.starts_with("invalid report from agent liar (it said pass): "), "{text}");
+        assert!(
+            text.starts_with("invalid report from agent liar (it said pass): "),
+            "{text}"
+        );
     }
     let reasons: Vec<&str> = rejected
         .iter()
         .filter_map(|r| r.error_text.as_deref())
         .collect();
-    for why in ["sample 0 is NaN", "build_ms is -5", "1 samples for the offer's 3", "3.000× its bound"] {
-        assert!(reasons.iter().any(|t| t.contains(why)), "{why} missing from {reasons:#?}");
+    for why in [
+        "sample 0 is NaN",
+        "build_ms is -5",
+        "1 samples for the offer's 3",
+        "3.000× its bound",
+    ] {
+        assert!(
+            reasons.iter().any(|t| t.contains(why)),
+            "{why} missing from {reasons:#?}"
+        );
     }
     assert!(
         rows.iter()
@@ -1229,7 +1289,8 @@ fn read_commands_say_when_a_coordinator_holds_the_file() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(
-            stderr.contains("is in use by another process") && stderr.contains(&db.display().to_string()),
+            stderr.contains("is in use by another process")
+                && stderr.contains(&db.display().to_string()),
             "{args:?}: {stderr}"
         );
     }
@@ -1240,6 +1301,15 @@ fn read_commands_say_when_a_coordinator_holds_the_file() {
         .arg(&db)
         .output()
         .expect("results");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read(&db).expect("db"), before, "a read command changed the file");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&db).expect("db"),
+        before,
+        "a read command changed the file"
+    );
 }

@@ -95,8 +95,7 @@ pub const KERNEL_BOUND_MIN_K: u32 = 256;
 /// Largest |y_j − ref_j| a correct kernel may show for an output whose terms have magnitude
 /// `magnitude` (`Σ_i |x_i · w_ij|`): `(c·max(k, 256) + 2) · 2⁻²⁴ · magnitude`.
 pub fn kernel_bound(c: f64, k: u32, magnitude: f64) -> f64 {
-    (c * f64::from(k.max(KERNEL_BOUND_MIN_K)) + REFERENCE_ROUNDING) * f64::from(f32::EPSILON)
-        / 2.0
+    (c * f64::from(k.max(KERNEL_BOUND_MIN_K)) + REFERENCE_ROUNDING) * f64::from(f32::EPSILON) / 2.0
         * magnitude
 }
 
@@ -354,7 +353,10 @@ mod tests {
                 ("1% off", one_percent),
                 ("fp16 accumulation", fp16_acc),
                 ("swapped fp16 scales", f32_kernel(&c.input, &swapped, k, n)),
-                ("zero point off by one", f32_kernel(&c.input, &zero_off, k, n)),
+                (
+                    "zero point off by one",
+                    f32_kernel(&c.input, &zero_off, k, n),
+                ),
             ] {
                 let r = check(&y);
                 assert!(!r.passed(), "k={k}: {name} passes the kernel check: {r:?}");

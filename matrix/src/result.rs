@@ -490,14 +490,26 @@ mod tests {
             f(r.measurement.as_mut().expect("measured"));
             check_report(&r, 3).expect_err("invalid")
         };
-        assert!(bad(|m| m.samples_ms = vec![f64::NAN, -1.0, f64::INFINITY], Status::Pass).contains("sample 0"));
+        assert!(
+            bad(
+                |m| m.samples_ms = vec![f64::NAN, -1.0, f64::INFINITY],
+                Status::Pass
+            )
+            .contains("sample 0")
+        );
         assert!(bad(|m| m.samples_ms.truncate(2), Status::Pass).contains("2 samples"));
         assert!(bad(|m| m.build_ms = f64::NAN, Status::Pass).contains("build_ms"));
         assert!(bad(|m| m.accuracy_rel_err = -1.0, Status::Pass).contains("accuracy_rel_err"));
         assert!(bad(|m| m.weight_bytes = 0, Status::Pass).contains("0 weight bytes"));
         assert!(bad(|m| m.kernel_err_ratio = 1.5, Status::Pass).contains("its bound"));
         assert!(bad(|m| m.kernel_bound_c = 1.0, Status::Pass).contains("bound constant"));
-        assert!(bad(|m| m.gpu_samples_ms.pop().map(drop).unwrap_or(()), Status::Pass).contains("GPU samples"));
+        assert!(
+            bad(
+                |m| m.gpu_samples_ms.pop().map(drop).unwrap_or(()),
+                Status::Pass
+            )
+            .contains("GPU samples")
+        );
         // a failing kernel's output may be NaN: its error is infinite, and that is the verdict
         let mut fail = measured(Status::Fail);
         if let Some(m) = fail.measurement.as_mut() {
@@ -518,15 +530,41 @@ mod tests {
             accelerators: 0,
             source: "/sys/bus/pci/devices".into(),
         };
-        let one = HostDevices { gpus: 1, ..none.clone() };
+        let one = HostDevices {
+            gpus: 1,
+            ..none.clone()
+        };
         let d = webnn_ran_on("deviceType=gpu", None, Some(&none));
         assert_eq!(d.ran_on, RanOn::Cpu);
-        assert!(d.label().starts_with("requested deviceType=gpu · ran on cpu (the host has no GPU"), "{}", d.label());
-        assert_eq!(webnn_ran_on("deviceType=gpu", None, Some(&one)).ran_on, RanOn::Unknown);
-        assert_eq!(webnn_ran_on("deviceType=gpu", None, None).ran_on, RanOn::Unknown);
-        assert_eq!(webnn_ran_on("deviceType=gpu", Some(false), Some(&one)).ran_on, RanOn::Cpu);
-        assert_eq!(webnn_ran_on("powerPreference=high-performance", Some(true), Some(&one)).ran_on, RanOn::Accelerated);
-        for r in [RanOn::Cpu, RanOn::Gpu, RanOn::Npu, RanOn::Accelerated, RanOn::Unknown] {
+        assert!(
+            d.label()
+                .starts_with("requested deviceType=gpu · ran on cpu (the host has no GPU"),
+            "{}",
+            d.label()
+        );
+        assert_eq!(
+            webnn_ran_on("deviceType=gpu", None, Some(&one)).ran_on,
+            RanOn::Unknown
+        );
+        assert_eq!(
+            webnn_ran_on("deviceType=gpu", None, None).ran_on,
+            RanOn::Unknown
+        );
+        assert_eq!(
+            webnn_ran_on("deviceType=gpu", Some(false), Some(&one)).ran_on,
+            RanOn::Cpu
+        );
+        assert_eq!(
+            webnn_ran_on("powerPreference=high-performance", Some(true), Some(&one)).ran_on,
+            RanOn::Accelerated
+        );
+        for r in [
+            RanOn::Cpu,
+            RanOn::Gpu,
+            RanOn::Npu,
+            RanOn::Accelerated,
+            RanOn::Unknown,
+        ] {
             assert_eq!(RanOn::parse(r.as_str()), Some(r));
         }
     }

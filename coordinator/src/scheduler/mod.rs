@@ -3,8 +3,8 @@
 //! sweep are done. No I/O and no clock of its own: time is passed in, so tests drive it.
 
 use quantgrid_matrix::agent::Capabilities;
-use quantgrid_matrix::spec::{Requirements, RunParams};
 use quantgrid_matrix::result::check_report;
+use quantgrid_matrix::spec::{Requirements, RunParams};
 use quantgrid_matrix::{Browser, Cell, CellId, CellResult, Platform, Status};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -643,7 +643,9 @@ impl Scheduler {
             .agents
             .iter()
             .filter(|(n, a)| {
-                a.connected && !avoid.contains(n) && a.caps.simulated == s.simulated
+                a.connected
+                    && !avoid.contains(n)
+                    && a.caps.simulated == s.simulated
                     && a.caps.has_browser(q.0)
             })
             .count();

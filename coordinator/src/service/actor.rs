@@ -372,7 +372,13 @@ impl Coordinator {
     }
 
     /// A write ended: what was stored is durable, what was refused is kept for a retry.
-    fn written(&mut self, leases: Vec<String>, unstored: Option<Unstored>, retry: bool, now: Millis) {
+    fn written(
+        &mut self,
+        leases: Vec<String>,
+        unstored: Option<Unstored>,
+        retry: bool,
+        now: Millis,
+    ) {
         let d = &mut self.durability;
         for l in &leases {
             d.pending(l, -1);
@@ -403,7 +409,9 @@ impl Coordinator {
                 d.retry_at = now + d.backoff;
             }
             None if d.failing.is_some() && d.retry.is_empty() && !d.retry_in_flight => {
-                tracing::info!("the results store takes writes again: agents resend what was refused");
+                tracing::info!(
+                    "the results store takes writes again: agents resend what was refused"
+                );
                 d.failing = None;
                 d.backoff = 0;
                 if let Some(h) = &self.health {
@@ -622,9 +630,10 @@ impl Coordinator {
                     };
                     let _ = reply.send(outcome);
                 });
-                let actions = self
-                    .scheduler
-                    .handle(Event::Submit(sweep_input(&id, &spec, cells, simulated)), now);
+                let actions = self.scheduler.handle(
+                    Event::Submit(sweep_input(&id, &spec, cells, simulated)),
+                    now,
+                );
                 self.execute(actions, Vec::new(), now);
             }
             Command::Watch { sweep, reply } => match self.watchers.get(&sweep) {
@@ -829,7 +838,12 @@ impl Coordinator {
                     lease_id,
                     why,
                 } => {
-                    tracing::warn!(agent, lease_id, why, "invalid report: stored as an error and retried");
+                    tracing::warn!(
+                        agent,
+                        lease_id,
+                        why,
+                        "invalid report: stored as an error and retried"
+                    );
                 }
             }
         }

@@ -31,8 +31,16 @@ fn faults(plan: Arc<Mutex<Plan>>) -> Faults {
             return Some("IO Error: No space left on device (injected)".into());
         }
         let hit = records.iter().find_map(|r| match r {
-            Record::Result(r) => p.lease.get(&r.attempt_id).filter(|n| **n > 0).map(|_| r.attempt_id.clone()),
-            Record::Attempt(a) => p.lease.get(&a.attempt_id).filter(|n| **n > 0).map(|_| a.attempt_id.clone()),
+            Record::Result(r) => p
+                .lease
+                .get(&r.attempt_id)
+                .filter(|n| **n > 0)
+                .map(|_| r.attempt_id.clone()),
+            Record::Attempt(a) => p
+                .lease
+                .get(&a.attempt_id)
+                .filter(|n| **n > 0)
+                .map(|_| a.attempt_id.clone()),
             _ => None,
         })?;
         *p.lease.get_mut(&hit).expect("hit") -= 1;
@@ -104,11 +112,17 @@ struct Session {
 }
 
 async fn session(url: &str, token: &str) -> Session {
-    let ch = client::connect(url, &Tls::default()).await.expect("connect");
-    let mut c = AgentServiceClient::with_interceptor(ch, Bearer::new(token).expect("token"));
-    c.register(quantgrid_proto::convert::register_request("a1", "test", &caps()))
+    let ch = client::connect(url, &Tls::default())
         .await
-        .expect("register");
+        .expect("connect");
+    let mut c = AgentServiceClient::with_interceptor(ch, Bearer::new(token).expect("token"));
+    c.register(quantgrid_proto::convert::register_request(
+        "a1",
+        "test",
+        &caps(),
+    ))
+    .await
+    .expect("register");
     let (up, rx) = mpsc::channel(64);
     let down = c
         .session(ReceiverStream::new(rx))
@@ -188,7 +202,9 @@ async fn a_failing_store_loses_nothing_and_acknowledges_only_what_is_durable() {
         Some(faults(plan.clone())),
     ));
 
-    let ch = client::connect(&url, &Tls::default()).await.expect("connect");
+    let ch = client::connect(&url, &Tls::default())
+        .await
+        .expect("connect");
     let mut admin = pb::admin_service_client::AdminServiceClient::with_interceptor(
         ch.clone(),
         Bearer::new(&admin_token).expect("token"),
@@ -266,7 +282,10 @@ async fn a_failing_store_loses_nothing_and_acknowledges_only_what_is_durable() {
             acked.insert(a.lease_id);
         }
     }
-    assert!(!acked.contains(&leases[5]), "a refused report was acknowledged: {acked:?}");
+    assert!(
+        !acked.contains(&leases[5]),
+        "a refused report was acknowledged: {acked:?}"
+    );
     // the agent reconnects and resends what was not acknowledged, as quantgrid-agent does
     drop(s);
     let mut s = session(&url, &agent_token).await;
@@ -300,12 +319,14 @@ async fn a_failing_store_loses_nothing_and_acknowledges_only_what_is_durable() {
     shutdown.cancel();
     server.await.expect("join").expect("serve");
 
-
     // every result stored exactly once, and accepted
     let store = Store::open(&db).expect("reopen");
     let rows = store.results(Some(&sweep.sweep_id), 100).expect("results");
     let ids: BTreeSet<&str> = rows.iter().map(|r| r.attempt_id.as_str()).collect();
     assert_eq!(rows.len(), 6, "{rows:#?}");
     assert_eq!(ids.len(), 6, "a result was stored twice: {rows:#?}");
-    assert!(rows.iter().all(|r| r.accepted && r.status == quantgrid_matrix::Status::Pass));
+    assert!(
+        rows.iter()
+            .all(|r| r.accepted && r.status == quantgrid_matrix::Status::Pass)
+    );
 }

@@ -89,7 +89,10 @@ fn round_trip_on_a_real_file_survives_reopening() {
     let (sw, cells) = sweep("s1");
     {
         let mut store = Store::open(&path).expect("open");
-        assert_eq!(store.schema_version().expect("version"), super::schema::LATEST);
+        assert_eq!(
+            store.schema_version().expect("version"),
+            super::schema::LATEST
+        );
         let mut batch = vec![
             Record::Sweep(Box::new(sw.clone()), cells.clone()),
             Record::Agent(AgentRecord {
@@ -117,14 +120,21 @@ fn round_trip_on_a_real_file_survives_reopening() {
         store.write(&batch).expect("write");
     }
     let store = Store::open(&path).expect("reopen");
-    assert_eq!(store.schema_version().expect("version"), super::schema::LATEST);
+    assert_eq!(
+        store.schema_version().expect("version"),
+        super::schema::LATEST
+    );
     let entries = store.matrix_entries(Some("s1"), false).expect("entries");
     assert_eq!(entries.len(), cells.len());
     let by_id = |id: &CellId| entries.iter().find(|e| &e.cell.id == id).expect("entry");
     let pass = by_id(&cells[0].id).outcome.clone().expect("outcome");
     assert_eq!(pass.status, Status::Pass);
     assert_eq!(pass.p50_ms, Some(2.0));
-    assert_eq!(pass.gpu_p50_ms, Some(0.5), "GPU timestamps are stored beside the page clock");
+    assert_eq!(
+        pass.gpu_p50_ms,
+        Some(0.5),
+        "GPU timestamps are stored beside the page clock"
+    );
     assert_eq!(pass.samples, 3);
     assert_eq!(pass.environment, Some(env(cells[0].browser)));
     let unsupported = by_id(&cells[1].id).outcome.clone().expect("outcome");
@@ -352,7 +362,10 @@ fn a_version_2_file_keeps_its_results_through_migration_3() {
         .expect("result");
     }
     let store = Store::open(&path).expect("migrate");
-    assert_eq!(store.schema_version().expect("version"), super::schema::LATEST);
+    assert_eq!(
+        store.schema_version().expect("version"),
+        super::schema::LATEST
+    );
     let rows = store.results(Some("s1"), 10).expect("results");
     assert_eq!(rows.len(), 1, "the stored result survives");
     assert_eq!((rows[0].status, rows[0].samples), (Status::Pass, 3));
@@ -413,7 +426,11 @@ fn schema_3_file(path: &std::path::Path) -> Vec<Cell> {
             ],
         )
         .expect("cell");
-        let timer = if i == 0 { "timestamp-query" } else { "performance.now" };
+        let timer = if i == 0 {
+            "timestamp-query"
+        } else {
+            "performance.now"
+        };
         conn.execute(
             "INSERT INTO results VALUES (?, 's1', ?, 'pass', NULL, ?, 1.0, 2.0, 1, [3.0, 4.0, 5.0], 4.0, 5.0, 100, 0.0, 0.01, 'env-webnn', false, true, '2026-11-01', 1, 12.0, ?, NULL)",
             duckdb::params![format!("s1-{i}"), c.id.0, p.effective.get() as u8, timer],
@@ -431,15 +448,29 @@ fn a_version_3_file_keeps_its_results_through_migration_4_and_claims_no_device()
     // a read-only open neither migrates nor pretends to read the old layout
     let err = Store::open_read_only(&path).expect_err("schema 3 is not read as 4");
     assert!(
-        matches!(err, StoreError::OlderSchema { found: 3, supported: 4, .. }),
+        matches!(
+            err,
+            StoreError::OlderSchema {
+                found: 3,
+                supported: 4,
+                ..
+            }
+        ),
         "{err}"
     );
-    assert!(err.to_string().contains("quantgrid migrate --db-path"), "{err}");
+    assert!(
+        err.to_string().contains("quantgrid migrate --db-path"),
+        "{err}"
+    );
     let store = Store::open(&path).expect("migrate");
     assert_eq!(store.schema_version().expect("version"), 4);
     let rows = store.results(Some("s1"), 10).expect("results");
     assert_eq!(rows.len(), 2, "the stored results survive");
-    assert!(rows.iter().all(|r| r.status == Status::Pass && r.samples == 3), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.status == Status::Pass && r.samples == 3),
+        "{rows:?}"
+    );
     // the old environment asked for a GPU context; nothing says where it ran
     let webnn = rows[0].webnn.as_deref().expect("webnn context");
     assert!(
@@ -456,7 +487,11 @@ fn a_version_3_file_keeps_its_results_through_migration_4_and_claims_no_device()
     };
     let gpu_only = by_id(&cells[0].id);
     assert_eq!(gpu_only.timer.as_deref(), Some("timestamp-query"));
-    assert_eq!(gpu_only.page_p50_ms(), None, "GPU timestamps are not the page clock");
+    assert_eq!(
+        gpu_only.page_p50_ms(),
+        None,
+        "GPU timestamps are not the page clock"
+    );
     let page = by_id(&cells[1].id);
     assert_eq!(page.page_p50_ms(), Some(4.0));
     let env = page.environment.expect("environment");
@@ -472,5 +507,8 @@ fn a_version_3_file_keeps_its_results_through_migration_4_and_claims_no_device()
         .conn
         .execute_batch("DELETE FROM results")
         .expect_err("a read-only connection cannot write");
-    assert!(err.to_string().to_lowercase().contains("read-only"), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("read-only"),
+        "{err}"
+    );
 }

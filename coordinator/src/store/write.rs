@@ -325,7 +325,10 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
             "gpu_p50_ms",
             floats(&|r| meas(r).and_then(Measurement::gpu_p50_ms)),
         ),
-        ("kernel_bound_c", floats(&|r| meas(r).map(|m| m.kernel_bound_c))),
+        (
+            "kernel_bound_c",
+            floats(&|r| meas(r).map(|m| m.kernel_bound_c)),
+        ),
         (
             "kernel_err_ratio",
             floats(&|r| meas(r).map(|m| m.kernel_err_ratio)),
