@@ -320,6 +320,7 @@ mod tests {
                     .expect("same shape")
             };
             let good = check(&f32_kernel(&c.input, &dq, k, n));
+            eprintln!("k = {k}: a correct sequential f32 kernel: {:.4} of the bound", good.worst_ratio);
             assert!(good.passed(), "k={k}: a correct kernel fails: {good:?}");
             // measured: a correct sequential f32 kernel uses well under a tenth of the bound
             assert!(good.worst_ratio < 0.1, "k={k}: {good:?}");
@@ -359,6 +360,8 @@ mod tests {
                 ),
             ] {
                 let r = check(&y);
+                // docs/BENCHMARKS.md quotes these
+                eprintln!("k = {k}: {name}: {:.1}× the bound", r.worst_ratio);
                 assert!(!r.passed(), "k={k}: {name} passes the kernel check: {r:?}");
             }
         }
