@@ -320,7 +320,10 @@ mod tests {
                     .expect("same shape")
             };
             let good = check(&f32_kernel(&c.input, &dq, k, n));
-            eprintln!("k = {k}: a correct sequential f32 kernel: {:.4} of the bound", good.worst_ratio);
+            eprintln!(
+                "k = {k}: a correct sequential f32 kernel: {:.4} of the bound",
+                good.worst_ratio
+            );
             assert!(good.passed(), "k={k}: a correct kernel fails: {good:?}");
             // measured: a correct sequential f32 kernel uses well under a tenth of the bound
             assert!(good.worst_ratio < 0.1, "k={k}: {good:?}");
@@ -365,6 +368,40 @@ mod tests {
                 assert!(!r.passed(), "k={k}: {name} passes the kernel check: {r:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_one_percent_wrong_kernel_fails_at_the_largest_k_of_the_registry() {
+        let size = crate::workload::WorkloadSize {
+            layers: 1,
+            seq_len: 1,
+            head: true,
+        };
+        let k = crate::family::families()
+            .iter()
+            .flat_map(|f| f.models.iter())
+            .flat_map(|m| crate::workload::workload(m, size).layers)
+            .map(|l| l.k)
+            .max()
+            .expect("the registry has layers");
+        let l = Layer {
+            name: format!("largest.{k}"),
+            role: Role::Ffn,
+            m: 1,
+            k,
+            n: 16,
+        };
+        let params = QuantParams {
+            bits: Bits::B8,
+            scheme: Scheme::Symmetric,
+            group_size: 32,
+        };
+        let c = layer_case(5, &l, params);
+        let wrong: Vec<f32> = c.dequantized_output.iter().map(|y| y * 1.01).collect();
+        let r = check_kernel(&wrong, &c.dequantized_output, &c.dequantized_magnitude, k)
+            .expect("shape");
+        eprintln!("largest k = {k}: 1% off: {:.1}× the bound", r.worst_ratio);
+        assert!(!r.passed(), "k = {k}: {r:?}");
     }
 
     #[test]

@@ -525,14 +525,14 @@ fn family_table(out: &mut String, f: &family::Family, es: &[&Entry], tol: f64, n
 }
 
 fn environments(out: &mut String, entries: &[Entry]) {
-    let mut envs: BTreeMap<String, &Environment> = BTreeMap::new();
-    for e in entries {
-        if let Some(env) = e.outcome.as_ref().and_then(|o| o.environment.as_ref()) {
-            envs.entry(format!("{}|{}", env.label(), env.id()))
-                .or_insert(env);
-        }
-    }
-    if envs.is_empty() {
+    // one row per distinct row: environments that differ only in what the table does not
+    // show (the probe's WebNN evidence kept with a refusal) read as one
+    let rows: BTreeSet<String> = entries
+        .iter()
+        .filter_map(|e| e.outcome.as_ref().and_then(|o| o.environment.as_ref()))
+        .map(environment_row)
+        .collect();
+    if rows.is_empty() {
         return;
     }
     let _ = writeln!(out, "## Environments\n");
@@ -541,41 +541,44 @@ fn environments(out: &mut String, entries: &[Entry]) {
         "| Browser | Driver | OS | WebGPU adapter | WebNN | Flags |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
-    for env in envs.values() {
-        let adapter = env
-            .adapter
-            .as_ref()
-            .map(|a| escape(&a.label()))
-            .unwrap_or_else(|| "none reported".into());
-        let webnn = env
-            .webnn
-            .as_ref()
-            .map(|d| d.label())
-            .unwrap_or_else(|| "no context".into());
-        let flags = if env.browser_flags.is_empty() {
-            "—".to_string()
-        } else {
-            env.browser_flags
-                .iter()
-                .map(|f| format!("`{}`", escape(f)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} {} | {} {} {} | {} | {} | {} |",
-            escape(&env.label()),
-            escape(&env.driver),
-            escape(&env.driver_version),
-            escape(&env.os),
-            escape(&env.os_version),
-            escape(&env.arch),
-            adapter,
-            escape(&webnn),
-            flags
-        );
+    for row in rows {
+        let _ = writeln!(out, "{row}");
     }
     let _ = writeln!(out);
+}
+
+fn environment_row(env: &Environment) -> String {
+    let adapter = env
+        .adapter
+        .as_ref()
+        .map(|a| escape(&a.label()))
+        .unwrap_or_else(|| "none reported".into());
+    let webnn = env
+        .webnn
+        .as_ref()
+        .map(|d| d.label())
+        .unwrap_or_else(|| "no context".into());
+    let flags = if env.browser_flags.is_empty() {
+        "—".to_string()
+    } else {
+        env.browser_flags
+            .iter()
+            .map(|f| format!("`{}`", escape(f)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "| {} | {} {} | {} {} {} | {} | {} | {} |",
+        escape(&env.label()),
+        escape(&env.driver),
+        escape(&env.driver_version),
+        escape(&env.os),
+        escape(&env.os_version),
+        escape(&env.arch),
+        adapter,
+        escape(&webnn),
+        flags
+    )
 }
 
 #[cfg(test)]
