@@ -1,7 +1,7 @@
 //! Layers in the page: serves a WebGPU layer's weights exactly as `quantgrid-matrix` packs
-//! them, runs a cell's layers (WebGPU or WebNN) in `harness/layer.html` in one call, and checks
-//! each output against the Rust references (the kernel against the dequantized weights,
-//! accuracy against fp32).
+//! them, runs a cell's layers (WebGPU or WebNN) in the harness page (`harness/js/layers.js`)
+//! in one call, and checks each output against the Rust references (the kernel against the
+//! dequantized weights within its error bound, accuracy against fp32).
 
 use crate::server::{Blob, Blobs};
 use crate::webdriver::{Session, WebDriverError};

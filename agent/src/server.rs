@@ -70,8 +70,9 @@ impl Blobs {
     }
 }
 
-/// The files of `agent/harness/`, compiled into the binary.
-const FILES: [(&str, &str, &str); 2] = [
+/// The files of `agent/harness/`, compiled into the binary: the pages, their JavaScript
+/// modules (served as JavaScript, as module scripts require) and the WGSL kernels.
+pub const FILES: [(&str, &str, &str); 8] = [
     (
         "layer.html",
         "text/html; charset=utf-8",
@@ -82,7 +83,40 @@ const FILES: [(&str, &str, &str); 2] = [
         "text/html; charset=utf-8",
         include_str!("../harness/probe.html"),
     ),
+    (
+        "js/layers.js",
+        JAVASCRIPT,
+        include_str!("../harness/js/layers.js"),
+    ),
+    (
+        "js/tensors.js",
+        JAVASCRIPT,
+        include_str!("../harness/js/tensors.js"),
+    ),
+    (
+        "js/timing.js",
+        JAVASCRIPT,
+        include_str!("../harness/js/timing.js"),
+    ),
+    (
+        "js/webgpu.js",
+        JAVASCRIPT,
+        include_str!("../harness/js/webgpu.js"),
+    ),
+    (
+        "js/webnn.js",
+        JAVASCRIPT,
+        include_str!("../harness/js/webnn.js"),
+    ),
+    (
+        "kernels/linear.wgsl",
+        WGSL,
+        include_str!("../harness/kernels/linear.wgsl"),
+    ),
 ];
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const WGSL: &str = "text/wgsl; charset=utf-8";
 
 /// A random path segment the pages live under.
 pub fn session_token() -> Result<String, getrandom::Error> {
@@ -172,6 +206,16 @@ mod tests {
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         assert!(ok.contains("quantgridProbe"));
         assert!(get("/probe.html".into()).await.starts_with("HTTP/1.1 404"));
+        let module = get(format!("/{token}/js/layers.js")).await;
+        assert!(
+            module.starts_with("HTTP/1.1 200") && module.contains("text/javascript"),
+            "{module}"
+        );
+        assert!(
+            get(format!("/{token}/kernels/linear.wgsl"))
+                .await
+                .contains("fn gemv(")
+        );
         assert!(
             get(format!("/{token}/../Cargo.toml"))
                 .await

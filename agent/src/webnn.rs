@@ -1,7 +1,7 @@
 //! One quantized layer on WebNN: turns the packed weights into the operand types WebNN has
-//! (uint8 codes at 8 bits, int4 at 4 bits, float16 at 16) and serves them for
-//! `harness/layer.html`'s graph of dequantizeLinear + gemm; `gemv::run_layers` runs it and
-//! checks the output like the WebGPU path's.
+//! (uint8 codes at 8 bits, int4 at 4 bits, float16 at 16) and serves them for the harness
+//! page's graph of dequantizeLinear + gemm (`harness/js/webnn.js`); `gemv::run_layers` runs
+//! it and checks the output like the WebGPU path's.
 
 use crate::gemv::{GemvError, float_bytes};
 use crate::server::{Blob, Blobs};

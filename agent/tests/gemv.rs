@@ -120,7 +120,7 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
     assert!(blobs.is_empty(), "every tensor is unserved after its layer");
     // a lost device is replaced: the next layer runs on a new one
     let lost = session
-        .run_async("device().then(d => { d.lost.then(i => done(i.reason)); d.destroy(); });")
+        .run_async("window.quantgridDevice().then(d => { d.lost.then(i => done(i.reason)); d.destroy(); });")
         .await
         .expect("destroy the device");
     assert_eq!(lost, serde_json::json!("destroyed"));

@@ -27,11 +27,25 @@ fn uniform(r: &mut ChaCha8Rng, a: f32) -> f32 {
     (unit * 2.0 - 1.0) * a
 }
 
-/// `n × k` weights with variance `1/k` (uniform), like an initialised linear layer.
+/// A standard normal draw by Box–Muller from two 24-bit uniforms, in f64 so the result does
+/// not depend on a library's sampling algorithm or on f32 transcendental functions.
+fn normal(r: &mut ChaCha8Rng) -> f64 {
+    let unit = |r: &mut ChaCha8Rng| (f64::from(r.next_u32() >> 8) + 0.5) / f64::from(1u32 << 24);
+    let (u1, u2) = (unit(r), unit(r));
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// `n × k` weights drawn from N(0, 1/k), like an initialised linear layer. Normal, not
+/// uniform: on all-MiniLM-L6-v2's 36 real matrices 4-bit g32 quantization has a median
+/// relative error of 0.100, normal weights 0.097 and uniform ones 0.068 (1.5× too kind, and
+/// blind to what larger groups cost on real weights), because quantization error follows the
+/// largest weight of each group, and a normal distribution has a tail.
 pub fn weights(seed: u64, layer: &Layer) -> Vec<f32> {
     let mut r = rng(seed, "weights", &layer.name);
-    let a = (3.0 / layer.k as f32).sqrt();
-    (0..layer.weights()).map(|_| uniform(&mut r, a)).collect()
+    let sd = 1.0 / f64::from(layer.k.max(1)).sqrt();
+    (0..layer.weights())
+        .map(|_| (normal(&mut r) * sd) as f32)
+        .collect()
 }
 
 /// `m × k` activations in `[-1, 1)`.
@@ -235,7 +249,7 @@ mod tests {
         }
     }
 
-    const PINNED: u32 = 1_031_932_046;
+    const PINNED: u32 = 1_019_825_723;
 
     #[test]
     fn tensors_are_reproducible_and_distinct_per_layer() {
@@ -245,10 +259,13 @@ mod tests {
         assert_ne!(a, weights(8, &layer("ffn.up")));
         // pinned: a change here changes every stored measurement's inputs
         assert_eq!(a[0].to_bits(), PINNED, "{}", a[0].to_bits());
-        let bound = (3.0f32 / 256.0).sqrt();
-        assert!(a.iter().all(|v| v.abs() <= bound));
         let var = a.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / a.len() as f64;
         assert!((var * 256.0 - 1.0).abs() < 0.1, "variance {var}");
+        // a normal tail: about 0.27% of draws beyond 3 standard deviations, none for uniform
+        let sd = 1.0 / 16.0;
+        let tail =
+            a.iter().filter(|v| f64::from(v.abs()) > 3.0 * sd).count() as f64 / a.len() as f64;
+        assert!((0.001..0.006).contains(&tail), "tail {tail}");
     }
 
     #[test]
