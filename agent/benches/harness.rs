@@ -7,7 +7,7 @@
 
 use quantgrid_agent::browser_executor::BrowserExecutor;
 use quantgrid_agent::executor::{Executor, Job};
-use quantgrid_agent::gemv::{run_f32_layer, run_layer};
+use quantgrid_agent::layers::{run_f32_layer, run_layer};
 use quantgrid_agent::probe::{Probed, probe};
 use quantgrid_agent::server;
 use quantgrid_agent::webdriver::{Driver, Launch, Session};

@@ -3,14 +3,14 @@
 //! the browser run; the checks against the Rust references decide pass or fail.
 
 use crate::executor::{Executor, Job, RunFuture};
-use crate::gemv::{self, GemvError};
+use crate::layers::{self, LayerError};
 use crate::probe::Probed;
 use crate::server;
 use crate::webdriver::{Driver, Launch, Session, WebDriverError};
 use crate::webnn;
 use crate::weights::WeightsFile;
 use quantgrid_matrix::agent::Capabilities;
-use quantgrid_matrix::quant::{PrecisionPolicy, QuantParams};
+use quantgrid_matrix::quant::{Bits, PrecisionPolicy, QuantParams};
 use quantgrid_matrix::reference::{layer_case, layer_case_with};
 use quantgrid_matrix::result::{Environment, Measurement, WebnnDevice, webnn_ran_on};
 use quantgrid_matrix::{Cell, CellResult, Platform, Status, workload};
@@ -343,7 +343,7 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     let mut batch = Vec::with_capacity(layers.len());
     for (i, (layer, case)) in layers.iter().zip(&cases).enumerate() {
         let args = match cell.platform {
-            Platform::Webgpu => Ok(gemv::layer_args(
+            Platform::Webgpu => Ok(layers::layer_args(
                 &state.blobs,
                 layer,
                 case,
@@ -362,8 +362,8 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
         }
     }
     let api = match cell.platform {
-        Platform::Webgpu => gemv::Api::Webgpu,
-        Platform::Webnn => gemv::Api::Webnn,
+        Platform::Webgpu => layers::Api::Webgpu,
+        Platform::Webnn => layers::Api::Webnn,
     };
     let flags = live.session.flags.clone();
     let answered = |status: Status, text: String| CellResult {
@@ -371,11 +371,11 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
         ..result(&cell, status, Some(text))
     };
     let started = std::time::Instant::now();
-    let ran = gemv::run_layers(&live.session, api, batch).await;
+    let ran = layers::run_layers(&live.session, api, batch).await;
     drop(served);
     let runs = match ran {
         Ok(runs) => runs,
-        Err(GemvError::WebDriver(e)) => {
+        Err(LayerError::WebDriver(e)) => {
             let status = if crashed(&e) {
                 Status::Crash
             } else {
@@ -384,21 +384,14 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
             state.live.remove(&binary);
             return result(&cell, status, Some(e.to_string()));
         }
-        Err(GemvError::Unsupported(text)) => {
+        // the page says which: a status is never read from error text
+        Err(LayerError::Unsupported(text) | LayerError::Unavailable(text)) => {
             return answered(Status::Unsupported, text);
         }
-        Err(GemvError::Browser(text)) => {
-            let status = if text.contains("WebGPU not available")
-                || text.contains("WebNN API not found")
-                || text.starts_with("NotSupportedError")
-            {
-                Status::Unsupported
-            } else {
-                Status::Error
-            };
-            return answered(status, text);
+        Err(LayerError::Browser(text)) => {
+            return answered(Status::Error, text);
         }
-        Err(e @ GemvError::Malformed(_)) => {
+        Err(e @ LayerError::Malformed(_)) => {
             return answered(Status::Error, e.to_string());
         }
     };
@@ -409,64 +402,17 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
         kernel_ms = runs.iter().map(|r| r.kernel_ms).sum::<f64>(),
         "cell ran"
     );
-    // nothing measured is never a pass
-    let Some(first) = runs.first() else {
+    let bits: Vec<Bits> = layers.iter().map(|l| params_for(l).bits).collect();
+    let Some((status, text, mut measurement)) = verdict(&layers, &bits, &runs, job.warmup, reps)
+    else {
+        // nothing measured is never a pass
         return result(
             &cell,
             Status::Error,
             Some(format!("{} has no layers to run", cell.model)),
         );
     };
-    // a repetition of the cell is one run of every layer
-    let mut samples = vec![0f64; reps as usize];
-    for run in &runs {
-        for (s, t) in samples.iter_mut().zip(&run.samples_ms) {
-            *s += t;
-        }
-    }
-    // GPU time of a repetition: the sum over layers, where every layer has it
-    let gpu_samples = if runs.iter().all(|r| r.gpu_samples_ms.len() == reps as usize) {
-        let mut g = vec![0f64; reps as usize];
-        for run in &runs {
-            for (s, t) in g.iter_mut().zip(&run.gpu_samples_ms) {
-                *s += t;
-            }
-        }
-        g
-    } else {
-        Vec::new()
-    };
-    let failure = layers.iter().zip(&runs).find_map(|(layer, run)| {
-        (!run.kernel.passed()).then(|| {
-            format!(
-                "layer {} ({}-bit): output differs from the dequantized reference by up to {:.3e}, {:.2}× the floating-point error bound (c·max(k, 256) + 2)·2⁻²⁴·Σ|x·w| with c = {} and k = {}",
-                layer.name,
-                params_for(layer).bits,
-                run.kernel.max_abs_err,
-                run.kernel.worst_ratio,
-                run.kernel.bound_c,
-                layer.k
-            )
-        })
-    });
-    let sum = |f: fn(&gemv::LayerRun) -> f64| runs.iter().map(f).sum::<f64>();
-    let worst = |f: fn(&gemv::LayerRun) -> f64| runs.iter().map(f).fold(0f64, f64::max);
-    let measurement = Measurement {
-        build_ms: sum(|r| r.build_ms),
-        first_run_ms: sum(|r| r.first_run_ms),
-        warmup: job.warmup,
-        samples_ms: samples,
-        runs_per_sample: runs.iter().map(|r| r.runs_per_sample).min().unwrap_or(1),
-        kernel_ms: sum(|r| r.kernel_ms),
-        timer: first.timer.clone(),
-        gpu_samples_ms: gpu_samples,
-        weights_sha256: weights.as_ref().map(|w| w.sha256().to_string()),
-        weight_bytes: runs.iter().map(|r| r.weight_bytes).sum(),
-        kernel_max_abs_err: worst(|r| r.kernel.max_abs_err),
-        kernel_bound_c: first.kernel.bound_c,
-        kernel_err_ratio: worst(|r| r.kernel.worst_ratio),
-        accuracy_rel_err: worst(|r| r.accuracy.rel_err),
-    };
+    measurement.weights_sha256 = weights.as_ref().map(|w| w.sha256().to_string());
     // the device is what the evidence says, never what was asked for
     let webnn = runs
         .iter()
@@ -475,17 +421,81 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     let environment = environment(&cell, &build, flags.clone(), webnn);
     CellResult {
         cell_id: cell.id.clone(),
-        status: if failure.is_some() {
-            Status::Fail
-        } else {
-            Status::Pass
-        },
-        error_text: failure,
+        status,
+        error_text: text,
         effective_bits: cell.precision.effective,
         measurement: Some(measurement),
         environment: Some(environment),
         simulated: false,
     }
+}
+
+/// The verdict on a cell's runs, pure: `fail` naming the first layer whose output is beyond
+/// its error bound, else `pass`; and the cell's measurement, a repetition being one run of
+/// every layer (times summed per repetition, on each clock). `None` when nothing ran.
+fn verdict(
+    layers: &[workload::Layer],
+    bits: &[Bits],
+    runs: &[layers::LayerRun],
+    warmup: u32,
+    reps: u32,
+) -> Option<(Status, Option<String>, Measurement)> {
+    let first = runs.first()?;
+    let per_repetition = |of: fn(&layers::LayerRun) -> &Vec<f64>| {
+        let mut total = vec![0f64; reps as usize];
+        for run in runs {
+            for (s, t) in total.iter_mut().zip(of(run)) {
+                *s += t;
+            }
+        }
+        total
+    };
+    // GPU time of a repetition only where every layer has it
+    let gpu_samples = if runs.iter().all(|r| r.gpu_samples_ms.len() == reps as usize) {
+        per_repetition(|r| &r.gpu_samples_ms)
+    } else {
+        Vec::new()
+    };
+    let failure = layers
+        .iter()
+        .zip(bits)
+        .zip(runs)
+        .find_map(|((layer, bits), run)| {
+            (!run.kernel.passed()).then(|| {
+                format!(
+                    "layer {} ({bits}-bit): output differs from the dequantized reference by up to {:.3e}, {:.2}× the floating-point error bound (c·max(k, 256) + 2)·2⁻²⁴·Σ|x·w| with c = {} and k = {}",
+                    layer.name,
+                    run.kernel.max_abs_err,
+                    run.kernel.worst_ratio,
+                    run.kernel.bound_c,
+                    layer.k
+                )
+            })
+        });
+    let sum = |f: fn(&layers::LayerRun) -> f64| runs.iter().map(f).sum::<f64>();
+    let worst = |f: fn(&layers::LayerRun) -> f64| runs.iter().map(f).fold(0f64, f64::max);
+    let measurement = Measurement {
+        build_ms: sum(|r| r.build_ms),
+        first_run_ms: sum(|r| r.first_run_ms),
+        warmup,
+        samples_ms: per_repetition(|r| &r.samples_ms),
+        runs_per_sample: runs.iter().map(|r| r.runs_per_sample).min().unwrap_or(1),
+        kernel_ms: sum(|r| r.kernel_ms),
+        timer: first.timer.clone(),
+        gpu_samples_ms: gpu_samples,
+        weights_sha256: None,
+        weight_bytes: runs.iter().map(|r| r.weight_bytes).sum(),
+        kernel_max_abs_err: worst(|r| r.kernel.max_abs_err),
+        kernel_bound_c: first.kernel.bound_c,
+        kernel_err_ratio: worst(|r| r.kernel.worst_ratio),
+        accuracy_rel_err: worst(|r| r.accuracy.rel_err),
+    };
+    let status = if failure.is_some() {
+        Status::Fail
+    } else {
+        Status::Pass
+    };
+    Some((status, failure, measurement))
 }
 
 impl Executor for BrowserExecutor {
@@ -525,5 +535,78 @@ impl Executor for BrowserExecutor {
                 _ = abandon.cancelled() => result(&cell, Status::Error, Some("abandoned: the agent was stopped".into())),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quantgrid_matrix::reference::{Comparison, KERNEL_BOUND_C, KernelCheck};
+    use quantgrid_matrix::workload::Role;
+
+    fn layer(name: &str, k: u32) -> workload::Layer {
+        workload::Layer {
+            name: name.into(),
+            role: Role::Ffn,
+            m: 1,
+            k,
+            n: 8,
+        }
+    }
+
+    fn run(ratio: f64, samples: Vec<f64>, gpu: Vec<f64>) -> layers::LayerRun {
+        layers::LayerRun {
+            build_ms: 1.0,
+            first_run_ms: 2.0,
+            samples_ms: samples,
+            runs_per_sample: 1,
+            kernel_ms: 5.0,
+            timer: "performance.now".into(),
+            gpu_samples_ms: gpu,
+            weight_bytes: 100,
+            kernel: KernelCheck {
+                max_abs_err: ratio * 1e-6,
+                bound_c: KERNEL_BOUND_C,
+                worst_ratio: ratio,
+            },
+            accuracy: Comparison {
+                max_abs_err: 0.1,
+                rel_err: 0.02,
+            },
+            webnn: None,
+        }
+    }
+
+    #[test]
+    fn a_cell_passes_only_when_every_layer_is_within_its_bound() {
+        let layers = [layer("bert.0.attn.q", 768), layer("bert.0.ffn.down", 3072)];
+        let bits = [Bits::B4, Bits::B4];
+        let good = [
+            run(0.01, vec![1.0, 2.0], vec![0.5, 0.5]),
+            run(0.02, vec![3.0, 4.0], vec![1.0, 1.5]),
+        ];
+        let (status, text, m) = verdict(&layers, &bits, &good, 1, 2).expect("ran");
+        assert_eq!((status, text), (Status::Pass, None));
+        // a repetition is one run of every layer, on each clock
+        assert_eq!(m.samples_ms, vec![4.0, 6.0]);
+        assert_eq!(m.gpu_samples_ms, vec![1.5, 2.0]);
+        assert_eq!((m.weight_bytes, m.kernel_err_ratio), (200, 0.02));
+        let bad = [
+            run(0.01, vec![1.0, 2.0], vec![]),
+            run(1.5, vec![3.0, 4.0], vec![1.0, 1.5]),
+        ];
+        let (status, text, m) = verdict(&layers, &bits, &bad, 1, 2).expect("ran");
+        assert_eq!(status, Status::Fail);
+        let text = text.expect("the failing layer is named");
+        assert!(
+            text.starts_with("layer bert.0.ffn.down (4-bit)") && text.contains("1.50×"),
+            "{text}"
+        );
+        // a layer without timestamps: no GPU time for the cell rather than a partial one
+        assert!(m.gpu_samples_ms.is_empty());
+        assert!(
+            verdict(&[], &[], &[], 0, 2).is_none(),
+            "nothing ran is never a pass"
+        );
     }
 }

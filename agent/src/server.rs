@@ -72,7 +72,7 @@ impl Blobs {
 
 /// The files of `agent/harness/`, compiled into the binary: the pages, their JavaScript
 /// modules (served as JavaScript, as module scripts require) and the WGSL kernels.
-pub const FILES: [(&str, &str, &str); 8] = [
+pub const FILES: [(&str, &str, &str); 9] = [
     (
         "layer.html",
         "text/html; charset=utf-8",
@@ -82,6 +82,11 @@ pub const FILES: [(&str, &str, &str); 8] = [
         "probe.html",
         "text/html; charset=utf-8",
         include_str!("../harness/probe.html"),
+    ),
+    (
+        "js/answer.js",
+        JAVASCRIPT,
+        include_str!("../harness/js/answer.js"),
     ),
     (
         "js/layers.js",

@@ -1,9 +1,9 @@
 //! One quantized layer on WebNN: turns the packed weights into the operand types WebNN has
 //! (uint8 codes at 8 bits, int4 at 4 bits, float16 at 16) and serves them for the harness
-//! page's graph of dequantizeLinear + gemm (`harness/js/webnn.js`); `gemv::run_layers` runs
+//! page's graph of dequantizeLinear + gemm (`harness/js/webnn.js`); `layers::run_layers` runs
 //! it and checks the output like the WebGPU path's.
 
-use crate::gemv::{GemvError, float_bytes};
+use crate::layers::{LayerError, float_bytes};
 use crate::server::{Blob, Blobs};
 use quantgrid_matrix::quant::{Bits, Quantized, Scheme, unpack_code};
 use quantgrid_matrix::reference::LayerCase;
@@ -82,12 +82,12 @@ pub fn layer_args(
     case: &LayerCase,
     warmup: u32,
     repetitions: u32,
-) -> Result<(serde_json::Value, Vec<Blob>), GemvError> {
+) -> Result<(serde_json::Value, Vec<Blob>), LayerError> {
     let q = &case.quantized;
     let group = q.params.group_size.max(1);
     if q.params.bits != Bits::B16 && !layer.k.is_multiple_of(group) {
         // block-wise dequantizeLinear needs whole blocks
-        return Err(GemvError::Malformed(format!(
+        return Err(LayerError::Malformed(format!(
             "k = {} is not a multiple of the group size {group}",
             layer.k
         )));

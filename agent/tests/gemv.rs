@@ -2,7 +2,7 @@
 //! every bit width and both schemes must match the dequantized reference computed in Rust, and
 //! a lost device is replaced by a new one.
 
-use quantgrid_agent::gemv::run_layer;
+use quantgrid_agent::layers::run_layer;
 use quantgrid_agent::server;
 use quantgrid_agent::webdriver::{Driver, Launch, Session};
 use quantgrid_matrix::Browser;

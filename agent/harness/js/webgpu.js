@@ -1,6 +1,7 @@
 // The WebGPU side of a layer: the device, the kernels of kernels/linear.wgsl, both clocks.
 import { timed } from "./timing.js";
 import { tensors } from "./tensors.js";
+import { Unavailable } from "./answer.js";
 
 // the kernels, fetched once from the harness server, next to this module
 let wgslPromise = null;
@@ -31,9 +32,9 @@ let devicePromise = null;
 export async function device() {
   if (!devicePromise) {
     devicePromise = (async () => {
-      if (!("gpu" in navigator)) throw new Error("WebGPU not available: navigator.gpu is undefined");
+      if (!("gpu" in navigator)) throw new Unavailable("WebGPU not available: navigator.gpu is undefined");
       const adapter = await navigator.gpu.requestAdapter();
-      if (!adapter) throw new Error("WebGPU not available: requestAdapter() returned null");
+      if (!adapter) throw new Unavailable("WebGPU not available: requestAdapter() returned null");
       // GPU timestamps time kernels where the browser only notices completion by polling
       // not shader-f16: reading fp16 through bitcast<vec2<f16>> gave wrong values on Firefox
       // ESR 153 + lavapipe (the 2-bit kernel off by 1.6), so fp16 goes through unpack2x16float

@@ -1,12 +1,13 @@
 // The WebNN side of a layer: one graph of dequantizeLinear + gemm per layer.
 import { timed } from "./timing.js";
 import { tensors } from "./tensors.js";
+import { Unavailable } from "./answer.js";
 
 let mlPromise = null;
 async function mlContext() {
   if (!mlPromise) {
     mlPromise = (async () => {
-      if (!("ml" in navigator)) throw new Error("WebNN API not found: navigator.ml is undefined");
+      if (!("ml" in navigator)) throw new Unavailable("WebNN API not found: navigator.ml is undefined");
       // A GPU context when the browser gives one. What was asked for is only a request: a
       // build may accept "gpu" and run on the CPU. `accelerated` is the browser's own answer
       // where it has one (newer builds); the agent adds the host's evidence.
@@ -20,7 +21,8 @@ async function mlContext() {
           last = e;
         }
       }
-      throw last;
+      // no context of any kind: WebNN is not available in this build, in its own words
+      throw new Unavailable(`${last.name}: ${last.message}`);
     })();
   }
   return mlPromise;

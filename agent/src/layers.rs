@@ -42,15 +42,18 @@ pub struct PageContext {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum GemvError {
+pub enum LayerError {
     #[error(transparent)]
     WebDriver(#[from] WebDriverError),
     /// The browser's own error text (WebGPU unavailable, shader compilation, out of memory).
     #[error("{0}")]
     Browser(String),
-    /// The browser's own evidence that it cannot run this at all.
+    /// The browser runs the platform but not this, with its own evidence.
     #[error("{0}")]
     Unsupported(String),
+    /// The platform is absent from this build, in the browser's words.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the page returned {0}")]
     Malformed(String),
 }
@@ -83,7 +86,7 @@ pub async fn run_layers(
     session: &Session,
     api: Api,
     layers: Vec<(serde_json::Value, &LayerCase)>,
-) -> Result<Vec<LayerRun>, GemvError> {
+) -> Result<Vec<LayerRun>, LayerError> {
     let (args, cases): (Vec<serde_json::Value>, Vec<&LayerCase>) = layers.into_iter().unzip();
     let kind = match api {
         Api::Webgpu => "webgpu",
@@ -91,16 +94,18 @@ pub async fn run_layers(
     };
     let out = session
         .run_async_with(
-            "window.quantgridLayers(arguments[0], arguments[1]).then(done, e => done({ error: `${e.name}: ${e.message}` }));",
+            "window.quantgridLayers(arguments[0], arguments[1]).then(done, e => done({ kind: 'error', error: `${e.name}: ${e.message}` }));",
             vec![serde_json::json!(kind), serde_json::Value::Array(args)],
         )
         .await?;
-    if let Some(e) = out["error"].as_str() {
-        return Err(GemvError::Browser(e.to_string()));
-    }
-    let answers = out
-        .as_array()
-        .ok_or_else(|| GemvError::Malformed(format!("{out} for a list of layers")))?;
+    let answer: PageAnswer = serde_json::from_value(out.clone())
+        .map_err(|e| LayerError::Malformed(format!("an answer that does not read ({e}): {out}")))?;
+    let answers = match answer {
+        PageAnswer::Ran { layers } => layers,
+        PageAnswer::Unsupported { evidence } => return Err(LayerError::Unsupported(evidence)),
+        PageAnswer::Unavailable { evidence } => return Err(LayerError::Unavailable(evidence)),
+        PageAnswer::Error { error } => return Err(LayerError::Browser(error)),
+    };
     let expected = cases.len();
     let runs = answers
         .iter()
@@ -108,12 +113,34 @@ pub async fn run_layers(
         .map(|(a, case)| read_run(a, case))
         .collect::<Result<Vec<_>, _>>()?;
     if runs.len() != expected {
-        return Err(GemvError::Malformed(format!(
+        return Err(LayerError::Malformed(format!(
             "{} answers for {expected} layers",
             runs.len()
         )));
     }
     Ok(runs)
+}
+
+/// The page's one answer for a cell (`harness/js/answer.js`): what ran, or why not, by kind.
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum PageAnswer {
+    Ran {
+        layers: Vec<serde_json::Value>,
+    },
+    /// The platform runs, but not this (a width without an operand type); the browser's own
+    /// evidence.
+    Unsupported {
+        evidence: String,
+    },
+    /// The platform itself is absent (no `navigator.gpu`, no adapter, no `navigator.ml`, no
+    /// context), in the browser's words.
+    Unavailable {
+        evidence: String,
+    },
+    Error {
+        error: String,
+    },
 }
 
 /// One layer, on its own.
@@ -125,7 +152,7 @@ pub async fn run_layer(
     warmup: u32,
     repetitions: u32,
     cell_start: bool,
-) -> Result<LayerRun, GemvError> {
+) -> Result<LayerRun, LayerError> {
     let (args, _served) = layer_args(blobs, layer, case, warmup, repetitions, cell_start);
     run_one(session, args, case).await
 }
@@ -134,10 +161,10 @@ async fn run_one(
     session: &Session,
     args: serde_json::Value,
     case: &LayerCase,
-) -> Result<LayerRun, GemvError> {
+) -> Result<LayerRun, LayerError> {
     let mut runs = run_layers(session, Api::Webgpu, vec![(args, case)]).await?;
     runs.pop()
-        .ok_or_else(|| GemvError::Malformed("no answer for the layer".into()))
+        .ok_or_else(|| LayerError::Malformed("no answer for the layer".into()))
 }
 
 /// The page's arguments for one WebGPU layer and the tensors served for it (unserved when
@@ -198,7 +225,7 @@ pub async fn run_f32_layer(
     weights: &[f32],
     warmup: u32,
     repetitions: u32,
-) -> Result<LayerRun, GemvError> {
+) -> Result<LayerRun, LayerError> {
     let (x, w, none) = (
         blobs.put(float_bytes(&case.input)),
         blobs.put(float_bytes(weights)),
@@ -235,28 +262,22 @@ struct PageRun {
 }
 
 /// The page's answer for one layer, checked against the case's references.
-pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<LayerRun, GemvError> {
-    if let Some(e) = out["error"].as_str() {
-        return Err(GemvError::Browser(e.to_string()));
-    }
-    if let Some(e) = out["unsupported"].as_str() {
-        return Err(GemvError::Unsupported(e.to_string()));
-    }
+pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<LayerRun, LayerError> {
     let page: PageRun = serde_json::from_value(out.clone())
-        .map_err(|e| GemvError::Malformed(format!("a layer result that does not read: {e}")))?;
+        .map_err(|e| LayerError::Malformed(format!("a layer result that does not read: {e}")))?;
     // a kernel that computes NaN is a failing kernel, not a malformed answer
     let y: Vec<f32> = page.y.iter().map(|v| v.unwrap_or(f32::NAN)).collect();
     let k = case.quantized.k;
     let kernel = check_kernel(&y, &case.dequantized_output, &case.dequantized_magnitude, k)
         .ok_or_else(|| {
-            GemvError::Malformed(format!(
+            LayerError::Malformed(format!(
                 "{} outputs for {}",
                 y.len(),
                 case.dequantized_output.len()
             ))
         })?;
-    let accuracy =
-        compare(&y, &case.fp32_output).ok_or_else(|| GemvError::Malformed("output size".into()))?;
+    let accuracy = compare(&y, &case.fp32_output)
+        .ok_or_else(|| LayerError::Malformed("output size".into()))?;
     Ok(LayerRun {
         build_ms: page.build_ms,
         first_run_ms: page.first_run_ms,
