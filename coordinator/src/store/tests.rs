@@ -512,3 +512,57 @@ fn a_version_3_file_keeps_its_results_through_migration_4_and_claims_no_device()
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_failing_batch_is_split_so_one_bad_record_keeps_no_good_one_out() {
+    let store = Store::open_in_memory().expect("open");
+    let (sw, cells) = sweep("s1");
+    let bad_id = format!("s1-{}-1", cells[1].id);
+    let poisoned = bad_id.clone();
+    // every transaction holding the bad record fails, whatever else it holds
+    let faults: crate::store::Faults = Box::new(move |records: &[Record]| {
+        records
+            .iter()
+            .any(|r| matches!(r, Record::Result(r) if r.attempt_id == poisoned))
+            .then(|| "Constraint Error: injected".to_string())
+    });
+    let (writer, handle) = StoreWriter::spawn_with(store, Some(faults));
+    writer
+        .write(vec![Record::Sweep(Box::new(sw), cells.clone())])
+        .await
+        .expect("sweep");
+    // three submissions queued together, so they drain into one batch; the second holds a
+    // good record and the bad one
+    let a = writer
+        .queue(vec![record("s1", &cells[0], 0, Status::Pass, 1)])
+        .await
+        .expect("queue");
+    let b = writer
+        .queue(vec![
+            record("s1", &cells[2], 2, Status::Pass, 1),
+            record("s1", &cells[1], 1, Status::Pass, 1),
+        ])
+        .await
+        .expect("queue");
+    let c = writer
+        .queue(vec![record("s1", &cells[3], 3, Status::Pass, 1)])
+        .await
+        .expect("queue");
+    assert!(a.outcome().await.is_ok());
+    let unstored = b.outcome().await.expect_err("the bad record comes back");
+    assert!(c.outcome().await.is_ok());
+    assert_eq!(unstored.records.len(), 1, "only the bad record comes back");
+    assert!(
+        matches!(&unstored.records[0], Record::Result(r) if r.attempt_id == bad_id),
+        "{:?}",
+        unstored.records
+    );
+    assert!(unstored.error.contains("injected"), "{}", unstored.error);
+    drop(writer);
+    let store = handle.join().expect("writer thread");
+    assert_eq!(
+        store.result_count().expect("count"),
+        3,
+        "every good record is stored"
+    );
+}
