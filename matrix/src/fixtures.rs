@@ -2,7 +2,7 @@
 //! environment this project's own machine reports, as the probe recorded it.
 
 use crate::cell::Browser;
-use crate::result::{AdapterInfo, Environment};
+use crate::result::{AdapterInfo, Environment, Measurement};
 
 /// Chromium's WebGPU adapter on a machine without a GPU.
 pub fn swiftshader() -> AdapterInfo {
@@ -30,5 +30,26 @@ pub fn chromium_environment() -> Environment {
         adapter: Some(swiftshader()),
         webnn: None,
         webnn_info: None,
+    }
+}
+
+/// A measurement that passes the coordinator's report checks: one sample per repetition,
+/// finite times, weight bytes, a kernel well within its bound.
+pub fn measurement(repetitions: u32) -> Measurement {
+    Measurement {
+        build_ms: 1.0,
+        first_run_ms: 1.0,
+        warmup: 0,
+        samples_ms: vec![2.0; repetitions as usize],
+        runs_per_sample: 1,
+        kernel_ms: 9.0,
+        timer: "performance.now".into(),
+        gpu_samples_ms: Vec::new(),
+        weights_sha256: None,
+        weight_bytes: 1024,
+        kernel_max_abs_err: 1e-7,
+        kernel_bound_c: crate::reference::KERNEL_BOUND_C,
+        kernel_err_ratio: 0.05,
+        accuracy_rel_err: 0.02,
     }
 }

@@ -107,24 +107,8 @@ fn stored(actions: &[Action]) -> Vec<(String, Status, bool)> {
         .collect()
 }
 
-/// A measurement that checks out, with one sample per repetition.
 fn measured(repetitions: u32) -> Measurement {
-    Measurement {
-        build_ms: 1.0,
-        first_run_ms: 1.0,
-        warmup: 0,
-        samples_ms: vec![1.0; repetitions as usize],
-        runs_per_sample: 1,
-        kernel_ms: 3.0,
-        timer: "performance.now".into(),
-        gpu_samples_ms: Vec::new(),
-        weights_sha256: None,
-        weight_bytes: 64,
-        kernel_max_abs_err: 0.0,
-        kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
-        kernel_err_ratio: 0.0,
-        accuracy_rel_err: 0.01,
-    }
+    quantgrid_matrix::fixtures::measurement(repetitions)
 }
 
 fn result(offer: &Offer, status: Status) -> CellResult {

@@ -332,29 +332,7 @@ fn a_version_2_file_keeps_its_results_through_migration_3() {
             [],
         )
         .expect("sweep");
-        let p = &c.precision;
-        conn.execute(
-            "INSERT INTO cells VALUES ('s1', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            duckdb::params![
-                c.id.0,
-                c.family,
-                c.model,
-                c.modality.as_str(),
-                c.browser.as_str(),
-                c.platform.as_str(),
-                p.requested.get() as u8,
-                p.effective.get() as u8,
-                p.upgraded,
-                p.mixed,
-                p.experimental,
-                c.scheme.as_str(),
-                c.group_size,
-                c.workload.layers,
-                c.workload.seq_len,
-                c.workload.head
-            ],
-        )
-        .expect("cell");
+        insert_cell(&conn, c, false);
         conn.execute(
             "INSERT INTO results VALUES ('s1-a', 's1', ?, 'pass', NULL, ?, 1.0, 2.0, 1, [3.0, 4.0, 5.0], 4.0, 5.0, 100, 0.0, 0.01, NULL, false, true, '2026-11-01')",
             duckdb::params![c.id.0, c.precision.effective.get() as u8],
@@ -403,29 +381,7 @@ fn schema_3_file(path: &std::path::Path) -> Vec<Cell> {
     )
     .expect("environment");
     for (i, c) in cells.iter().take(2).enumerate() {
-        let p = &c.precision;
-        conn.execute(
-            "INSERT INTO cells VALUES ('s1', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            duckdb::params![
-                c.id.0,
-                c.family,
-                c.model,
-                c.modality.as_str(),
-                c.browser.as_str(),
-                c.platform.as_str(),
-                p.requested.get() as u8,
-                p.effective.get() as u8,
-                p.upgraded,
-                p.mixed,
-                p.experimental,
-                c.scheme.as_str(),
-                c.group_size,
-                c.workload.layers,
-                c.workload.seq_len,
-                c.workload.head
-            ],
-        )
-        .expect("cell");
+        insert_cell(&conn, c, true);
         let timer = if i == 0 {
             "timestamp-query"
         } else {
@@ -433,7 +389,7 @@ fn schema_3_file(path: &std::path::Path) -> Vec<Cell> {
         };
         conn.execute(
             "INSERT INTO results VALUES (?, 's1', ?, 'pass', NULL, ?, 1.0, 2.0, 1, [3.0, 4.0, 5.0], 4.0, 5.0, 100, 0.0, 0.01, 'env-webnn', false, true, '2026-11-01', 1, 12.0, ?, NULL)",
-            duckdb::params![format!("s1-{i}"), c.id.0, p.effective.get() as u8, timer],
+            duckdb::params![format!("s1-{i}"), c.id.0, c.precision.effective.get() as u8, timer],
         )
         .expect("result");
     }
@@ -565,4 +521,37 @@ async fn a_failing_batch_is_split_so_one_bad_record_keeps_no_good_one_out() {
         3,
         "every good record is stored"
     );
+}
+
+/// Inserts `c` into sweep `s1` as schemas 1 and 2 laid `cells` out (`with_weights`: plus the
+/// `weights` column of schema 3, NULL).
+fn insert_cell(conn: &duckdb::Connection, c: &Cell, with_weights: bool) {
+    let p = &c.precision;
+    let sql = if with_weights {
+        "INSERT INTO cells VALUES ('s1', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+    } else {
+        "INSERT INTO cells VALUES ('s1', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    };
+    conn.execute(
+        sql,
+        duckdb::params![
+            c.id.0,
+            c.family,
+            c.model,
+            c.modality.as_str(),
+            c.browser.as_str(),
+            c.platform.as_str(),
+            p.requested.get() as u8,
+            p.effective.get() as u8,
+            p.upgraded,
+            p.mixed,
+            p.experimental,
+            c.scheme.as_str(),
+            c.group_size,
+            c.workload.layers,
+            c.workload.seq_len,
+            c.workload.head
+        ],
+    )
+    .expect("cell");
 }
