@@ -167,6 +167,50 @@ async fn run_one(
         .ok_or_else(|| LayerError::Malformed("no answer for the layer".into()))
 }
 
+/// What `harness/js/webgpu.js` gets for one layer: shapes, how the weights are laid out, the
+/// served tensors and the run parameters. Field names as the page reads them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebgpuArgs {
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    pub layout: Layout,
+    pub x: String,
+    pub w: String,
+    pub scales: String,
+    pub zeros: String,
+    pub warmup: u32,
+    pub repetitions: u32,
+    /// The first layer of a cell: it compiles the kernels the cell's later layers reuse.
+    pub cell_start: bool,
+}
+
+/// How a WebGPU layer's weight buffer holds its weights.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Layout {
+    /// As `quantgrid-matrix` packs them: codes in u32 words, fp16 scales two per word, u8 zero
+    /// points four per word (16 bits: fp16 pairs, no scales).
+    #[serde(rename_all = "camelCase")]
+    Packed {
+        bits: u32,
+        group: u32,
+        words_per_row: usize,
+        groups_per_row: u32,
+        asym: bool,
+    },
+    /// Unquantized f32: the baseline a low-bit kernel is measured against.
+    F32,
+}
+
+impl WebgpuArgs {
+    fn to_value(&self) -> serde_json::Value {
+        // numbers and strings only: serializing cannot fail
+        serde_json::to_value(self).expect("page arguments serialize")
+    }
+}
+
 /// The page's arguments for one WebGPU layer and the tensors served for it (unserved when
 /// dropped). `cell_start`: the first layer of a cell, which compiles the kernels the cell's
 /// later layers reuse (so a cell's `build_ms` is one compilation per kernel, as in an
@@ -200,18 +244,26 @@ pub fn layer_args(
         blobs.put(word_bytes(&scales)),
         blobs.put(word_bytes(&zeros)),
     );
-    let args = serde_json::json!({
-        "m": layer.m, "k": layer.k, "n": layer.n,
-        "bits": q.params.bits.get(),
-        "group": q.params.group_size.max(1),
-        "wordsPerRow": q.words_per_row(),
-        "groupsPerRow": layer.k.div_ceil(q.params.group_size.max(1)),
-        "asym": q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
-        "x": x.path(), "w": w.path(), "scales": s.path(), "zeros": z.path(),
-        "warmup": warmup,
-        "repetitions": repetitions,
-        "cellStart": cell_start,
-    });
+    let args = WebgpuArgs {
+        m: layer.m,
+        k: layer.k,
+        n: layer.n,
+        layout: Layout::Packed {
+            bits: q.params.bits.get(),
+            group: q.params.group_size.max(1),
+            words_per_row: q.words_per_row(),
+            groups_per_row: layer.k.div_ceil(q.params.group_size.max(1)),
+            asym: q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
+        },
+        x: x.path(),
+        w: w.path(),
+        scales: s.path(),
+        zeros: z.path(),
+        warmup,
+        repetitions,
+        cell_start,
+    }
+    .to_value();
     (args, vec![x, w, s, z])
 }
 
@@ -231,12 +283,20 @@ pub async fn run_f32_layer(
         blobs.put(float_bytes(weights)),
         blobs.put(word_bytes(&[])),
     );
-    let args = serde_json::json!({
-        "m": layer.m, "k": layer.k, "n": layer.n,
-        "bits": 32, "group": 1, "wordsPerRow": layer.k, "groupsPerRow": 0, "asym": false,
-        "x": x.path(), "w": w.path(), "scales": none.path(), "zeros": none.path(),
-        "warmup": warmup, "repetitions": repetitions, "cellStart": true,
-    });
+    let args = WebgpuArgs {
+        m: layer.m,
+        k: layer.k,
+        n: layer.n,
+        layout: Layout::F32,
+        x: x.path(),
+        w: w.path(),
+        scales: none.path(),
+        zeros: none.path(),
+        warmup,
+        repetitions,
+        cell_start: true,
+    }
+    .to_value();
     let mut reference = case.clone();
     reference.dequantized_output = case.fp32_output.clone();
     reference.dequantized_magnitude = case.fp32_magnitude.clone();
@@ -299,6 +359,49 @@ mod tests {
     use quantgrid_matrix::quant::{Bits, QuantParams};
     use quantgrid_matrix::reference::layer_case;
     use quantgrid_matrix::workload::Role;
+
+    #[test]
+    fn the_page_contract_is_typed_and_says_how_weights_are_laid_out() {
+        let args = |layout| WebgpuArgs {
+            m: 1,
+            k: 64,
+            n: 2,
+            layout,
+            x: "blob/1".into(),
+            w: "blob/2".into(),
+            scales: "blob/3".into(),
+            zeros: "blob/4".into(),
+            warmup: 0,
+            repetitions: 3,
+            cell_start: true,
+        };
+        let packed = args(Layout::Packed {
+            bits: 4,
+            group: 32,
+            words_per_row: 8,
+            groups_per_row: 2,
+            asym: false,
+        })
+        .to_value();
+        assert_eq!(
+            packed["layout"],
+            serde_json::json!({"kind": "packed", "bits": 4, "group": 32, "wordsPerRow": 8, "groupsPerRow": 2, "asym": false})
+        );
+        assert_eq!(packed["cellStart"], serde_json::json!(true));
+        let f32 = args(Layout::F32).to_value();
+        assert_eq!(f32["layout"], serde_json::json!({"kind": "f32"}));
+        // the page's answer is typed the same way
+        let answer: PageAnswer = serde_json::from_value(
+            serde_json::json!({"kind": "unavailable", "evidence": "WebNN API not found: navigator.ml is undefined"}),
+        )
+        .expect("reads");
+        assert!(
+            matches!(answer, PageAnswer::Unavailable { evidence } if evidence.contains("navigator.ml"))
+        );
+        assert!(
+            serde_json::from_value::<PageAnswer>(serde_json::json!({"error": "untyped"})).is_err()
+        );
+    }
 
     #[test]
     fn a_non_finite_output_fails_the_kernel_check() {

@@ -46,10 +46,30 @@ fn int4_bytes(codes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// The tensors the page builds its constants from, as served blobs named in `args`.
-pub fn operands(q: &Quantized, blobs: &Blobs, args: &mut serde_json::Value) -> Vec<Blob> {
+/// What `harness/js/webnn.js` gets for one layer. Field names as the page reads them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebnnArgs {
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    pub bits: u32,
+    pub groups_per_row: u32,
+    /// The operand type of the weights ([`operand_type`]); `None` where WebNN has none, which
+    /// the page answers `unsupported` with the context's own `opSupportLimits()`.
+    pub dtype: Option<&'static str>,
+    pub x: String,
+    pub w: Option<String>,
+    pub scales: Option<String>,
+    pub zeros: Option<String>,
+    pub warmup: u32,
+    pub repetitions: u32,
+}
+
+/// The tensors the page builds its constants from, served, and named in `args`.
+fn operands(q: &Quantized, blobs: &Blobs, args: &mut WebnnArgs) -> Vec<Blob> {
     let bits = q.params.bits;
-    args["dtype"] = serde_json::json!(operand_type(bits));
+    args.dtype = operand_type(bits);
     if bits == Bits::B16 {
         let words = q.words_per_row();
         let halves: Vec<u8> = q
@@ -59,7 +79,7 @@ pub fn operands(q: &Quantized, blobs: &Blobs, args: &mut serde_json::Value) -> V
             .flat_map(u16::to_le_bytes)
             .collect();
         let w = blobs.put(halves);
-        args["w"] = serde_json::json!(w.path());
+        args.w = Some(w.path());
         return vec![w];
     }
     let (codes, zeros) = codes_and_zeros(q);
@@ -69,9 +89,9 @@ pub fn operands(q: &Quantized, blobs: &Blobs, args: &mut serde_json::Value) -> V
     };
     let scales: Vec<f32> = q.scales.iter().map(|s| s.to_f32()).collect();
     let (w, s, z) = (blobs.put(w), blobs.put(float_bytes(&scales)), blobs.put(z));
-    args["w"] = serde_json::json!(w.path());
-    args["scales"] = serde_json::json!(s.path());
-    args["zeros"] = serde_json::json!(z.path());
+    args.w = Some(w.path());
+    args.scales = Some(s.path());
+    args.zeros = Some(z.path());
     vec![w, s, z]
 }
 
@@ -93,19 +113,25 @@ pub fn layer_args(
         )));
     }
     let x = blobs.put(float_bytes(&case.input));
-    let mut args = serde_json::json!({
-        "m": layer.m,
-        "k": layer.k,
-        "n": layer.n,
-        "bits": q.params.bits.get(),
-        "groupsPerRow": layer.k.div_ceil(group),
-        "x": x.path(),
-        "warmup": warmup,
-        "repetitions": repetitions,
-    });
+    let mut args = WebnnArgs {
+        m: layer.m,
+        k: layer.k,
+        n: layer.n,
+        bits: q.params.bits.get(),
+        groups_per_row: layer.k.div_ceil(group),
+        dtype: None,
+        x: x.path(),
+        w: None,
+        scales: None,
+        zeros: None,
+        warmup,
+        repetitions,
+    };
     let mut served = operands(q, blobs, &mut args);
     served.push(x);
-    Ok((args, served))
+    // numbers and strings only: serializing cannot fail
+    let value = serde_json::to_value(&args).expect("page arguments serialize");
+    Ok((value, served))
 }
 
 #[cfg(test)]

@@ -94,7 +94,11 @@ export async function gemv(a, prefetched) {
     return buf;
   };
   const S = GPUBufferUsage.STORAGE;
-  const params = new Uint32Array([a.m, a.k, a.n, a.bits, a.group, a.wordsPerRow, a.asym ? 1 : 0, a.groupsPerRow]);
+  // the kernel's uniform: an unquantized layer is F32_WEIGHTS bits in kernels/linear.wgsl
+  const L = a.layout;
+  const params = L.kind === "f32"
+    ? new Uint32Array([a.m, a.k, a.n, 32, 1, a.k, 0, 0])
+    : new Uint32Array([a.m, a.k, a.n, L.bits, L.group, L.wordsPerRow, L.asym ? 1 : 0, L.groupsPerRow]);
   const pbuf = make(new Uint8Array(params.buffer), GPUBufferUsage.UNIFORM);
   const xbuf = make(xdata, S);
   const wbuf = make(wdata, S), sbuf = make(sdata, S), zbuf = make(zdata, S);

@@ -25,9 +25,11 @@ fn code(row: u32, i: u32) -> u32 {
   return (w[base + i / per] >> ((i % per) * p.bits)) & ((1u << p.bits) - 1u);
 }
 
+// `bits` of unquantized f32 weights: the baseline a low-bit kernel is measured against
+const F32_WEIGHTS = 32u;
+
 fn weight(row: u32, i: u32) -> f32 {
-  // unquantized f32 weights: the baseline a low-bit kernel is measured against
-  if (p.bits == 32u) { return bitcast<f32>(w[row * p.words_per_row + i]); }
+  if (p.bits == F32_WEIGHTS) { return bitcast<f32>(w[row * p.words_per_row + i]); }
   if (p.bits == 16u) {
     let pair = unpack2x16float(w[row * p.words_per_row + i / 2u]);
     return select(pair.x, pair.y, (i % 2u) == 1u);
