@@ -6,6 +6,7 @@ pub mod cell;
 pub mod family;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
+pub mod ops;
 pub mod quant;
 pub mod reference;
 pub mod render;
