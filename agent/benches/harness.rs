@@ -74,26 +74,15 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 async fn gemv_4_vs_f32(p: &Probed) -> (f64, f64) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let token = server::session_token().expect("random");
-    let stop = CancellationToken::new();
-    let blobs = server::Blobs::default();
-    tokio::spawn(server::run(
-        listener,
-        token.clone(),
-        blobs.clone(),
-        stop.clone(),
-    ));
+    let harness = server::Harness::start().await.expect("harness");
+    let blobs = harness.blobs().clone();
     let launch = Launch::of(&p.found, true);
     let driver = Driver::start(p.found.candidate.driver.as_ref().expect("driver"), &launch)
         .await
         .expect("driver");
     let session = Session::open(&driver, &launch).await.expect("session");
     session
-        .goto(&format!("http://{addr}/{token}/layer.html"))
+        .goto(&harness.url("layer.html"))
         .await
         .expect("harness");
     // BERT-base's FFN up-projection at batch 1: 768 → 3072
@@ -118,7 +107,7 @@ async fn gemv_4_vs_f32(p: &Probed) -> (f64, f64) {
         .await
         .expect("f32");
     let _ = session.close().await;
-    stop.cancel();
+    drop(harness);
     let (mut qs, mut fs) = (q.samples_ms, f.samples_ms);
     (median(&mut qs), median(&mut fs))
 }

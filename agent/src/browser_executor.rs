@@ -15,7 +15,6 @@ use quantgrid_matrix::reference::{layer_case, layer_case_with};
 use quantgrid_matrix::result::{Environment, Measurement, WebnnDevice, webnn_ran_on};
 use quantgrid_matrix::{Cell, CellResult, Platform, Status, workload};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -29,8 +28,7 @@ struct Live {
 }
 
 struct State {
-    harness: Option<(SocketAddr, String, CancellationToken)>,
-    blobs: server::Blobs,
+    harness: Option<server::Harness>,
     /// The last weights file read: consecutive cells of a sweep use the same one.
     weights: Option<Arc<WeightsFile>>,
     /// Open sessions by browser binary; dropped after a crash or timeout so the next cell
@@ -76,7 +74,6 @@ impl BrowserExecutor {
             reuse_sessions: true,
             state: Arc::new(Mutex::new(State {
                 harness: None,
-                blobs: server::Blobs::default(),
                 weights: None,
                 live: HashMap::new(),
             })),
@@ -214,30 +211,15 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     let binary = build.found.candidate.binary.clone();
     let mut state = exec.state.lock().await;
     if state.harness.is_none() {
-        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
-            return result(
-                &cell,
-                Status::Error,
-                Some("cannot bind the harness server on 127.0.0.1".into()),
-            );
-        };
-        let (Ok(addr), Ok(token)) = (listener.local_addr(), server::session_token()) else {
-            return result(
-                &cell,
-                Status::Error,
-                Some("cannot start the harness server".into()),
-            );
-        };
-        let stop = CancellationToken::new();
-        tokio::spawn(server::run(
-            listener,
-            token.clone(),
-            state.blobs.clone(),
-            stop.clone(),
-        ));
-        state.harness = Some((addr, token, stop));
+        match server::Harness::start().await {
+            Ok(h) => state.harness = Some(h),
+            Err(e) => return result(&cell, Status::Error, Some(e.to_string())),
+        }
     }
-    let (addr, token, _) = state.harness.clone().expect("just set");
+    let (page, blobs) = {
+        let h = state.harness.as_ref().expect("just started");
+        (h.url("layer.html"), h.blobs().clone())
+    };
     if !state.live.contains_key(&binary) {
         let Some(driver_path) = build.found.candidate.driver.clone() else {
             return result(
@@ -250,9 +232,7 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
             let launch = Launch::of(&build.found, exec.headless);
             let driver = Driver::start(&driver_path, &launch).await?;
             let session = Session::open(&driver, &launch).await?;
-            session
-                .goto(&format!("http://{addr}/{token}/layer.html"))
-                .await?;
+            session.goto(&page).await?;
             Ok::<_, WebDriverError>(Live {
                 _driver: driver,
                 session,
@@ -344,14 +324,14 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     for (i, (layer, case)) in layers.iter().zip(&cases).enumerate() {
         let args = match cell.platform {
             Platform::Webgpu => Ok(layers::layer_args(
-                &state.blobs,
+                &blobs,
                 layer,
                 case,
                 warmup,
                 reps,
                 i == 0,
             )),
-            Platform::Webnn => webnn::layer_args(&state.blobs, layer, case, warmup, reps),
+            Platform::Webnn => webnn::layer_args(&blobs, layer, case, warmup, reps),
         };
         match args {
             Ok((args, blobs)) => {

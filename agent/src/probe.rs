@@ -7,7 +7,6 @@ use crate::webdriver::{Driver, Launch, Session, WebDriverError};
 use quantgrid_matrix::agent::BrowserCapability;
 use quantgrid_matrix::result::AdapterInfo;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Probed {
@@ -68,10 +67,8 @@ pub enum ProbeError {
     NoDriver { browser: String, binary: String },
     #[error(transparent)]
     WebDriver(#[from] WebDriverError),
-    #[error("cannot serve the harness")]
-    Serve(#[source] std::io::Error),
-    #[error("no randomness for the session token")]
-    Random,
+    #[error(transparent)]
+    Harness(#[from] server::HarnessError),
 }
 
 /// Probes one browser build in a fresh headless session.
@@ -81,24 +78,13 @@ pub async fn probe(found: &Found) -> Result<Probed, ProbeError> {
         browser: c.browser.to_string(),
         binary: c.binary.display().to_string(),
     })?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(ProbeError::Serve)?;
-    let addr = listener.local_addr().map_err(ProbeError::Serve)?;
-    let token = server::session_token().map_err(|_| ProbeError::Random)?;
-    let stop = CancellationToken::new();
-    let serving = tokio::spawn(server::run(
-        listener,
-        token.clone(),
-        server::Blobs::default(),
-        stop.clone(),
-    ));
+    let harness = server::Harness::start().await?;
     let result = async {
         let launch = Launch::of(found, true);
         let driver = Driver::start(&driver_path, &launch).await?;
         let session = Session::open(&driver, &launch).await?;
         let outcome = async {
-            session.goto(&format!("http://{addr}/{token}/probe.html")).await?;
+            session.goto(&harness.url("probe.html")).await?;
             session
                 .run_async("window.quantgridProbe().then(done, e => done({ error: `${e.name}: ${e.message}` }));")
                 .await
@@ -108,8 +94,7 @@ pub async fn probe(found: &Found) -> Result<Probed, ProbeError> {
         outcome
     }
     .await;
-    stop.cancel();
-    let _ = serving.await;
+    drop(harness);
     Ok(Probed {
         found: found.clone(),
         report: result?,

@@ -164,6 +164,59 @@ fn app(token: &str, blobs: Blobs) -> Router {
     router.fallback(|| async { StatusCode::NOT_FOUND.into_response() })
 }
 
+/// The harness server, started once per user of it: its address, its random path token, the
+/// blobs it serves. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Harness {
+    addr: std::net::SocketAddr,
+    token: String,
+    blobs: Blobs,
+    stop: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("cannot serve the harness on 127.0.0.1")]
+    Bind(#[source] std::io::Error),
+    #[error("no randomness for the harness's path token")]
+    Random,
+}
+
+impl Harness {
+    /// Binds 127.0.0.1:0 (a secure context for WebGPU) and serves until dropped.
+    pub async fn start() -> Result<Harness, HarnessError> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(HarnessError::Bind)?;
+        let addr = listener.local_addr().map_err(HarnessError::Bind)?;
+        let token = session_token().map_err(|_| HarnessError::Random)?;
+        let (blobs, stop) = (Blobs::default(), CancellationToken::new());
+        tokio::spawn(run(listener, token.clone(), blobs.clone(), stop.clone()));
+        Ok(Harness {
+            addr,
+            token,
+            blobs,
+            stop,
+        })
+    }
+
+    /// The URL of one of the harness's pages, e.g. `layer.html`.
+    pub fn url(&self, page: &str) -> String {
+        format!("http://{}/{}/{page}", self.addr, self.token)
+    }
+
+    /// The tensors it serves.
+    pub fn blobs(&self) -> &Blobs {
+        &self.blobs
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 /// Serves until `shutdown` is cancelled.
 pub async fn run(
     listener: TcpListener,

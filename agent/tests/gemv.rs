@@ -9,7 +9,6 @@ use quantgrid_matrix::Browser;
 use quantgrid_matrix::quant::{Bits, QuantParams, Scheme};
 use quantgrid_matrix::reference::layer_case;
 use quantgrid_matrix::workload::{Layer, Role};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn every_bit_width_matches_the_rust_reference_in_chromium() {
@@ -29,26 +28,15 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
         .filter(|f| f.candidate.browser == browser && f.candidate.driver.is_some())
         .max_by_key(|f| quantgrid_agent::discovery::browser::major(&f.version))
         .unwrap_or_else(|| panic!("{what} are installed (./x test installs them)"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let token = server::session_token().expect("random");
-    let stop = CancellationToken::new();
-    let blobs = server::Blobs::default();
-    let serving = tokio::spawn(server::run(
-        listener,
-        token.clone(),
-        blobs.clone(),
-        stop.clone(),
-    ));
+    let harness = server::Harness::start().await.expect("harness");
+    let blobs = harness.blobs().clone();
     let launch = Launch::of(build, true);
     let driver = Driver::start(build.candidate.driver.as_ref().expect("driver"), &launch)
         .await
         .expect("driver");
     let session = Session::open(&driver, &launch).await.expect("session");
     session
-        .goto(&format!("http://{addr}/{token}/layer.html"))
+        .goto(&harness.url("layer.html"))
         .await
         .expect("goto");
     // batch 1 takes the GEMV kernel, m = 19 the tiled GEMM with ragged tiles; k = 80 leaves a
@@ -142,6 +130,5 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
         .expect("a new device");
     assert!(again.kernel.passed(), "{again:?}");
     let _ = session.close().await;
-    stop.cancel();
-    serving.await.expect("join").expect("serve");
+    drop(harness);
 }
