@@ -199,15 +199,11 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
             Some(format!("this agent has no {} build", cell.browser)),
         );
     };
-    let Ok(target) = cell.resolve() else {
-        return result(
-            &cell,
-            Status::Error,
-            Some(format!("unknown model {}", cell.model)),
-        );
+    let planned = match plan(&cell) {
+        Ok(p) => p,
+        Err(why) => return result(&cell, Status::Error, Some(why)),
     };
-    let layers = workload::workload(target.model, cell.workload).layers;
-    let policy = PrecisionPolicy::for_mixed(cell.precision.mixed);
+    let layers: Vec<workload::Layer> = planned.iter().map(|(l, _)| l.clone()).collect();
     let binary = build.found.candidate.binary.clone();
     let mut state = exec.state.lock().await;
     if state.harness.is_none() {
@@ -284,18 +280,13 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
         }
     };
     let live = state.live.get(&binary).expect("just opened");
-    let params_for = |layer: &workload::Layer| QuantParams {
-        bits: policy.bits_for(layer.role, cell.precision.effective),
-        scheme: cell.scheme,
-        group_size: cell.group_size.max(1),
-    };
     // seconds of CPU for big layers: off the async threads (so the cell timeout can fire),
     // every layer at once (the tensors are packed; the fp32 weights are dropped after the
     // references)
-    let prepared: Vec<_> = layers
+    let prepared: Vec<_> = planned
         .iter()
-        .map(|layer| {
-            let (owned, params, file) = (layer.clone(), params_for(layer), weights.clone());
+        .map(|(layer, params)| {
+            let (owned, params, file) = (layer.clone(), *params, weights.clone());
             tokio::task::spawn_blocking(move || match file {
                 None => Ok(layer_case(WEIGHT_SEED, &owned, params)),
                 Some(f) => f
@@ -382,7 +373,7 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
         kernel_ms = runs.iter().map(|r| r.kernel_ms).sum::<f64>(),
         "cell ran"
     );
-    let bits: Vec<Bits> = layers.iter().map(|l| params_for(l).bits).collect();
+    let bits: Vec<Bits> = planned.iter().map(|(_, p)| p.bits).collect();
     let Some((status, text, mut measurement)) = verdict(&layers, &bits, &runs, job.warmup, reps)
     else {
         // nothing measured is never a pass
@@ -408,6 +399,30 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
         environment: Some(environment),
         simulated: false,
     }
+}
+
+/// What a cell runs, pure: its model's layers at the workload's size, each with the precision
+/// it runs at (mixed precision keeps some roles at 8 bits), the cell's scheme and group.
+fn plan(cell: &Cell) -> Result<Vec<(workload::Layer, QuantParams)>, String> {
+    let target = cell
+        .resolve()
+        .map_err(|_| format!("unknown model {}", cell.model))?;
+    let policy = PrecisionPolicy::for_mixed(cell.precision.mixed);
+    let layers = workload::workload(target.model, cell.workload).layers;
+    if layers.is_empty() {
+        return Err(format!("{} has no layers to run", cell.model));
+    }
+    Ok(layers
+        .into_iter()
+        .map(|layer| {
+            let params = QuantParams {
+                bits: policy.bits_for(layer.role, cell.precision.effective),
+                scheme: cell.scheme,
+                group_size: cell.group_size.max(1),
+            };
+            (layer, params)
+        })
+        .collect())
 }
 
 /// The verdict on a cell's runs, pure: `fail` naming the first layer whose output is beyond
@@ -554,6 +569,42 @@ mod tests {
                 rel_err: 0.02,
             },
             webnn: None,
+        }
+    }
+
+    #[test]
+    fn a_plan_runs_the_models_layers_at_each_roles_precision() {
+        let spec = quantgrid_matrix::spec::parse(
+            "version: 1\nname: p\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\nmixed_precision: [false, true]\nworkload:\n  layers: 1\n  seq_len: 1\n",
+            "p.yaml",
+        )
+        .expect("spec");
+        for cell in spec.expand() {
+            let planned = plan(&cell).expect("plan");
+            // BERT-base's block: q, k, v, o, FFN up and down, at its real shapes
+            assert!(planned.len() >= 6, "{planned:?}");
+            assert!(planned.iter().all(|(l, p)| l.m == 1 && p.group_size == 32));
+            assert!(planned.iter().any(|(l, _)| (l.k, l.n) == (768, 3072)));
+            let attention: Vec<Bits> = planned
+                .iter()
+                .filter(|(l, _)| l.role == Role::Attention)
+                .map(|(_, p)| p.bits)
+                .collect();
+            let ffn = planned
+                .iter()
+                .find(|(l, _)| l.role == Role::Ffn)
+                .map(|(_, p)| p.bits);
+            assert_eq!(ffn, Some(Bits::B4), "{}", cell.label());
+            let want = if cell.precision.mixed {
+                Bits::B8
+            } else {
+                Bits::B4
+            };
+            assert!(
+                attention.iter().all(|b| *b == want),
+                "{}: {attention:?}",
+                cell.label()
+            );
         }
     }
 
