@@ -344,8 +344,8 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     let started = std::time::Instant::now();
     let ran = layers::run_layers(&live.session, api, batch).await;
     drop(served);
-    let runs = match ran {
-        Ok(runs) => runs,
+    let run = match ran {
+        Ok(run) => run,
         Err(LayerError::WebDriver(e)) => {
             let status = if crashed(&e) {
                 Status::Crash
@@ -368,13 +368,13 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     };
     // what the grid adds around the page's kernel work
     tracing::debug!(
-        layers = runs.len(),
+        layers = run.layers.len(),
         wall_ms = started.elapsed().as_secs_f64() * 1e3,
-        kernel_ms = runs.iter().map(|r| r.kernel_ms).sum::<f64>(),
+        kernel_ms = run.kernel_ms,
         "cell ran"
     );
     let bits: Vec<Bits> = planned.iter().map(|(_, p)| p.bits).collect();
-    let Some((status, text, mut measurement)) = verdict(&layers, &bits, &runs, job.warmup, reps)
+    let Some((status, text, mut measurement)) = verdict(&layers, &bits, &run, job.warmup, reps)
     else {
         // nothing measured is never a pass
         return result(
@@ -385,7 +385,8 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     };
     measurement.weights_sha256 = weights.as_ref().map(|w| w.sha256().to_string());
     // the device is what the evidence says, never what was asked for
-    let webnn = runs
+    let webnn = run
+        .layers
         .iter()
         .find_map(|r| r.webnn.as_ref())
         .map(|c| webnn_ran_on(&c.requested, c.accelerated, crate::host::devices()));
@@ -425,65 +426,65 @@ fn plan(cell: &Cell) -> Result<Vec<(workload::Layer, QuantParams)>, String> {
         .collect())
 }
 
-/// The verdict on a cell's runs, pure: `fail` naming the first layer whose output is beyond
-/// its error bound, else `pass`; and the cell's measurement, a repetition being one run of
-/// every layer (times summed per repetition, on each clock). `None` when nothing ran.
+/// The verdict on a cell's run, pure: `fail` naming the first layer whose output is beyond
+/// its error bound, else `pass`; and the cell's measurement: the page-clock samples of the
+/// cell's repetitions as the page timed them, GPU time per repetition summed over the layers
+/// (only where every layer has it). `None` when nothing ran.
 fn verdict(
     layers: &[workload::Layer],
     bits: &[Bits],
-    runs: &[layers::LayerRun],
+    run: &layers::CellRun,
     warmup: u32,
     reps: u32,
 ) -> Option<(Status, Option<String>, Measurement)> {
-    let first = runs.first()?;
-    let per_repetition = |of: fn(&layers::LayerRun) -> &Vec<f64>| {
+    let first = run.layers.first()?;
+    let gpu_samples = if run
+        .layers
+        .iter()
+        .all(|l| l.gpu_samples_ms.len() == reps as usize)
+    {
         let mut total = vec![0f64; reps as usize];
-        for run in runs {
-            for (s, t) in total.iter_mut().zip(of(run)) {
+        for l in &run.layers {
+            for (s, t) in total.iter_mut().zip(&l.gpu_samples_ms) {
                 *s += t;
             }
         }
         total
-    };
-    // GPU time of a repetition only where every layer has it
-    let gpu_samples = if runs.iter().all(|r| r.gpu_samples_ms.len() == reps as usize) {
-        per_repetition(|r| &r.gpu_samples_ms)
     } else {
         Vec::new()
     };
     let failure = layers
         .iter()
         .zip(bits)
-        .zip(runs)
-        .find_map(|((layer, bits), run)| {
-            (!run.kernel.passed()).then(|| {
+        .zip(&run.layers)
+        .find_map(|((layer, bits), ran)| {
+            (!ran.kernel.passed()).then(|| {
                 format!(
                     "layer {} ({bits}-bit): output differs from the dequantized reference by up to {:.3e}, {:.2}× the floating-point error bound (c·max(k, 256) + 2)·2⁻²⁴·Σ|x·w| with c = {} and k = {}",
                     layer.name,
-                    run.kernel.max_abs_err,
-                    run.kernel.worst_ratio,
-                    run.kernel.bound_c,
+                    ran.kernel.max_abs_err,
+                    ran.kernel.worst_ratio,
+                    ran.kernel.bound_c,
                     layer.k
                 )
             })
         });
-    let sum = |f: fn(&layers::LayerRun) -> f64| runs.iter().map(f).sum::<f64>();
-    let worst = |f: fn(&layers::LayerRun) -> f64| runs.iter().map(f).fold(0f64, f64::max);
+    let worst = |f: fn(&layers::LayerRun) -> f64| run.layers.iter().map(f).fold(0f64, f64::max);
     let measurement = Measurement {
-        build_ms: sum(|r| r.build_ms),
-        first_run_ms: sum(|r| r.first_run_ms),
+        build_ms: run.layers.iter().map(|l| l.build_ms).sum(),
+        first_run_ms: run.first_run_ms,
         warmup,
-        samples_ms: per_repetition(|r| &r.samples_ms),
-        runs_per_sample: runs.iter().map(|r| r.runs_per_sample).min().unwrap_or(1),
-        kernel_ms: sum(|r| r.kernel_ms),
-        timer: first.timer.clone(),
+        samples_ms: run.samples_ms.clone(),
+        runs_per_sample: run.runs_per_sample.max(1),
+        kernel_ms: run.kernel_ms,
+        timer: run.timer.clone(),
         gpu_samples_ms: gpu_samples,
         weights_sha256: None,
-        weight_bytes: runs.iter().map(|r| r.weight_bytes).sum(),
-        kernel_max_abs_err: worst(|r| r.kernel.max_abs_err),
+        weight_bytes: run.layers.iter().map(|l| l.weight_bytes).sum(),
+        kernel_max_abs_err: worst(|l| l.kernel.max_abs_err),
         kernel_bound_c: first.kernel.bound_c,
-        kernel_err_ratio: worst(|r| r.kernel.worst_ratio),
-        accuracy_rel_err: worst(|r| r.accuracy.rel_err),
+        kernel_err_ratio: worst(|l| l.kernel.worst_ratio),
+        accuracy_rel_err: worst(|l| l.accuracy.rel_err),
     };
     let status = if failure.is_some() {
         Status::Fail
@@ -549,14 +550,9 @@ mod tests {
         }
     }
 
-    fn run(ratio: f64, samples: Vec<f64>, gpu: Vec<f64>) -> layers::LayerRun {
+    fn ran(ratio: f64, gpu: Vec<f64>) -> layers::LayerRun {
         layers::LayerRun {
             build_ms: 1.0,
-            first_run_ms: 2.0,
-            samples_ms: samples,
-            runs_per_sample: 1,
-            kernel_ms: 5.0,
-            timer: "performance.now".into(),
             gpu_samples_ms: gpu,
             weight_bytes: 100,
             kernel: KernelCheck {
@@ -569,6 +565,17 @@ mod tests {
                 rel_err: 0.02,
             },
             webnn: None,
+        }
+    }
+
+    fn cell_run(layers: Vec<layers::LayerRun>) -> layers::CellRun {
+        layers::CellRun {
+            first_run_ms: 2.0,
+            samples_ms: vec![4.0, 6.0],
+            runs_per_sample: 1,
+            kernel_ms: 20.0,
+            timer: "performance.now".into(),
+            layers,
         }
     }
 
@@ -612,20 +619,17 @@ mod tests {
     fn a_cell_passes_only_when_every_layer_is_within_its_bound() {
         let layers = [layer("bert.0.attn.q", 768), layer("bert.0.ffn.down", 3072)];
         let bits = [Bits::B4, Bits::B4];
-        let good = [
-            run(0.01, vec![1.0, 2.0], vec![0.5, 0.5]),
-            run(0.02, vec![3.0, 4.0], vec![1.0, 1.5]),
-        ];
+        let good = cell_run(vec![ran(0.01, vec![0.5, 0.5]), ran(0.02, vec![1.0, 1.5])]);
         let (status, text, m) = verdict(&layers, &bits, &good, 1, 2).expect("ran");
         assert_eq!((status, text), (Status::Pass, None));
-        // a repetition is one run of every layer, on each clock
+        // the page clock times the cell; GPU time of a repetition is the layers' sum
         assert_eq!(m.samples_ms, vec![4.0, 6.0]);
         assert_eq!(m.gpu_samples_ms, vec![1.5, 2.0]);
-        assert_eq!((m.weight_bytes, m.kernel_err_ratio), (200, 0.02));
-        let bad = [
-            run(0.01, vec![1.0, 2.0], vec![]),
-            run(1.5, vec![3.0, 4.0], vec![1.0, 1.5]),
-        ];
+        assert_eq!(
+            (m.weight_bytes, m.kernel_err_ratio, m.build_ms),
+            (200, 0.02, 2.0)
+        );
+        let bad = cell_run(vec![ran(0.01, vec![]), ran(1.5, vec![1.0, 1.5])]);
         let (status, text, m) = verdict(&layers, &bits, &bad, 1, 2).expect("ran");
         assert_eq!(status, Status::Fail);
         let text = text.expect("the failing layer is named");
@@ -636,7 +640,7 @@ mod tests {
         // a layer without timestamps: no GPU time for the cell rather than a partial one
         assert!(m.gpu_samples_ms.is_empty());
         assert!(
-            verdict(&[], &[], &[], 0, 2).is_none(),
+            verdict(&[], &[], &cell_run(Vec::new()), 0, 2).is_none(),
             "nothing ran is never a pass"
         );
     }

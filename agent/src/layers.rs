@@ -9,18 +9,28 @@ use quantgrid_matrix::quant::Scheme;
 use quantgrid_matrix::reference::{Comparison, KernelCheck, LayerCase, check_kernel, compare};
 use quantgrid_matrix::workload::Layer;
 
-/// What the browser measured for one layer, and how its output compares.
+/// What the page measured for a cell: its layers timed together on the page's clock (a sample
+/// is `runs_per_sample` repetitions of every layer, awaited once), and each layer's own figures.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LayerRun {
-    pub build_ms: f64,
+pub struct CellRun {
+    /// The first run of every layer, submitted together and awaited once.
     pub first_run_ms: f64,
+    /// Per repetition of the cell, on the page's clock.
     pub samples_ms: Vec<f64>,
-    /// Back-to-back runs each sample averages (more than 1 only on a coarse clock).
+    /// Back-to-back repetitions each sample averages (more than 1 on a coarse clock or a
+    /// browser that polls for completion).
     pub runs_per_sample: u32,
-    /// Time the page spent building and running kernels, timed runs or not.
+    /// Time the page spent building and running the cell's kernels, timed runs or not.
     pub kernel_ms: f64,
     /// What timed `samples_ms`: the page's clock (`performance.now`).
     pub timer: String,
+    pub layers: Vec<LayerRun>,
+}
+
+/// What the page measured for one layer of a cell, and how its output compares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerRun {
+    pub build_ms: f64,
     /// GPU time per run of each sample (`timestamp-query`), where the adapter has it.
     pub gpu_samples_ms: Vec<f64>,
     /// Bytes of the weight, scale and zero-point buffers the page created.
@@ -86,7 +96,7 @@ pub async fn run_layers(
     session: &Session,
     api: Api,
     layers: Vec<(serde_json::Value, &LayerCase)>,
-) -> Result<Vec<LayerRun>, LayerError> {
+) -> Result<CellRun, LayerError> {
     let (args, cases): (Vec<serde_json::Value>, Vec<&LayerCase>) = layers.into_iter().unzip();
     let kind = match api {
         Api::Webgpu => "webgpu",
@@ -100,8 +110,8 @@ pub async fn run_layers(
         .await?;
     let answer: PageAnswer = serde_json::from_value(out.clone())
         .map_err(|e| LayerError::Malformed(format!("an answer that does not read ({e}): {out}")))?;
-    let answers = match answer {
-        PageAnswer::Ran { layers } => layers,
+    let (answers, clock) = match answer {
+        PageAnswer::Ran { layers, cell } => (layers, cell),
         PageAnswer::Unsupported { evidence } => return Err(LayerError::Unsupported(evidence)),
         PageAnswer::Unavailable { evidence } => return Err(LayerError::Unavailable(evidence)),
         PageAnswer::Error { error } => return Err(LayerError::Browser(error)),
@@ -118,7 +128,24 @@ pub async fn run_layers(
             runs.len()
         )));
     }
-    Ok(runs)
+    Ok(CellRun {
+        first_run_ms: clock.first_run_ms,
+        samples_ms: clock.samples_ms,
+        runs_per_sample: clock.runs_per_sample,
+        kernel_ms: clock.kernel_ms,
+        timer: clock.timer,
+        layers: runs,
+    })
+}
+
+/// The page's timing of a whole cell.
+#[derive(Debug, serde::Deserialize)]
+struct CellClock {
+    first_run_ms: f64,
+    samples_ms: Vec<f64>,
+    runs_per_sample: u32,
+    kernel_ms: f64,
+    timer: String,
 }
 
 /// The page's one answer for a cell (`harness/js/answer.js`): what ran, or why not, by kind.
@@ -127,6 +154,7 @@ pub async fn run_layers(
 enum PageAnswer {
     Ran {
         layers: Vec<serde_json::Value>,
+        cell: CellClock,
     },
     /// The platform runs, but not this (a width without an operand type); the browser's own
     /// evidence.
@@ -152,19 +180,9 @@ pub async fn run_layer(
     warmup: u32,
     repetitions: u32,
     cell_start: bool,
-) -> Result<LayerRun, LayerError> {
+) -> Result<CellRun, LayerError> {
     let (args, _served) = layer_args(blobs, layer, case, warmup, repetitions, cell_start);
-    run_one(session, args, case).await
-}
-
-async fn run_one(
-    session: &Session,
-    args: serde_json::Value,
-    case: &LayerCase,
-) -> Result<LayerRun, LayerError> {
-    let mut runs = run_layers(session, Api::Webgpu, vec![(args, case)]).await?;
-    runs.pop()
-        .ok_or_else(|| LayerError::Malformed("no answer for the layer".into()))
+    run_layers(session, Api::Webgpu, vec![(args, case)]).await
 }
 
 /// What `harness/js/webgpu.js` gets for one layer: shapes, how the weights are laid out, the
@@ -277,7 +295,7 @@ pub async fn run_f32_layer(
     weights: &[f32],
     warmup: u32,
     repetitions: u32,
-) -> Result<LayerRun, LayerError> {
+) -> Result<CellRun, LayerError> {
     let (x, w, none) = (
         blobs.put(float_bytes(&case.input)),
         blobs.put(float_bytes(weights)),
@@ -300,7 +318,7 @@ pub async fn run_f32_layer(
     let mut reference = case.clone();
     reference.dequantized_output = case.fp32_output.clone();
     reference.dequantized_magnitude = case.fp32_magnitude.clone();
-    run_one(session, args, &reference).await
+    run_layers(session, Api::Webgpu, vec![(args, &reference)]).await
 }
 
 /// What the page returns for a layer it ran.
@@ -309,11 +327,6 @@ struct PageRun {
     /// JSON has no NaN or infinity: the page's non-finite outputs arrive as `null`.
     y: Vec<Option<f32>>,
     build_ms: f64,
-    first_run_ms: f64,
-    samples_ms: Vec<f64>,
-    runs_per_sample: u32,
-    kernel_ms: f64,
-    timer: String,
     #[serde(default)]
     gpu_samples_ms: Vec<f64>,
     weight_bytes: u64,
@@ -340,11 +353,6 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
         .ok_or_else(|| LayerError::Malformed("output size".into()))?;
     Ok(LayerRun {
         build_ms: page.build_ms,
-        first_run_ms: page.first_run_ms,
-        samples_ms: page.samples_ms,
-        runs_per_sample: page.runs_per_sample,
-        kernel_ms: page.kernel_ms,
-        timer: page.timer,
         gpu_samples_ms: page.gpu_samples_ms,
         weight_bytes: page.weight_bytes,
         kernel,
@@ -421,13 +429,7 @@ mod tests {
                 group_size: 32,
             },
         );
-        let page = |y: serde_json::Value| {
-            serde_json::json!({
-                "y": y, "build_ms": 1.0, "first_run_ms": 1.0, "samples_ms": [1.0],
-                "runs_per_sample": 1, "kernel_ms": 3.0, "timer": "performance.now",
-                "weight_bytes": 24,
-            })
-        };
+        let page = |y: serde_json::Value| serde_json::json!({ "y": y, "build_ms": 1.0, "weight_bytes": 24 });
         let good =
             read_run(&page(serde_json::json!(case.dequantized_output)), &case).expect("reads");
         assert!(good.kernel.passed(), "{good:?}");

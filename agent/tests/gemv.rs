@@ -65,9 +65,10 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
                         group_size: 32,
                     },
                 );
-                let run = run_layer(&session, &blobs, &layer, &case, warmup, repetitions, true)
+                let cell = run_layer(&session, &blobs, &layer, &case, warmup, repetitions, true)
                     .await
                     .unwrap_or_else(|e| panic!("m = {m}, {bits}-bit {scheme}: {e}"));
+                let run = &cell.layers[0];
                 assert!(
                     run.kernel.passed(),
                     "m = {m}, k = {k}, {bits}-bit {scheme}: kernel off by {} = {:.3}× its bound",
@@ -75,11 +76,11 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
                     run.kernel.worst_ratio
                 );
                 worst = worst.max(run.kernel.worst_ratio);
-                assert_eq!(run.samples_ms.len(), repetitions as usize);
-                assert!(run.samples_ms.iter().all(|t| *t >= 0.0));
+                assert_eq!(cell.samples_ms.len(), repetitions as usize);
+                assert!(cell.samples_ms.iter().all(|t| *t >= 0.0));
                 // both clocks: the page's (compared) and GPU timestamps (shown beside it),
                 // since both builds' adapters have timestamp-query
-                assert_eq!(run.timer, "performance.now", "{run:?}");
+                assert_eq!(cell.timer, "performance.now", "{cell:?}");
                 assert_eq!(run.gpu_samples_ms.len(), repetitions as usize, "{run:?}");
                 assert!(
                     run.gpu_samples_ms
@@ -128,7 +129,7 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
     let again = run_layer(&session, &blobs, &layer, &case, 0, 1, true)
         .await
         .expect("a new device");
-    assert!(again.kernel.passed(), "{again:?}");
+    assert!(again.layers[0].kernel.passed(), "{again:?}");
     let _ = session.close().await;
     drop(harness);
 }

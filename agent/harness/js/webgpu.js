@@ -1,6 +1,5 @@
 // The WebGPU side of a layer: the device, the kernels of kernels/linear.wgsl, both clocks.
 import { timed } from "./timing.js";
-import { tensors } from "./tensors.js";
 import { Unavailable } from "./answer.js";
 
 // the kernels, fetched once from the harness server, next to this module
@@ -66,17 +65,12 @@ export const clearLost = () => { lost = null; };
 let pipelines = new Map();
 
 
-// One layer: returns the output and the timings, or throws the browser's own error.
-export async function gemv(a, prefetched) {
-  const dev = await device();
-  // the transfer is the agent's overhead, not part of the build
-  const [xdata, wdata, sdata, zdata] = await (prefetched || tensors(a));
-  const errors = [];
-  dev.pushErrorScope("validation");
-  dev.pushErrorScope("out-of-memory");
+// One layer on the device: its pipeline (compiled once per cell, as an application would;
+// the cell's first layer pays for it), buffers and bind group. `encode(qs, slot)` records one
+// run; with a query set its pass writes GPU timestamps into slots 2·slot and 2·slot + 1.
+async function prepare(dev, a, data) {
+  const [xdata, wdata, sdata, zdata] = data;
   const t0 = performance.now();
-  // a cell compiles each kernel once, as an application would; its first layer pays for it
-  if (a.cellStart) pipelines = new Map();
   const tiled = a.m > 1;
   const entryPoint = tiled ? "gemm" : "gemv";
   if (!pipelines.has(entryPoint)) {
@@ -87,9 +81,9 @@ export async function gemv(a, prefetched) {
     pipelines.set(entryPoint, await dev.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint } }));
   }
   const pipeline = pipelines.get(entryPoint);
-  const make = (data, usage) => {
-    const buf = dev.createBuffer({ size: data.byteLength, usage, mappedAtCreation: true });
-    new Uint8Array(buf.getMappedRange()).set(data);
+  const make = (bytes, usage) => {
+    const buf = dev.createBuffer({ size: bytes.byteLength, usage, mappedAtCreation: true });
+    new Uint8Array(buf.getMappedRange()).set(bytes);
     buf.unmap();
     return buf;
   };
@@ -112,11 +106,10 @@ export async function gemv(a, prefetched) {
   const groups = tiled
     ? [Math.ceil(a.n / 16), Math.ceil(a.m / 16)]
     : [Math.min(a.n, 65535), Math.ceil(a.n / 65535)];
-  // one dispatch; with `ts`, the pass writes its GPU start and end into query slots 2i, 2i + 1
-  const encode = (ts, i) => {
+  const encode = (qs, slot) => {
     const enc = dev.createCommandEncoder();
-    const pass = enc.beginComputePass(ts ? {
-      timestampWrites: { querySet: ts, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+    const pass = enc.beginComputePass(qs ? {
+      timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 2 * slot, endOfPassWriteIndex: 2 * slot + 1 },
     } : {});
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bind);
@@ -124,91 +117,116 @@ export async function gemv(a, prefetched) {
     pass.end();
     return enc;
   };
-  // Both clocks, on every adapter with timestamp-query: the page's clock around awaited runs
-  // (the samples every browser has, and the only ones compared), and GPU timestamps around
-  // the first few runs of each sample (what the GPU itself took). Slot 0 stamps the first run.
-  const stamped = dev.features.has("timestamp-query");
-  const perSample = Math.max(1, Math.min(8, Math.floor((2048 - 1) / Math.max(1, a.repetitions))));
-  const qs = stamped ? dev.createQuerySet({ type: "timestamp", count: 2 * (1 + a.repetitions * perSample) }) : null;
-  let stampsPerSample = 0;
-  const runs = async (n, sample = -1) => {
-    if (sample >= 0) stampsPerSample = Math.min(n, perSample);
-    for (let i = 0; i < n; i++) {
-      const slot = sample >= 0 && i < perSample ? 1 + sample * perSample + i : -1;
-      dev.queue.submit([encode(qs && slot >= 0 ? qs : null, slot).finish()]);
+  return {
+    encode, ybuf, rbuf, outBytes,
+    buffers: [pbuf, xbuf, wbuf, sbuf, zbuf, ybuf, rbuf],
+    weight_bytes: wbuf.size + sbuf.size + zbuf.size,
+    build_ms: performance.now() - t0,
+  };
+}
+
+// Resolves timestamp pairs `slots` of `qs` and returns each one's duration in ms.
+async function durations(dev, qs, slots) {
+  const bytes = 256 * slots.length;
+  const resolved = dev.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const back = dev.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+  const enc = dev.createCommandEncoder();
+  // resolve offsets must be multiples of 256
+  slots.forEach((slot, i) => enc.resolveQuerySet(qs, 2 * slot, 2, resolved, 256 * i));
+  enc.copyBufferToBuffer(resolved, 0, back, 0, bytes);
+  dev.queue.submit([enc.finish()]);
+  await back.mapAsync(GPUMapMode.READ);
+  const t = new BigUint64Array(back.getMappedRange().slice(0));
+  back.unmap();
+  resolved.destroy();
+  back.destroy();
+  return slots.map((_, i) => Number(t[32 * i + 1] - t[32 * i]) / 1e6);
+}
+
+// A cell's layers on WebGPU: built one after another, then timed together. A sample is
+// `runs_per_sample` repetitions of every layer, submitted back to back and awaited once, on
+// the page's clock, so a browser that polls for completion (Firefox, ~100 ms) pays its polls
+// once per sample of the cell rather than once per layer. Where the adapter has
+// timestamp-query, GPU timestamps around each layer's first runs of every sample are stored
+// beside it, per layer.
+export async function cell(list, all) {
+  const dev = await device();
+  dev.pushErrorScope("validation");
+  dev.pushErrorScope("out-of-memory");
+  const c0 = performance.now();
+  pipelines = new Map();
+  const layers = [];
+  for (const [i, a] of list.entries()) layers.push(await prepare(dev, a, await all[i]));
+  const { warmup, repetitions } = list[0];
+  const latency = await completionLatency(dev);
+  // per layer: a slot for its first run, then `perSample` runs of every sample (a query set
+  // holds at most 4096 timestamps)
+  const nl = layers.length;
+  const perSample = Math.min(8, Math.floor((2048 / nl - 1) / Math.max(1, repetitions)));
+  const qs = dev.features.has("timestamp-query") && perSample >= 1
+    ? dev.createQuerySet({ type: "timestamp", count: 2 * nl * (1 + repetitions * perSample) })
+    : null;
+  const perLayer = 1 + repetitions * perSample;
+  const slot = (l, sample, r) => l * perLayer + 1 + sample * perSample + r;
+  let stamps = 0;
+  const submit = (n, sample) => {
+    for (let r = 0; r < n; r++) {
+      for (const [l, L] of layers.entries()) {
+        const stamp = qs && sample >= 0 && r < perSample;
+        dev.queue.submit([L.encode(stamp ? qs : null, stamp ? slot(l, sample, r) : 0).finish()]);
+      }
     }
+  };
+  const runs = async (n, sample = -1) => {
+    if (sample >= 0) stamps = Math.min(n, perSample);
+    submit(n, sample);
     await dev.queue.onSubmittedWorkDone();
   };
-  // reads the query set (and the output, on the same submission) once, at the end
-  const readStamps = async () => {
-    const count = 1 + a.repetitions * perSample;
-    const resolved = dev.createBuffer({ size: 16 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-    const readback = dev.createBuffer({ size: 16 * count, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
-    const enc = dev.createCommandEncoder();
-    enc.resolveQuerySet(qs, 0, 2 * count, resolved, 0);
-    enc.copyBufferToBuffer(resolved, 0, readback, 0, 16 * count);
-    enc.copyBufferToBuffer(ybuf, 0, rbuf, 0, outBytes);
-    dev.queue.submit([enc.finish()]);
-    await Promise.all([readback.mapAsync(GPUMapMode.READ), rbuf.mapAsync(GPUMapMode.READ)]);
-    const t = new BigUint64Array(readback.getMappedRange().slice(0));
-    readback.unmap();
-    for (const b of [resolved, readback]) b.destroy();
-    qs.destroy();
-    return (slot) => Number(t[2 * slot + 1] - t[2 * slot]) / 1e6;
-  };
-  const build_ms = performance.now() - t0;
-  const w0 = performance.now();
-  const latency = await completionLatency(dev);
   const f0 = performance.now();
-  dev.queue.submit([encode(qs, 0).finish()]);
+  for (const [l, L] of layers.entries()) dev.queue.submit([L.encode(qs, l * perLayer).finish()]);
   await dev.queue.onSubmittedWorkDone();
   const first_run_ms = performance.now() - f0;
   // a poller's first run says little on the page clock; its GPU time sizes the samples
   let perRunMs = null;
   if (qs && latency > 20) {
-    const probe = dev.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-    const back = dev.createBuffer({ size: 16, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
-    const enc = dev.createCommandEncoder();
-    enc.resolveQuerySet(qs, 0, 2, probe, 0);
-    enc.copyBufferToBuffer(probe, 0, back, 0, 16);
-    dev.queue.submit([enc.finish()]);
-    await back.mapAsync(GPUMapMode.READ);
-    const t = new BigUint64Array(back.getMappedRange().slice(0));
-    perRunMs = Number(t[1] - t[0]) / 1e6;
-    back.unmap();
-    probe.destroy();
-    back.destroy();
+    const firsts = await durations(dev, qs, layers.map((_, l) => l * perLayer));
+    perRunMs = firsts.reduce((x, y) => x + y, 0);
   }
   const { samples_ms, runs_per_sample } =
-    await timed(runs, first_run_ms, a.warmup, a.repetitions, latency, perRunMs);
-  const timer = "performance.now";
-  let gpu_samples_ms = [];
-  if (qs) {
-    const run = await readStamps();
-    for (let i = 0; i < a.repetitions; i++) {
-      let sum = 0;
-      for (let j = 0; j < stampsPerSample; j++) sum += run(1 + i * perSample + j);
-      gpu_samples_ms.push(sum / stampsPerSample);
+    await timed(runs, first_run_ms, warmup, repetitions, latency, perRunMs);
+  // the outputs, and the GPU timestamps of every layer's stamped runs
+  const stamped = [];
+  for (let l = 0; l < nl; l++) for (let s = 0; s < repetitions; s++) for (let r = 0; r < stamps; r++) stamped.push(slot(l, s, r));
+  const [gpu] = await Promise.all([
+    qs && stamps > 0 ? durations(dev, qs, stamped) : Promise.resolve([]),
+    (async () => {
+      const enc = dev.createCommandEncoder();
+      for (const L of layers) enc.copyBufferToBuffer(L.ybuf, 0, L.rbuf, 0, L.outBytes);
+      dev.queue.submit([enc.finish()]);
+      await Promise.all(layers.map((L) => L.rbuf.mapAsync(GPUMapMode.READ)));
+    })(),
+  ]);
+  const kernel_ms = performance.now() - c0;
+  const answer = layers.map((L, l) => {
+    const y = Array.from(new Float32Array(L.rbuf.getMappedRange().slice(0)));
+    L.rbuf.unmap();
+    const gpu_samples_ms = [];
+    if (gpu.length) {
+      for (let s = 0; s < repetitions; s++) {
+        let sum = 0;
+        for (let r = 0; r < stamps; r++) sum += gpu[(l * repetitions + s) * stamps + r];
+        gpu_samples_ms.push(sum / stamps);
+      }
     }
-  }
-  const measured_ms = performance.now() - w0;
-  if (rbuf.mapState !== "mapped") {
-    const enc = dev.createCommandEncoder();
-    enc.copyBufferToBuffer(ybuf, 0, rbuf, 0, outBytes);
-    dev.queue.submit([enc.finish()]);
-    await rbuf.mapAsync(GPUMapMode.READ);
-  }
-  const y = Array.from(new Float32Array(rbuf.getMappedRange().slice(0)));
-  rbuf.unmap();
+    return { y, build_ms: L.build_ms, gpu_samples_ms, weight_bytes: L.weight_bytes };
+  });
+  const errors = [];
   for (const kind of ["out-of-memory", "validation"]) {
     const e = await dev.popErrorScope();
     if (e) errors.push(`${kind}: ${e.message}`);
   }
+  for (const L of layers) for (const b of L.buffers) b.destroy();
+  if (qs) qs.destroy();
   if (errors.length) throw new Error(errors.join("; "));
-  for (const b of [pbuf, xbuf, wbuf, sbuf, zbuf, ybuf, rbuf]) b.destroy();
-  return {
-    y, build_ms, first_run_ms, samples_ms, runs_per_sample, timer, gpu_samples_ms,
-    kernel_ms: build_ms + measured_ms,
-    weight_bytes: wbuf.size + sbuf.size + zbuf.size,
-  };
+  return { cell: { first_run_ms, samples_ms, runs_per_sample, kernel_ms, timer: "performance.now" }, layers: answer };
 }

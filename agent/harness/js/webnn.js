@@ -1,6 +1,5 @@
-// The WebNN side of a layer: one graph of dequantizeLinear + gemm per layer.
+// The WebNN side of a cell: one graph of dequantizeLinear + gemm per layer, timed together.
 import { timed } from "./timing.js";
-import { tensors } from "./tensors.js";
 import { Unavailable } from "./answer.js";
 
 let mlPromise = null;
@@ -28,28 +27,28 @@ async function mlContext() {
   return mlPromise;
 }
 
-// One layer as a WebNN graph. A width WebNN has no operand type for is answered with the
-// browser's own opSupportLimits, never emulated.
-export async function webnnLayer(a, prefetched) {
-  const { ctx, webnn } = await mlContext();
+// Why this context cannot run layer `a`, from its own opSupportLimits: a width WebNN has no
+// operand type for is answered, never emulated. Null when it can.
+function refusal(ctx, a) {
   const limits = ctx.opSupportLimits();
   const accepted = (limits.dequantizeLinear && limits.dequantizeLinear.input.dataTypes) || [];
-  if (a.dtype !== "float16" && !accepted.includes(a.dtype)) {
-    const what = a.dtype ? `${a.dtype} input` : `a ${a.bits}-bit operand type`;
-    return {
-      unsupported: `WebNN dequantizeLinear has no ${what} here: opSupportLimits().dequantizeLinear.input.dataTypes = ${JSON.stringify(accepted)}`,
-      webnn,
-    };
-  }
-  const [xdata, wdata, sdata, zdata] = await (prefetched || tensors(a));
+  if (a.dtype === "float16" || accepted.includes(a.dtype)) return null;
+  const what = a.dtype ? `${a.dtype} input` : `a ${a.bits}-bit operand type`;
+  return `WebNN dequantizeLinear has no ${what} here: opSupportLimits().dequantizeLinear.input.dataTypes = ${JSON.stringify(accepted)}`;
+}
+
+// One layer as a graph of dequantizeLinear + gemm, its input written and its output tensor
+// made: everything a run needs but the dispatch.
+async function build(ctx, a, data) {
+  const [xdata, wdata, sdata, zdata] = data;
   const t0 = performance.now();
   const b = new MLGraphBuilder(ctx);
   const x = b.input("x", { dataType: "float32", shape: [a.m, a.k] });
-  let w, weightBytes = wdata.byteLength;
+  let w, weight_bytes = wdata.byteLength;
   if (a.dtype === "float16") {
     w = b.cast(b.constant({ dataType: "float16", shape: [a.n, a.k] }, new Uint16Array(wdata.buffer)), "float32");
   } else {
-    weightBytes += sdata.byteLength + zdata.byteLength;
+    weight_bytes += sdata.byteLength + zdata.byteLength;
     w = b.dequantizeLinear(
       b.constant({ dataType: a.dtype, shape: [a.n, a.k] }, wdata),
       b.constant({ dataType: "float32", shape: [a.n, a.groupsPerRow] }, new Float32Array(sdata.buffer)),
@@ -60,25 +59,40 @@ export async function webnnLayer(a, prefetched) {
   const xt = await ctx.createTensor({ dataType: "float32", shape: [a.m, a.k], writable: true });
   const yt = await ctx.createTensor({ dataType: "float32", shape: [a.m, a.n], readable: true });
   ctx.writeTensor(xt, xdata);
-  const build_ms = performance.now() - t0;
-  // dispatch is asynchronous: reading the output back is what waits for it
-  let last;
+  return { graph, xt, yt, weight_bytes, build_ms: performance.now() - t0 };
+}
+
+// A cell's layers on WebNN: every graph built, then timed together on the page's clock (a
+// sample is `runs_per_sample` repetitions of every layer's dispatch, read back once).
+export async function cell(list, all) {
+  const { ctx, webnn } = await mlContext();
+  for (const a of list) {
+    const why = refusal(ctx, a);
+    if (why) return { unsupported: why, webnn };
+  }
+  const c0 = performance.now();
+  const layers = [];
+  for (const [i, a] of list.entries()) layers.push(await build(ctx, a, await all[i]));
+  // dispatch is asynchronous: reading the outputs back is what waits for them
+  let outs;
   const runs = async (n) => {
-    for (let i = 0; i < n; i++) ctx.dispatch(graph, { x: xt }, { y: yt });
-    last = await ctx.readTensor(yt);
+    for (let r = 0; r < n; r++) for (const L of layers) ctx.dispatch(L.graph, { x: L.xt }, { y: L.yt });
+    outs = await Promise.all(layers.map((L) => ctx.readTensor(L.yt)));
   };
+  const { warmup, repetitions } = list[0];
   const f0 = performance.now();
   await runs(1);
   const first_run_ms = performance.now() - f0;
-  const { samples_ms, runs_per_sample } = await timed(runs, first_run_ms, a.warmup, a.repetitions);
-  const measured_ms = performance.now() - f0;
-  const y = Array.from(new Float32Array(last));
-  graph.destroy();
-  xt.destroy();
-  yt.destroy();
-  return {
-    y, build_ms, first_run_ms, samples_ms, runs_per_sample, timer: "performance.now",
-    kernel_ms: build_ms + measured_ms,
-    weight_bytes: weightBytes, webnn,
-  };
+  const { samples_ms, runs_per_sample } = await timed(runs, first_run_ms, warmup, repetitions);
+  const kernel_ms = performance.now() - c0;
+  const answer = layers.map((L, i) => ({
+    y: Array.from(new Float32Array(outs[i])),
+    build_ms: L.build_ms, gpu_samples_ms: [], weight_bytes: L.weight_bytes, webnn,
+  }));
+  for (const L of layers) {
+    L.graph.destroy();
+    L.xt.destroy();
+    L.yt.destroy();
+  }
+  return { cell: { first_run_ms, samples_ms, runs_per_sample, kernel_ms, timer: "performance.now" }, layers: answer };
 }
