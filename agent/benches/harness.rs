@@ -108,7 +108,7 @@ async fn gemv_4_vs_f32(p: &Probed) -> (f64, f64) {
         .expect("f32");
     let _ = session.close().await;
     drop(harness);
-    let (mut qs, mut fs) = (q.samples_ms, f.samples_ms);
+    let (mut qs, mut fs) = (q.clock.samples_ms, f.clock.samples_ms);
     (median(&mut qs), median(&mut fs))
 }
 

@@ -370,7 +370,7 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     tracing::debug!(
         layers = run.layers.len(),
         wall_ms = started.elapsed().as_secs_f64() * 1e3,
-        kernel_ms = run.kernel_ms,
+        kernel_ms = run.clock.kernel_ms,
         "cell ran"
     );
     let bits: Vec<Bits> = planned.iter().map(|(_, p)| p.bits).collect();
@@ -472,12 +472,12 @@ fn verdict(
     let worst = |f: fn(&layers::LayerRun) -> f64| run.layers.iter().map(f).fold(0f64, f64::max);
     let measurement = Measurement {
         build_ms: run.layers.iter().map(|l| l.build_ms).sum(),
-        first_run_ms: run.first_run_ms,
+        first_run_ms: run.clock.first_run_ms,
         warmup,
-        samples_ms: run.samples_ms.clone(),
-        runs_per_sample: run.runs_per_sample.max(1),
-        kernel_ms: run.kernel_ms,
-        timer: run.timer.clone(),
+        samples_ms: run.clock.samples_ms.clone(),
+        runs_per_sample: run.clock.runs_per_sample.max(1),
+        kernel_ms: run.clock.kernel_ms,
+        timer: run.clock.timer.clone(),
         gpu_samples_ms: gpu_samples,
         weights_sha256: None,
         weight_bytes: run.layers.iter().map(|l| l.weight_bytes).sum(),
@@ -570,11 +570,13 @@ mod tests {
 
     fn cell_run(layers: Vec<layers::LayerRun>) -> layers::CellRun {
         layers::CellRun {
-            first_run_ms: 2.0,
-            samples_ms: vec![4.0, 6.0],
-            runs_per_sample: 1,
-            kernel_ms: 20.0,
-            timer: "performance.now".into(),
+            clock: layers::CellClock {
+                first_run_ms: 2.0,
+                samples_ms: vec![4.0, 6.0],
+                runs_per_sample: 1,
+                kernel_ms: 20.0,
+                timer: "performance.now".into(),
+            },
             layers,
         }
     }

@@ -9,10 +9,18 @@ use quantgrid_matrix::quant::Scheme;
 use quantgrid_matrix::reference::{Comparison, KernelCheck, LayerCase, check_kernel, compare};
 use quantgrid_matrix::workload::Layer;
 
-/// What the page measured for a cell: its layers timed together on the page's clock (a sample
-/// is `runs_per_sample` repetitions of every layer, awaited once), and each layer's own figures.
+/// What the page measured for a cell: its layers timed together on the page's clock, and each
+/// layer's own figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellRun {
+    pub clock: CellClock,
+    pub layers: Vec<LayerRun>,
+}
+
+/// The page's timing of a whole cell: a sample is `runs_per_sample` repetitions of every
+/// layer, submitted back to back and awaited once.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct CellClock {
     /// The first run of every layer, submitted together and awaited once.
     pub first_run_ms: f64,
     /// Per repetition of the cell, on the page's clock.
@@ -24,7 +32,6 @@ pub struct CellRun {
     pub kernel_ms: f64,
     /// What timed `samples_ms`: the page's clock (`performance.now`).
     pub timer: String,
-    pub layers: Vec<LayerRun>,
 }
 
 /// What the page measured for one layer of a cell, and how its output compares.
@@ -129,23 +136,9 @@ pub async fn run_layers(
         )));
     }
     Ok(CellRun {
-        first_run_ms: clock.first_run_ms,
-        samples_ms: clock.samples_ms,
-        runs_per_sample: clock.runs_per_sample,
-        kernel_ms: clock.kernel_ms,
-        timer: clock.timer,
+        clock,
         layers: runs,
     })
-}
-
-/// The page's timing of a whole cell.
-#[derive(Debug, serde::Deserialize)]
-struct CellClock {
-    first_run_ms: f64,
-    samples_ms: Vec<f64>,
-    runs_per_sample: u32,
-    kernel_ms: f64,
-    timer: String,
 }
 
 /// The page's one answer for a cell (`harness/js/answer.js`): what ran, or why not, by kind.

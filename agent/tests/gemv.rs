@@ -76,11 +76,11 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
                     run.kernel.worst_ratio
                 );
                 worst = worst.max(run.kernel.worst_ratio);
-                assert_eq!(cell.samples_ms.len(), repetitions as usize);
-                assert!(cell.samples_ms.iter().all(|t| *t >= 0.0));
+                assert_eq!(cell.clock.samples_ms.len(), repetitions as usize);
+                assert!(cell.clock.samples_ms.iter().all(|t| *t >= 0.0));
                 // both clocks: the page's (compared) and GPU timestamps (shown beside it),
                 // since both builds' adapters have timestamp-query
-                assert_eq!(cell.timer, "performance.now", "{cell:?}");
+                assert_eq!(cell.clock.timer, "performance.now", "{cell:?}");
                 assert_eq!(run.gpu_samples_ms.len(), repetitions as usize, "{run:?}");
                 assert!(
                     run.gpu_samples_ms

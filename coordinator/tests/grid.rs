@@ -1104,24 +1104,7 @@ async fn fake_agent(
         .await
         .expect("connect");
     let mut c = AgentServiceClient::with_interceptor(ch, Bearer::new(token).expect("token"));
-    let caps = quantgrid_matrix::agent::Capabilities {
-        os: Some(quantgrid_matrix::spec::Os::Linux),
-        arch: "x86_64".into(),
-        browsers: vec![quantgrid_matrix::agent::BrowserCapability {
-            browser: quantgrid_matrix::Browser::Chromium,
-            channel: String::new(),
-            version: "156.0".into(),
-            webgpu: Some(quantgrid_matrix::fixtures::swiftshader()),
-            webnn: false,
-            features: Vec::new(),
-            limits: Default::default(),
-            webnn_devices: Vec::new(),
-        }],
-        gpu_vendors: vec![],
-        labels: Default::default(),
-        slots,
-        simulated: false,
-    };
+    let caps = quantgrid_matrix::fixtures::chromium_capabilities(slots);
     c.register(quantgrid_proto::convert::register_request(
         name, "test", &caps,
     ))

@@ -1,6 +1,7 @@
 //! Test fixtures shared by the workspace's tests and benchmarks (feature `fixtures`): the
 //! environment this project's own machine reports, as the probe recorded it.
 
+use crate::agent::{BrowserCapability, Capabilities};
 use crate::cell::Browser;
 use crate::result::{AdapterInfo, Environment, Measurement};
 
@@ -51,5 +52,28 @@ pub fn measurement(repetitions: u32) -> Measurement {
         kernel_bound_c: crate::reference::KERNEL_BOUND_C,
         kernel_err_ratio: 0.05,
         accuracy_rel_err: 0.02,
+    }
+}
+
+/// A real (not simulated) Linux agent with one Chromium build that reported WebGPU on
+/// SwiftShader: what hand-written test agents register.
+pub fn chromium_capabilities(slots: u32) -> Capabilities {
+    Capabilities {
+        os: Some(crate::spec::Os::Linux),
+        arch: "x86_64".into(),
+        browsers: vec![BrowserCapability {
+            browser: Browser::Chromium,
+            channel: String::new(),
+            version: "156.0".into(),
+            webgpu: Some(swiftshader()),
+            webnn: false,
+            features: Vec::new(),
+            limits: Default::default(),
+            webnn_devices: Vec::new(),
+        }],
+        gpu_vendors: vec![],
+        labels: Default::default(),
+        slots,
+        simulated: false,
     }
 }

@@ -4,8 +4,7 @@
 
 use super::*;
 use crate::store::{Faults, Record};
-use quantgrid_matrix::agent::{BrowserCapability, Capabilities};
-use quantgrid_matrix::result::AdapterInfo;
+use quantgrid_matrix::agent::Capabilities;
 use quantgrid_proto::client::{self, Bearer, Tls};
 use quantgrid_proto::pb::{self, agent_service_client::AgentServiceClient};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -52,30 +51,7 @@ fn faults(plan: Arc<Mutex<Plan>>) -> Faults {
 const REPETITIONS: u32 = 3;
 
 fn caps() -> Capabilities {
-    Capabilities {
-        os: Some(quantgrid_matrix::spec::Os::Linux),
-        arch: "x86_64".into(),
-        browsers: vec![BrowserCapability {
-            browser: quantgrid_matrix::Browser::Chromium,
-            channel: String::new(),
-            version: "156.0".into(),
-            webgpu: Some(AdapterInfo {
-                vendor: "google".into(),
-                architecture: "swiftshader".into(),
-                device: String::new(),
-                description: String::new(),
-                is_fallback: true,
-            }),
-            webnn: false,
-            features: Vec::new(),
-            limits: Default::default(),
-            webnn_devices: Vec::new(),
-        }],
-        gpu_vendors: vec![],
-        labels: Default::default(),
-        slots: 8,
-        simulated: false,
-    }
+    quantgrid_matrix::fixtures::chromium_capabilities(8)
 }
 
 fn pass(cell: &pb::Cell) -> pb::CellResult {
