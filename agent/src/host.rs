@@ -90,6 +90,32 @@ pub fn count_pci_classes<'a>(
     d
 }
 
+/// Entries named `{prefix}N` (`card0`, `accel1`), not their connectors (`card0-HDMI-A-1`).
+fn numbered(names: &[String], prefix: &str) -> u32 {
+    names
+        .iter()
+        .filter(|n| {
+            n.strip_prefix(prefix)
+                .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()))
+        })
+        .count() as u32
+}
+
+/// The host's devices from every place Linux lists them: PCI classes, and the DRM cards and
+/// compute accelerators the kernel registered, which also covers a system-on-chip's GPU or NPU
+/// that is not on a PCI bus (Mali, Adreno, and NPUs behind the accel subsystem).
+pub fn count_devices(pci_classes: &[String], drm: &[String], accel: &[String]) -> HostDevices {
+    let pci = count_pci_classes(
+        pci_classes.iter().map(String::as_str),
+        "/sys/bus/pci/devices",
+    );
+    HostDevices {
+        gpus: pci.gpus.max(numbered(drm, "card")),
+        accelerators: pci.accelerators.max(numbered(accel, "accel")),
+        source: "/sys/bus/pci/devices, /sys/class/drm or /sys/class/accel".into(),
+    }
+}
+
 /// The host's GPUs and accelerators, read once per process; `None` where the OS gives no
 /// complete list (then no WebNN device is inferred from the host).
 pub fn devices() -> Option<&'static HostDevices> {
@@ -101,16 +127,46 @@ fn read_devices() -> Option<HostDevices> {
     if os() != Some(Os::Linux) {
         return None;
     }
-    const SYSFS: &str = "/sys/bus/pci/devices";
-    let classes: Vec<String> = std::fs::read_dir(SYSFS)
+    let names = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // without the PCI list there is no complete picture to infer from
+    let classes: Vec<String> = std::fs::read_dir("/sys/bus/pci/devices")
         .ok()?
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("class")).ok())
         .collect();
-    Some(count_pci_classes(classes.iter().map(String::as_str), SYSFS))
+    Some(count_devices(
+        &classes,
+        &names("/sys/class/drm"),
+        &names("/sys/class/accel"),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_system_on_chip_gpu_or_npu_counts_though_it_is_not_on_pci() {
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // this machine: nothing anywhere
+        let none = super::count_devices(&own(&["0x060000", "0x020000"]), &[], &[]);
+        assert_eq!((none.gpus, none.accelerators), (0, 0));
+        // an ARM board: a Mali GPU as a DRM card with a connector, an NPU behind accel
+        let board = super::count_devices(
+            &own(&["0x060400"]),
+            &own(&["card0", "card0-HDMI-A-1", "renderD128", "version"]),
+            &own(&["accel0"]),
+        );
+        assert_eq!((board.gpus, board.accelerators), (1, 1));
+        // a PCI GPU that also has a DRM card is one GPU
+        let h200 = super::count_devices(&own(&["0x030200"]), &own(&["card1"]), &[]);
+        assert_eq!(h200.gpus, 1);
+    }
+
     #[test]
     fn pci_classes_count_gpus_and_accelerators() {
         // this machine: host bridge, virtio devices; an H200 host adds a 3D controller
