@@ -100,7 +100,7 @@ async fn gemv_4_vs_f32(p: &Probed) -> (f64, f64) {
     };
     let case = layer_case(7, &layer, params);
     let w = weights(7, &layer);
-    let q = run_layer(&session, &blobs, &layer, &case, 3, 15, true)
+    let q = run_layer(&session, &blobs, &layer, &case, 3, 15)
         .await
         .expect("4-bit");
     let f = run_f32_layer(&session, &blobs, &layer, &case, &w, 3, 15)

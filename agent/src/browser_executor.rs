@@ -312,16 +312,9 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     let (warmup, reps) = (job.warmup, job.repetitions.max(1));
     let mut served = Vec::new();
     let mut batch = Vec::with_capacity(layers.len());
-    for (i, (layer, case)) in layers.iter().zip(&cases).enumerate() {
+    for (layer, case) in layers.iter().zip(&cases) {
         let args = match cell.platform {
-            Platform::Webgpu => Ok(layers::layer_args(
-                &blobs,
-                layer,
-                case,
-                warmup,
-                reps,
-                i == 0,
-            )),
+            Platform::Webgpu => Ok(layers::layer_args(&blobs, layer, case, warmup, reps)),
             Platform::Webnn => webnn::layer_args(&blobs, layer, case, warmup, reps),
         };
         match args {

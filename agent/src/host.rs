@@ -67,27 +67,20 @@ fn read_os_version() -> String {
 const PCI_DISPLAY: u32 = 0x03;
 const PCI_ACCELERATOR: u32 = 0x12;
 
-/// Counts GPUs and accelerators among PCI class codes as sysfs writes them (`0x030200`).
-pub fn count_pci_classes<'a>(
-    classes: impl IntoIterator<Item = &'a str>,
-    source: &str,
-) -> HostDevices {
-    let mut d = HostDevices {
-        gpus: 0,
-        accelerators: 0,
-        source: source.to_string(),
-    };
+/// `(gpus, accelerators)` among PCI class codes as sysfs writes them (`0x030200`).
+fn count_pci_classes<'a>(classes: impl IntoIterator<Item = &'a str>) -> (u32, u32) {
+    let (mut gpus, mut accelerators) = (0, 0);
     for c in classes {
         let Ok(code) = u32::from_str_radix(c.trim().trim_start_matches("0x"), 16) else {
             continue;
         };
         match code >> 16 {
-            PCI_DISPLAY => d.gpus += 1,
-            PCI_ACCELERATOR => d.accelerators += 1,
+            PCI_DISPLAY => gpus += 1,
+            PCI_ACCELERATOR => accelerators += 1,
             _ => {}
         }
     }
-    d
+    (gpus, accelerators)
 }
 
 /// Entries named `{prefix}N` (`card0`, `accel1`), not their connectors (`card0-HDMI-A-1`).
@@ -105,13 +98,10 @@ fn numbered(names: &[String], prefix: &str) -> u32 {
 /// compute accelerators the kernel registered, which also covers a system-on-chip's GPU or NPU
 /// that is not on a PCI bus (Mali, Adreno, and NPUs behind the accel subsystem).
 pub fn count_devices(pci_classes: &[String], drm: &[String], accel: &[String]) -> HostDevices {
-    let pci = count_pci_classes(
-        pci_classes.iter().map(String::as_str),
-        "/sys/bus/pci/devices",
-    );
+    let (gpus, accelerators) = count_pci_classes(pci_classes.iter().map(String::as_str));
     HostDevices {
-        gpus: pci.gpus.max(numbered(drm, "card")),
-        accelerators: pci.accelerators.max(numbered(accel, "accel")),
+        gpus: gpus.max(numbered(drm, "card")),
+        accelerators: accelerators.max(numbered(accel, "accel")),
         source: "/sys/bus/pci/devices, /sys/class/drm or /sys/class/accel".into(),
     }
 }
@@ -170,12 +160,10 @@ mod tests {
     #[test]
     fn pci_classes_count_gpus_and_accelerators() {
         // this machine: host bridge, virtio devices; an H200 host adds a 3D controller
-        let none =
-            super::count_pci_classes(["0x060000", "0xffff00", "0x018000", "0x020000"], "sysfs");
-        assert_eq!((none.gpus, none.accelerators), (0, 0));
-        let h200 =
-            super::count_pci_classes(["0x030200\n", "0x030000", "0x120000", "junk"], "sysfs");
-        assert_eq!((h200.gpus, h200.accelerators), (2, 1));
+        let none = super::count_pci_classes(["0x060000", "0xffff00", "0x018000", "0x020000"]);
+        assert_eq!(none, (0, 0));
+        let h200 = super::count_pci_classes(["0x030200\n", "0x030000", "0x120000", "junk"]);
+        assert_eq!(h200, (2, 1));
     }
 
     #[test]

@@ -172,9 +172,8 @@ pub async fn run_layer(
     case: &LayerCase,
     warmup: u32,
     repetitions: u32,
-    cell_start: bool,
 ) -> Result<CellRun, LayerError> {
-    let (args, _served) = layer_args(blobs, layer, case, warmup, repetitions, cell_start);
+    let (args, _served) = layer_args(blobs, layer, case, warmup, repetitions);
     run_layers(session, Api::Webgpu, vec![(args, case)]).await
 }
 
@@ -193,8 +192,6 @@ pub struct WebgpuArgs {
     pub zeros: String,
     pub warmup: u32,
     pub repetitions: u32,
-    /// The first layer of a cell: it compiles the kernels the cell's later layers reuse.
-    pub cell_start: bool,
 }
 
 /// How a WebGPU layer's weight buffer holds its weights.
@@ -223,16 +220,13 @@ impl WebgpuArgs {
 }
 
 /// The page's arguments for one WebGPU layer and the tensors served for it (unserved when
-/// dropped). `cell_start`: the first layer of a cell, which compiles the kernels the cell's
-/// later layers reuse (so a cell's `build_ms` is one compilation per kernel, as in an
-/// application).
+/// dropped). The page compiles each kernel once per cell, as an application would.
 pub fn layer_args(
     blobs: &Blobs,
     layer: &Layer,
     case: &LayerCase,
     warmup: u32,
     repetitions: u32,
-    cell_start: bool,
 ) -> (serde_json::Value, Vec<Blob>) {
     let q = &case.quantized;
     let scales: Vec<u32> = q
@@ -272,7 +266,6 @@ pub fn layer_args(
         zeros: z.path(),
         warmup,
         repetitions,
-        cell_start,
     }
     .to_value();
     (args, vec![x, w, s, z])
@@ -305,7 +298,6 @@ pub async fn run_f32_layer(
         zeros: none.path(),
         warmup,
         repetitions,
-        cell_start: true,
     }
     .to_value();
     let mut reference = case.clone();
@@ -374,7 +366,6 @@ mod tests {
             zeros: "blob/4".into(),
             warmup: 0,
             repetitions: 3,
-            cell_start: true,
         };
         let packed = args(Layout::Packed {
             bits: 4,
@@ -388,7 +379,7 @@ mod tests {
             packed["layout"],
             serde_json::json!({"kind": "packed", "bits": 4, "group": 32, "wordsPerRow": 8, "groupsPerRow": 2, "asym": false})
         );
-        assert_eq!(packed["cellStart"], serde_json::json!(true));
+        assert_eq!(packed["repetitions"], serde_json::json!(3));
         let f32 = args(Layout::F32).to_value();
         assert_eq!(f32["layout"], serde_json::json!({"kind": "f32"}));
         // the page's answer is typed the same way

@@ -65,7 +65,7 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
                         group_size: 32,
                     },
                 );
-                let cell = run_layer(&session, &blobs, &layer, &case, warmup, repetitions, true)
+                let cell = run_layer(&session, &blobs, &layer, &case, warmup, repetitions)
                     .await
                     .unwrap_or_else(|e| panic!("m = {m}, {bits}-bit {scheme}: {e}"));
                 let run = &cell.layers[0];
@@ -126,7 +126,7 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
         group_size: 32,
     };
     let case = layer_case(42, &layer, params);
-    let again = run_layer(&session, &blobs, &layer, &case, 0, 1, true)
+    let again = run_layer(&session, &blobs, &layer, &case, 0, 1)
         .await
         .expect("a new device");
     assert!(again.layers[0].kernel.passed(), "{again:?}");

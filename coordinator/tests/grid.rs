@@ -330,23 +330,9 @@ fn a_repeated_report_is_stored_once() {
         let ch = client::connect(&url, &Tls::default()).await.expect("connect");
         let mut c = AgentServiceClient::with_interceptor(ch, Bearer::new(&agent_token).expect("token"));
         let caps = quantgrid_matrix::agent::Capabilities {
-            os: Some(quantgrid_matrix::spec::Os::Linux),
-            arch: "x86_64".into(),
-            browsers: vec![quantgrid_matrix::agent::BrowserCapability {
-                browser: quantgrid_matrix::Browser::Chromium,
-                channel: String::new(),
-                version: "156.0".into(),
-                webgpu: None,
-                webnn: false,
-                features: Vec::new(),
-                limits: Default::default(),
-                webnn_devices: Vec::new(),
-            }],
-            gpu_vendors: vec![],
-            labels: Default::default(),
-            slots: 1,
             // it reports simulated results: it takes only load-test sweeps
             simulated: true,
+            ..quantgrid_matrix::fixtures::chromium_capabilities(1)
         };
         c.register(quantgrid_proto::convert::register_request("fake", "test", &caps)).await.expect("register");
         let (up, rx) = tokio::sync::mpsc::channel(8);

@@ -3,13 +3,15 @@
 //! sweep are done. No I/O and no clock of its own: time is passed in, so tests drive it.
 
 use quantgrid_matrix::agent::Capabilities;
-use quantgrid_matrix::result::check_report;
 use quantgrid_matrix::spec::{Requirements, RunParams};
 use quantgrid_matrix::{Browser, Cell, CellId, CellResult, Platform, Status};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
+mod reports;
+mod restore;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -348,65 +350,6 @@ impl Scheduler {
             reporting: HashMap::new(),
             next_seq: 0,
         }
-    }
-
-    /// Rebuilds state after a restart. Leases that were out get a fresh expiry from `now`: an
-    /// agent that is still running them can reconnect and report.
-    pub fn restore(config: SchedulerConfig, sweeps: Vec<RestoredSweep>, now: Millis) -> Scheduler {
-        let mut s = Scheduler::new(config);
-        for r in sweeps {
-            let id = r.input.id.clone();
-            s.add_sweep(r.input, now);
-            let sweep = s.sweeps.get_mut(&id).expect("just added");
-            sweep.reported = r.reported;
-            for (cell, n) in &r.attempts {
-                if let Some(&i) = sweep.index.get(cell) {
-                    sweep.slots[i].attempts = *n;
-                }
-            }
-            let mut out: HashSet<usize> = HashSet::new();
-            for l in &r.outstanding {
-                let Some(&i) = sweep.index.get(&l.cell_id) else {
-                    continue;
-                };
-                out.insert(i);
-                sweep.outstanding += 1;
-                s.orphans
-                    .entry(l.agent.clone())
-                    .or_default()
-                    .push(l.lease_id.clone());
-                let deadline =
-                    now + u64::from(sweep.run.timeout_secs) * 1000 + config.timeout_margin_ms;
-                s.leases.insert(
-                    l.lease_id.clone(),
-                    Lease {
-                        sweep: id.clone(),
-                        slot: i,
-                        agent: l.agent.clone(),
-                        attempt_no: l.attempt_no,
-                        started_at: l.started_at,
-                        expires_at: now + config.lease_ttl_ms,
-                        deadline,
-                    },
-                );
-            }
-            let sweep = s.sweeps.get_mut(&id).expect("just added");
-            for slot in &mut sweep.slots {
-                if r.done.contains(&slot.cell.id) {
-                    slot.done = true;
-                    sweep.done += 1;
-                    let simulated = r.simulated.contains(&slot.cell.id);
-                    sweep.passed += u32::from(r.passed.contains(&slot.cell.id) && !simulated);
-                    sweep.unsupported += u32::from(r.unsupported.contains(&slot.cell.id));
-                    sweep.simulated_done += u32::from(simulated);
-                }
-            }
-            // rebuild the queues without done or outstanding cells
-            for q in sweep.pending.values_mut() {
-                q.retain(|i| !sweep.slots[*i].done && !out.contains(i));
-            }
-        }
-        s
     }
 
     pub fn agents(&self) -> Vec<AgentView> {
@@ -864,150 +807,6 @@ impl Scheduler {
         }
     }
 
-    fn report(
-        &mut self,
-        agent: String,
-        lease_id: String,
-        result: CellResult,
-        now: Millis,
-        out: &mut Vec<Action>,
-    ) {
-        let owned = self.leases.get(&lease_id).is_some_and(|l| l.agent == agent);
-        if !owned {
-            // a late or repeated report: keep a late one as an attempt, drop a repeat
-            let sweep = self
-                .sweeps
-                .iter_mut()
-                .find(|(_, s)| s.ended.contains(&lease_id) || s.reported.contains(&lease_id));
-            match sweep {
-                Some((id, s)) if !s.reported.contains(&lease_id) => {
-                    s.ended.remove(&lease_id);
-                    s.reported.insert(lease_id.clone());
-                    out.push(Action::StoreResult {
-                        lease_id,
-                        sweep: id.clone(),
-                        result,
-                        accepted: false,
-                    });
-                }
-                Some(_) => out.push(Action::Ignored {
-                    agent,
-                    lease_id,
-                    why: "duplicate report",
-                }),
-                None => out.push(Action::Ignored {
-                    agent,
-                    lease_id,
-                    why: "unknown lease",
-                }),
-            }
-            return;
-        }
-        let (result, invalid) = self.checked(&agent, &lease_id, result);
-        if let Some(why) = &invalid {
-            out.push(Action::Rejected {
-                agent: agent.clone(),
-                lease_id: lease_id.clone(),
-                why: why.clone(),
-            });
-        }
-        let status = result.status;
-        let Some(lease) = self.end_lease(&lease_id, EndReason::Reported(status), now, out) else {
-            return;
-        };
-        if let Some(a) = self.agents.get_mut(&agent) {
-            let took = now.saturating_sub(lease.started_at) as f64;
-            a.cell_ms = Some(a.cell_ms.map_or(took, |m| 0.7 * m + 0.3 * took));
-        }
-        let cell_ok = self
-            .sweeps
-            .get(&lease.sweep)
-            .is_some_and(|s| s.slots[lease.slot].cell.id == result.cell_id);
-        let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else {
-            return;
-        };
-        sweep.reported.insert(lease_id.clone());
-        if invalid.is_some() {
-            // the retry goes to another agent when one can take it
-            let slot = &mut sweep.slots[lease.slot];
-            if !slot.avoid.contains(&agent) {
-                slot.avoid.push(agent.clone());
-            }
-        }
-        if !cell_ok {
-            let cell = sweep.slots[lease.slot].cell.clone();
-            let msg = format!(
-                "agent {agent} reported a result for cell {} on this cell's lease",
-                result.cell_id
-            );
-            out.push(Action::StoreResult {
-                lease_id: lease_id.clone(),
-                sweep: lease.sweep.clone(),
-                result: Self::synthetic(&cell, Status::Error, msg.clone()),
-                accepted: false,
-            });
-            let give_up = Self::synthetic(&cell, Status::Error, msg);
-            self.retry_or_finish(&lease_id, &lease, give_up, out);
-        } else if retryable(status) && sweep.slots[lease.slot].attempts < sweep.max_attempts() {
-            out.push(Action::StoreResult {
-                lease_id: lease_id.clone(),
-                sweep: lease.sweep.clone(),
-                result,
-                accepted: false,
-            });
-            let q = (
-                sweep.slots[lease.slot].cell.browser,
-                sweep.slots[lease.slot].cell.platform,
-            );
-            sweep.pending.entry(q).or_default().push_front(lease.slot);
-        } else {
-            let simulated = result.simulated;
-            out.push(Action::StoreResult {
-                lease_id,
-                sweep: lease.sweep.clone(),
-                result,
-                accepted: true,
-            });
-            self.cell_done(&lease.sweep, lease.slot, status, simulated, out);
-        }
-        self.fill(&agent, now, out);
-        if retryable(status) {
-            self.fill_all(now, out);
-        }
-    }
-
-    /// The report as it counts: one that fails [`check_report`] (non-finite or negative times,
-    /// too few samples, a pass beyond the kernel bound, a simulated result for a real sweep)
-    /// becomes an `error` with the reason, keeping what the agent sent for the record.
-    fn checked(
-        &self,
-        agent: &str,
-        lease_id: &str,
-        mut result: CellResult,
-    ) -> (CellResult, Option<String>) {
-        let Some(sweep) = self
-            .leases
-            .get(lease_id)
-            .and_then(|l| self.sweeps.get(&l.sweep))
-        else {
-            return (result, None);
-        };
-        let problem = if result.simulated && !sweep.simulated {
-            Some("a simulated result for a sweep that is not a load test".to_string())
-        } else {
-            check_report(&result, sweep.run.repetitions.max(1)).err()
-        };
-        let Some(why) = problem else {
-            return (result, None);
-        };
-        result.error_text = Some(format!(
-            "invalid report from agent {agent} (it said {}): {why}",
-            result.status
-        ));
-        result.status = Status::Error;
-        (result, Some(why))
-    }
-
     fn cancel(&mut self, sweep_id: &str, now: Millis, out: &mut Vec<Action>) {
         if !self.sweeps.contains_key(sweep_id) {
             return;
@@ -1035,121 +834,6 @@ impl Scheduler {
         });
         for a in freed {
             self.fill(&a, now, out);
-        }
-    }
-
-    fn tick(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let grace = self.config.disconnect_grace_ms;
-        let lost_agents: HashSet<&String> = self
-            .agents
-            .iter()
-            .filter(|(_, a)| a.disconnected_at.is_some_and(|t| now >= t + grace))
-            .map(|(n, _)| n)
-            .collect();
-        let mut ended: Vec<(String, EndReason)> = Vec::new();
-        for (id, l) in &self.leases {
-            if now >= l.deadline {
-                ended.push((id.clone(), EndReason::TimedOut));
-            } else if lost_agents.contains(&l.agent) {
-                ended.push((id.clone(), EndReason::AgentLost));
-            } else if now >= l.expires_at {
-                ended.push((id.clone(), EndReason::LeaseExpired));
-            }
-        }
-        ended.sort_by(|a, b| a.0.cmp(&b.0));
-        let any = !ended.is_empty();
-        for (id, reason) in ended {
-            let Some(lease) = self.end_lease(&id, reason, now, out) else {
-                continue;
-            };
-            let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else {
-                continue;
-            };
-            let cell = sweep.slots[lease.slot].cell.clone();
-            let tries = sweep.slots[lease.slot].attempts;
-            if reason == EndReason::TimedOut {
-                out.push(Action::Revoke {
-                    agent: lease.agent.clone(),
-                    lease_id: id.clone(),
-                });
-                // a hang is the browser's answer, not an infrastructure failure
-                sweep.reported.insert(id.clone());
-                let text = format!(
-                    "no result within the {} s cell timeout (agent {})",
-                    sweep.run.timeout_secs, lease.agent
-                );
-                out.push(Action::StoreResult {
-                    lease_id: id.clone(),
-                    sweep: lease.sweep.clone(),
-                    result: Self::synthetic(&cell, Status::Timeout, text),
-                    accepted: true,
-                });
-                self.cell_done(&lease.sweep, lease.slot, Status::Timeout, false, out);
-            } else {
-                // a late report for this lease is still kept, as an unaccepted attempt
-                sweep.ended.insert(id.clone());
-                let text = format!(
-                    "the agent running this cell was lost on all {tries} attempts (last: {})",
-                    reason.as_str()
-                );
-                self.retry_or_finish(
-                    &id,
-                    &lease,
-                    Self::synthetic(&cell, Status::Error, text),
-                    out,
-                );
-            }
-        }
-        self.no_capable_agent(now, out);
-        if any {
-            self.fill_all(now, out);
-        }
-    }
-
-    /// Cells that no known agent could ever run, once their sweep has waited long enough.
-    fn no_capable_agent(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let mut hopeless: Vec<(String, usize)> = Vec::new();
-        for (id, s) in &self.sweeps {
-            if now < s.waiting_since + s.agent_wait_ms {
-                continue;
-            }
-            for (q, cells) in &s.pending {
-                if cells.is_empty() {
-                    continue;
-                }
-                // a simulated agent can never run a real sweep's cells, nor a real one a
-                // load test's
-                let capable = self
-                    .agents
-                    .values()
-                    .any(|a| a.caps.simulated == s.simulated && a.caps.meets(&s.requirements, q.0));
-                if !capable {
-                    hopeless.extend(cells.iter().map(|i| (id.clone(), *i)));
-                }
-            }
-        }
-        for (sweep_id, i) in hopeless {
-            let Some(s) = self.sweeps.get_mut(&sweep_id) else {
-                continue;
-            };
-            let cell = s.slots[i].cell.clone();
-            for q in s.pending.values_mut() {
-                q.retain(|x| *x != i);
-            }
-            let lease_id = format!("{sweep_id}.{}.none", cell.id);
-            s.reported.insert(lease_id.clone());
-            let text = format!(
-                "no registered agent has {} meeting the sweep's requirements after waiting {} s",
-                cell.browser,
-                s.agent_wait_ms / 1000
-            );
-            out.push(Action::StoreResult {
-                lease_id,
-                sweep: sweep_id.clone(),
-                result: Self::synthetic(&cell, Status::NoCapableAgent, text),
-                accepted: true,
-            });
-            self.cell_done(&sweep_id, i, Status::NoCapableAgent, false, out);
         }
     }
 }

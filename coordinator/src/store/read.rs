@@ -169,8 +169,7 @@ impl Store {
                 e.adapter_vendor || ' ' || e.adapter_architecture
                     || CASE WHEN e.adapter_is_software THEN ' (software)' ELSE '' END,
                 r.simulated, r.accepted, len(r.gpu_samples_ms), r.kernel_err_ratio, r.environment_id,
-                'requested ' || e.webnn_device_type || ' · ran on ' || e.webnn_ran_on
-                    || ' (' || e.webnn_evidence || ')'
+                e.webnn_device_type, e.webnn_ran_on, e.webnn_evidence
             FROM results r
             JOIN cell c USING (cell_id)
             LEFT JOIN environments e USING (environment_id)
@@ -213,7 +212,8 @@ impl Store {
                     gpu_samples: row.get::<_, Option<u64>>(27)?.unwrap_or(0) as usize,
                     kernel_err_ratio: row.get(28)?,
                     environment_id: row.get(29)?,
-                    webnn: row.get(30)?,
+                    webnn: webnn_device(row.get(30)?, row.get(31)?, row.get(32)?)
+                        .map(|d| d.label()),
                 })
             };
             out.push(read(row).doing("reading a result")?);
