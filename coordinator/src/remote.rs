@@ -73,22 +73,24 @@ pub fn serve(db_path: Option<PathBuf>, args: &ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        // tests and scripts read the port from this line
-        println!("listening {addr}");
-        eprintln!(
-            "quantgrid coordinator on {addr} ({})",
-            if args.tls_cert.is_some() {
-                "tls"
-            } else {
-                "plaintext"
-            }
-        );
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             eprintln!("shutting down");
             signals.cancel();
+        });
+        let ready = config.ready.clone();
+        let tls = args.tls_cert.is_some();
+        tokio::spawn(async move {
+            ready.cancelled().await;
+            // tests and scripts read the port from this line: it comes once the store is open
+            // (and locked), so a command run after it sees a coordinator that holds the file
+            println!("listening {addr}");
+            eprintln!(
+                "quantgrid coordinator on {addr} ({})",
+                if tls { "tls" } else { "plaintext" }
+            );
         });
         service::run(config, listener, shutdown)
             .await

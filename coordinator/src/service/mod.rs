@@ -35,6 +35,9 @@ pub struct ServeConfig {
     pub heartbeat_interval: Duration,
     pub tick: Duration,
     pub tls: Option<TlsFiles>,
+    /// Cancelled once the store is open and its lock held, right before calls are served: what
+    /// "ready" means to whoever started the coordinator.
+    pub ready: CancellationToken,
 }
 
 impl ServeConfig {
@@ -45,6 +48,7 @@ impl ServeConfig {
             heartbeat_interval: Duration::from_secs(5),
             tick: Duration::from_millis(250),
             tls: None,
+            ready: CancellationToken::new(),
         }
     }
 }
@@ -111,6 +115,7 @@ async fn serve(
     };
     health.set_serving::<AgentServiceServer<grpc::Grid>>().await;
     health.set_serving::<AdminServiceServer<grpc::Grid>>().await;
+    config.ready.cancel();
 
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
