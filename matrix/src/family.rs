@@ -161,6 +161,13 @@ pub fn families() -> &'static [Family] {
     FAMILIES
 }
 
+/// The family `model` belongs to (registry models only).
+pub fn family_of(model: &Model) -> Option<&'static Family> {
+    FAMILIES
+        .iter()
+        .find(|f| f.models.iter().any(|m| m.id == model.id))
+}
+
 pub fn family(key: &str) -> Option<&'static Family> {
     let key = key.to_ascii_lowercase();
     FAMILIES.iter().find(|f| f.key == key)

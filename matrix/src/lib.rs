@@ -2,10 +2,12 @@
 //! cells, quantization math, result types and the Markdown matrix. No I/O, no async.
 
 pub mod agent;
+pub mod block;
 pub mod cell;
 pub mod family;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
+pub mod graph;
 pub mod ops;
 pub mod quant;
 pub mod reference;

@@ -1,8 +1,8 @@
-//! The operations of the families' blocks besides their matmuls, and a whole transformer
-//! layer, in f64: the references a block run in the browser is checked against, computed
-//! outside it. Pure functions of row-major slices; the weights come in as the f32 tensors a
-//! cell uses (the fp32 ones for the accuracy reference, the dequantized ones for the kernel
-//! reference), so one code path serves both.
+//! The operations of the families' blocks in f64: what [`crate::graph`]'s interpreter runs
+//! for the references a block run in the browser is checked against, computed outside it.
+//! Pure functions of row-major slices; the weights come in as the f32 tensors a cell uses (the
+//! fp32 ones for the accuracy reference, the dequantized ones for the kernel reference), so
+//! one code path serves both.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,8 @@ pub enum Activation {
     Relu,
     /// `x·σ(x)` (LLaMA, Qwen).
     Silu,
+    /// `x·σ(1.702·x)` (CLIP and its descendants).
+    QuickGelu,
 }
 
 impl Activation {
@@ -29,6 +31,7 @@ impl Activation {
             }
             Activation::Relu => x.max(0.0),
             Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
         }
     }
 }
@@ -98,16 +101,20 @@ pub fn softmax_rows(x: &[f64], cols: usize) -> Vec<f64> {
 
 /// The shape of scaled dot-product attention: `heads` query heads sharing `kv_heads` key and
 /// value heads (grouped-query attention when fewer), each `head_dim` wide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttentionShape {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
     /// Query `i` sees keys `0..=offset + i` only (decoders; `offset` = cached positions).
     pub causal: bool,
+    /// What scores are multiplied by: `1/√d` for most families, 1 for GPT-Neo.
+    pub scale: f64,
 }
 
-/// `softmax(q·kᵀ/√d)·v` per head, for `q: seq_q × heads·d` and `k, v: seq_kv × kv_heads·d`.
+/// `softmax(q·kᵀ·scale + bias)·v` per head, for `q: seq_q × heads·d` and
+/// `k, v: seq_kv × kv_heads·d`; `alibi` holds a slope per head (BLOOM), adding
+/// `slope·(j − i)` for key `j` and query position `i`.
 pub fn attention(
     q: &[f64],
     k: &[f64],
@@ -115,10 +122,11 @@ pub fn attention(
     seq_q: usize,
     seq_kv: usize,
     s: AttentionShape,
+    alibi: Option<&[f64]>,
 ) -> Vec<f64> {
     let (d, qw, kw) = (s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim);
     let group = s.heads / s.kv_heads.max(1);
-    let scale = 1.0 / (d as f64).sqrt();
+    let scale = s.scale;
     let offset = seq_kv.saturating_sub(seq_q);
     let mut out = vec![0f64; seq_q * qw];
     for h in 0..s.heads {
@@ -133,7 +141,8 @@ pub fn attention(
             let scores: Vec<f64> = (0..visible)
                 .map(|j| {
                     let kj = &k[j * kw + kh * d..j * kw + (kh + 1) * d];
-                    qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>() * scale
+                    let bias = alibi.map_or(0.0, |a| a[h] * (j as f64 - (offset + i) as f64));
+                    qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>() * scale + bias
                 })
                 .collect();
             let p = softmax_rows(&scores, visible);
@@ -146,89 +155,6 @@ pub fn attention(
         }
     }
     out
-}
-
-/// Where a block normalizes: after each residual add (BERT) or before each sublayer (GPT-2,
-/// LLaMA and most decoders).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NormPlacement {
-    Post,
-    Pre,
-}
-
-/// One encoder layer's tensors, as a checkpoint stores them (`n × k` linear weights).
-#[derive(Debug, Clone, Copy)]
-pub struct EncoderWeights<'a> {
-    pub q: &'a [f32],
-    pub k: &'a [f32],
-    pub v: &'a [f32],
-    pub o: &'a [f32],
-    pub up: &'a [f32],
-    pub down: &'a [f32],
-    /// `(gamma, beta)` of the attention and the FFN norms.
-    pub norm1: (&'a [f32], &'a [f32]),
-    pub norm2: (&'a [f32], &'a [f32]),
-}
-
-/// The shape of an encoder layer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EncoderShape {
-    pub hidden: usize,
-    pub intermediate: usize,
-    pub heads: usize,
-    pub activation: Activation,
-    pub norm: NormPlacement,
-    pub eps: f64,
-}
-
-/// One transformer encoder layer over `x: seq × hidden` (no positional information: that is
-/// the embeddings'): self-attention, output projection and residual, then the FFN with the
-/// family's activation and residual, normalized where the family normalizes.
-pub fn encoder_layer(x: &[f64], seq: usize, s: EncoderShape, w: &EncoderWeights<'_>) -> Vec<f64> {
-    let h = s.hidden;
-    let norm = |t: &[f64], (g, b): (&[f32], &[f32])| layer_norm(t, h, g, b, s.eps);
-    let add = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x + y).collect::<Vec<_>>();
-    let shape = AttentionShape {
-        heads: s.heads,
-        kv_heads: s.heads,
-        head_dim: h / s.heads,
-        causal: false,
-    };
-    let attn_in = match s.norm {
-        NormPlacement::Pre => norm(x, w.norm1),
-        NormPlacement::Post => x.to_vec(),
-    };
-    let (q, k, v) = (
-        linear(&attn_in, w.q, None, seq, h, h),
-        linear(&attn_in, w.k, None, seq, h, h),
-        linear(&attn_in, w.v, None, seq, h, h),
-    );
-    let attended = linear(
-        &attention(&q, &k, &v, seq, seq, shape),
-        w.o,
-        None,
-        seq,
-        h,
-        h,
-    );
-    let mut x1 = add(x, &attended);
-    if s.norm == NormPlacement::Post {
-        x1 = norm(&x1, w.norm1);
-    }
-    let ffn_in = match s.norm {
-        NormPlacement::Pre => norm(&x1, w.norm2),
-        NormPlacement::Post => x1.clone(),
-    };
-    let up: Vec<f64> = linear(&ffn_in, w.up, None, seq, h, s.intermediate)
-        .into_iter()
-        .map(|t| s.activation.apply(t))
-        .collect();
-    let down = linear(&up, w.down, None, seq, s.intermediate, h);
-    let mut x2 = add(&x1, &down);
-    if s.norm == NormPlacement::Post {
-        x2 = norm(&x2, w.norm2);
-    }
-    x2
 }
 
 /// Cosine similarity of two hidden states: the model-level accuracy figure.
@@ -307,79 +233,20 @@ mod tests {
             kv_heads: 1,
             head_dim: 2,
             causal: true,
+            scale: 0.5f64.sqrt(),
         };
         // zero queries: every visible key scores the same, so each output is the mean value
         let q = vec![0.0; 3 * 4];
         let k = vec![1.0, -1.0, 2.0, 0.5, -3.0, 1.0];
         let v = vec![1.0, 10.0, 3.0, 20.0, 5.0, 30.0];
-        let out = attention(&q, &k, &v, 3, 3, s);
+        let out = attention(&q, &k, &v, 3, 3, s, None);
         // causal: position 0 sees value 0, position 2 the mean of all three; both query heads
         // share the one key/value head (grouped-query attention)
         assert_eq!(&out[0..4], &[1.0, 10.0, 1.0, 10.0]);
         assert!(close(out[8], 3.0, 1e-12) && close(out[9], 20.0, 1e-12));
         assert!(close(out[10], 3.0, 1e-12) && close(out[11], 20.0, 1e-12));
         // one decode step after two cached positions sees all three
-        let step = attention(&q[8..12], &k, &v, 1, 3, s);
+        let step = attention(&q[8..12], &k, &v, 1, 3, s, None);
         assert!(close(step[0], 3.0, 1e-12));
-    }
-
-    #[test]
-    fn an_encoder_layer_is_equivariant_to_reordering_positions() {
-        let (seq, h, inter) = (3usize, 4usize, 8usize);
-        let r = |n: usize, salt: f32| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i as f32 * 0.37 + salt).sin()) * 0.5)
-                .collect()
-        };
-        let (q, k, v, o) = (r(h * h, 0.1), r(h * h, 0.2), r(h * h, 0.3), r(h * h, 0.4));
-        let (up, down) = (r(inter * h, 0.5), r(h * inter, 0.6));
-        let (g, b) = (vec![1f32; h], vec![0f32; h]);
-        let w = EncoderWeights {
-            q: &q,
-            k: &k,
-            v: &v,
-            o: &o,
-            up: &up,
-            down: &down,
-            norm1: (&g, &b),
-            norm2: (&g, &b),
-        };
-        for norm in [NormPlacement::Post, NormPlacement::Pre] {
-            let shape = EncoderShape {
-                hidden: h,
-                intermediate: inter,
-                heads: 2,
-                activation: Activation::GeluErf,
-                norm,
-                eps: 1e-12,
-            };
-            let x: Vec<f64> = (0..seq * h).map(|i| (i as f64 * 0.71).cos()).collect();
-            let y = encoder_layer(&x, seq, shape, &w);
-            // positions 0 and 2 swapped in, swapped out
-            let mut xs = x.clone();
-            for c in 0..h {
-                xs.swap(c, 2 * h + c);
-            }
-            let ys = encoder_layer(&xs, seq, shape, &w);
-            for c in 0..h {
-                assert!(close(y[c], ys[2 * h + c], 1e-12) && close(y[h + c], ys[h + c], 1e-12));
-            }
-            assert!(close(cosine(&y, &y), 1.0, 1e-12));
-            // a wrong activation moves the output well away from the reference
-            let relu = encoder_layer(
-                &x,
-                seq,
-                EncoderShape {
-                    activation: Activation::Relu,
-                    ..shape
-                },
-                &w,
-            );
-            assert!(
-                cosine(&y, &relu) < 0.9999,
-                "{norm:?}: {}",
-                cosine(&y, &relu)
-            );
-        }
     }
 }

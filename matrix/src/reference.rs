@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
-fn rng(seed: u64, what: &str, name: &str) -> ChaCha8Rng {
+pub(crate) fn rng(seed: u64, what: &str, name: &str) -> ChaCha8Rng {
     let mut h = Sha256::new();
     h.update(seed.to_le_bytes());
     h.update(what.as_bytes());
@@ -29,7 +29,7 @@ fn uniform(r: &mut ChaCha8Rng, a: f32) -> f32 {
 
 /// A standard normal draw by Box–Muller from two 24-bit uniforms, in f64 so the result does
 /// not depend on a library's sampling algorithm or on f32 transcendental functions.
-fn normal(r: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn normal(r: &mut ChaCha8Rng) -> f64 {
     let unit = |r: &mut ChaCha8Rng| (f64::from(r.next_u32() >> 8) + 0.5) / f64::from(1u32 << 24);
     let (u1, u2) = (unit(r), unit(r));
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

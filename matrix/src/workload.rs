@@ -1,7 +1,7 @@
-//! Workloads: a model's stacks lowered to the named quantizable linear layers a cell runs, plus
-//! the elementwise work between them, cut down by a size knob so a CI cell stays small.
+//! Workloads: the named quantizable linear layers of a cell's graph ([`crate::graph`]), cut
+//! down by a size knob so a CI cell stays small.
 
-use crate::family::{Ffn, Model, Stack};
+use crate::family::Model;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -56,26 +56,6 @@ impl Layer {
     }
 }
 
-/// Non-GEMM work between layers; the harness runs it so timings include it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ElementwiseKind {
-    LayerNorm,
-    Softmax,
-    Gelu,
-    Silu,
-    Mul,
-    ResidualAdd,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ElementwiseOp {
-    pub kind: ElementwiseKind,
-    /// Index of the layer whose output it consumes.
-    pub after_layer: usize,
-    pub elements: u64,
-}
-
 /// The size knob. Shapes stay the model's real ones; only how many blocks run, how many
 /// positions (rows) flow through them, and whether the vocabulary head runs are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -100,10 +80,10 @@ impl Default for WorkloadSize {
     }
 }
 
+/// The quantized layers of a cell: what its matmuls are and what they cost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workload {
     pub layers: Vec<Layer>,
-    pub ops: Vec<ElementwiseOp>,
 }
 
 impl Workload {
@@ -120,123 +100,12 @@ impl Workload {
     }
 }
 
-/// Lowers a model to the layers a cell runs at `size`.
+/// The layers of `model`'s graph at `size` ([`crate::graph::lower`]): encoders over
+/// `seq_len` positions, decoders one position (a decode step).
 pub fn workload(model: &Model, size: WorkloadSize) -> Workload {
-    let mut b = Builder::default();
-    let rows = |tokens: u32| tokens.min(size.seq_len).max(1);
-    for stack in model.stacks {
-        match *stack {
-            Stack::Transformer {
-                name,
-                hidden,
-                intermediate,
-                heads,
-                kv_heads,
-                head_dim,
-                layers,
-                tokens,
-                ffn,
-            } => {
-                let m = rows(tokens);
-                let q = heads * head_dim;
-                let kv = kv_heads * head_dim;
-                for l in 0..layers.min(size.layers) {
-                    let p = format!("{name}.{l}");
-                    b.op(ElementwiseKind::LayerNorm, u64::from(m) * u64::from(hidden));
-                    b.layer(format!("{p}.attn.q"), Role::Attention, m, hidden, q);
-                    b.layer(format!("{p}.attn.k"), Role::Attention, m, hidden, kv);
-                    b.layer(format!("{p}.attn.v"), Role::Attention, m, hidden, kv);
-                    b.op(
-                        ElementwiseKind::Softmax,
-                        u64::from(heads) * u64::from(m) * u64::from(m),
-                    );
-                    b.layer(format!("{p}.attn.o"), Role::Attention, m, q, hidden);
-                    b.op(
-                        ElementwiseKind::ResidualAdd,
-                        u64::from(m) * u64::from(hidden),
-                    );
-                    b.op(ElementwiseKind::LayerNorm, u64::from(m) * u64::from(hidden));
-                    let inner = u64::from(m) * u64::from(intermediate);
-                    match ffn {
-                        Ffn::Mlp => {
-                            b.layer(format!("{p}.ffn.up"), Role::Ffn, m, hidden, intermediate);
-                            b.op(ElementwiseKind::Gelu, inner);
-                        }
-                        Ffn::Gated => {
-                            b.layer(format!("{p}.ffn.gate"), Role::Ffn, m, hidden, intermediate);
-                            b.op(ElementwiseKind::Silu, inner);
-                            b.layer(format!("{p}.ffn.up"), Role::Ffn, m, hidden, intermediate);
-                            b.op(ElementwiseKind::Mul, inner);
-                        }
-                    }
-                    b.layer(format!("{p}.ffn.down"), Role::Ffn, m, intermediate, hidden);
-                    b.op(
-                        ElementwiseKind::ResidualAdd,
-                        u64::from(m) * u64::from(hidden),
-                    );
-                }
-            }
-            Stack::ConvGemm {
-                name,
-                positions,
-                k,
-                n,
-                repeat,
-            } => {
-                let m = rows(positions);
-                for r in 0..repeat.min(size.layers) {
-                    let layer_name = if repeat == 1 {
-                        name.to_string()
-                    } else {
-                        format!("{name}.{r}")
-                    };
-                    b.layer(layer_name, Role::ConvGemm, m, k, n);
-                    b.op(ElementwiseKind::Gelu, u64::from(m) * u64::from(n));
-                }
-            }
-            Stack::Linear { name, tokens, k, n } => {
-                b.layer(name.to_string(), Role::EmbeddingHead, rows(tokens), k, n);
-            }
-            Stack::Head {
-                name,
-                hidden,
-                vocab,
-            } => {
-                if size.head {
-                    b.layer(name.to_string(), Role::EmbeddingHead, 1, hidden, vocab);
-                }
-            }
-        }
-    }
+    let key = crate::family::family_of(model).map_or("", |f| f.key);
     Workload {
-        layers: b.layers,
-        ops: b.ops,
-    }
-}
-
-#[derive(Default)]
-struct Builder {
-    layers: Vec<Layer>,
-    ops: Vec<ElementwiseOp>,
-}
-
-impl Builder {
-    fn layer(&mut self, name: String, role: Role, m: u32, k: u32, n: u32) {
-        self.layers.push(Layer {
-            name,
-            role,
-            m,
-            k,
-            n,
-        });
-    }
-
-    fn op(&mut self, kind: ElementwiseKind, elements: u64) {
-        self.ops.push(ElementwiseOp {
-            kind,
-            after_layer: self.layers.len(),
-            elements,
-        });
+        layers: crate::graph::lower(key, model, size).layers,
     }
 }
 
@@ -286,7 +155,8 @@ mod tests {
         );
         assert_eq!(find("decoder.0.ffn.gate").n, 5632);
         assert_eq!(find("lm_head").n, 32000);
-        assert_eq!(find("decoder.0.attn.q").m, 8);
+        // a decode step: one new position against a cache of seq_len − 1
+        assert_eq!(find("decoder.0.attn.q").m, 1);
     }
 
     #[test]
@@ -301,7 +171,19 @@ mod tests {
             },
         );
         assert_eq!(full.layers.len(), 12 * 6);
-        assert!(full.layers.iter().all(|l| l.m == 1024));
+        assert!(full.layers.iter().all(|l| l.m == 1));
+        let vit = family("vit").expect("vit").default_model();
+        let encoder = workload(
+            vit,
+            WorkloadSize {
+                layers: 1,
+                seq_len: 99_999,
+                head: false,
+            },
+        );
+        // the patch embedding's 196 patches, the encoder's 197 tokens, a pooled classifier
+        let rows: Vec<u32> = encoder.layers.iter().map(|l| l.m).collect();
+        assert_eq!(rows, vec![196, 197, 197, 197, 197, 197, 197, 1]);
         let small = workload(
             gpt2,
             WorkloadSize {
@@ -311,7 +193,7 @@ mod tests {
             },
         );
         assert_eq!(small.layers.len(), 2 * 6);
-        assert!(small.layers.iter().all(|l| l.m == 16));
+        assert!(small.layers.iter().all(|l| l.m == 1));
     }
 
     #[test]
