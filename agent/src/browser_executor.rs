@@ -2,6 +2,7 @@
 //! session per browser build, and turns what happened into a result. Every figure comes from
 //! the browser run; the checks against the Rust references decide pass or fail.
 
+use crate::block;
 use crate::executor::{Executor, Job, RunFuture};
 use crate::layers::{self, LayerError};
 use crate::probe::Probed;
@@ -10,8 +11,10 @@ use crate::webdriver::{Driver, Launch, Session, WebDriverError};
 use crate::webnn;
 use crate::weights::WeightsFile;
 use quantgrid_matrix::agent::Capabilities;
+use quantgrid_matrix::block::{BlockVerdict, block_case};
+use quantgrid_matrix::graph::{self, Graph};
 use quantgrid_matrix::quant::{Bits, PrecisionPolicy, QuantParams};
-use quantgrid_matrix::reference::{layer_case, layer_case_with};
+use quantgrid_matrix::reference::{self, layer_case, layer_case_with};
 use quantgrid_matrix::result::{Environment, Measurement, WebnnDevice, webnn_ran_on};
 use quantgrid_matrix::{Cell, CellResult, Platform, Status, workload};
 use std::collections::HashMap;
@@ -214,7 +217,7 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     }
     let (page, blobs) = {
         let h = state.harness.as_ref().expect("just started");
-        (h.url("layer.html"), h.blobs().clone())
+        (h.url("block.html"), h.blobs().clone())
     };
     if !state.live.contains_key(&binary) {
         let Some(driver_path) = build.found.candidate.driver.clone() else {
@@ -280,6 +283,15 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
         }
     };
     let live = state.live.get(&binary).expect("just opened");
+    if cell.platform == Platform::Webgpu {
+        let flags = live.session.flags.clone();
+        let (r, keep) =
+            block_cell(&cell, &build, &live.session, &blobs, weights, &job, flags).await;
+        if !keep {
+            state.live.remove(&binary);
+        }
+        return r;
+    }
     // seconds of CPU for big layers: off the async threads (so the cell timeout can fire),
     // every layer at once (the tensors are packed; the fp32 weights are dropped after the
     // references)
@@ -393,6 +405,151 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
         environment: Some(environment),
         simulated: false,
     }
+}
+
+/// A WebGPU cell: its whole graph in the page, every tensor checked. Returns the result and
+/// whether the session is still good for the next cell.
+async fn block_cell(
+    cell: &Cell,
+    build: &Probed,
+    session: &Session,
+    blobs: &server::Blobs,
+    weights: Option<Arc<WeightsFile>>,
+    job: &Job,
+    flags: Vec<String>,
+) -> (CellResult, bool) {
+    let (graph, params) = match plan_block(cell) {
+        Ok(p) => p,
+        Err(why) => return (result(cell, Status::Error, Some(why)), true),
+    };
+    // seconds of CPU for big blocks: off the async threads, so the cell timeout can fire
+    let file = weights.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        block_case(graph, WEIGHT_SEED, &params, |l| match &file {
+            None => Ok(reference::weights(WEIGHT_SEED, l)),
+            Some(f) => f.layer(l),
+        })
+    })
+    .await;
+    let case = match prepared {
+        Ok(Ok(case)) => case,
+        Ok(Err(e)) => return (result(cell, Status::Error, Some(e.to_string())), true),
+        Err(_) => {
+            let text = "computing the reference failed".to_string();
+            return (result(cell, Status::Error, Some(text)), true);
+        }
+    };
+    let (warmup, reps) = (job.warmup, job.repetitions.max(1));
+    let (args, served) = block::block_args(blobs, &case, warmup, reps);
+    let answered = |status: Status, text: String| CellResult {
+        environment: Some(environment(cell, build, flags.clone(), None)),
+        ..result(cell, status, Some(text))
+    };
+    let ran = block::run_block(session, args).await;
+    drop(served);
+    let run = match ran {
+        Ok(run) => run,
+        Err(LayerError::WebDriver(e)) => {
+            let status = if crashed(&e) {
+                Status::Crash
+            } else {
+                Status::Error
+            };
+            return (result(cell, status, Some(e.to_string())), false);
+        }
+        Err(LayerError::Unsupported(text) | LayerError::Unavailable(text)) => {
+            return (answered(Status::Unsupported, text), true);
+        }
+        Err(LayerError::Browser(text)) => return (answered(Status::Error, text), true),
+        Err(e @ LayerError::Malformed(_)) => return (answered(Status::Error, e.to_string()), true),
+    };
+    let checked = tokio::task::spawn_blocking(move || {
+        let v = quantgrid_matrix::block::check(&case, &run.values);
+        (v, run)
+    })
+    .await;
+    let (verdict, run) = match checked {
+        Ok((Ok(v), run)) => (v, run),
+        Ok((Err(e), _)) => {
+            return (
+                answered(Status::Error, format!("the page returned {e}")),
+                true,
+            );
+        }
+        Err(_) => {
+            return (
+                answered(Status::Error, "checking the block failed".into()),
+                true,
+            );
+        }
+    };
+    let (status, text, mut measurement) = block_verdict(&verdict, &run, warmup);
+    measurement.weights_sha256 = weights.as_ref().map(|w| w.sha256().to_string());
+    let r = CellResult {
+        cell_id: cell.id.clone(),
+        status,
+        error_text: text,
+        effective_bits: cell.precision.effective,
+        measurement: Some(measurement),
+        environment: Some(environment(cell, build, flags, None)),
+        simulated: false,
+    };
+    (r, true)
+}
+
+/// What a WebGPU cell runs, pure: its model's graph at the workload's size, each layer with
+/// the precision it runs at (mixed precision keeps some roles at 8 bits).
+fn plan_block(cell: &Cell) -> Result<(Graph, Vec<QuantParams>), String> {
+    let target = cell
+        .resolve()
+        .map_err(|_| format!("unknown model {}", cell.model))?;
+    let g = graph::lower(target.family.key, target.model, cell.workload);
+    if g.layers.is_empty() {
+        return Err(format!("{} has no layers to run", cell.model));
+    }
+    let policy = PrecisionPolicy::for_mixed(cell.precision.mixed);
+    let params = g
+        .layers
+        .iter()
+        .map(|layer| QuantParams {
+            bits: policy.bits_for(layer.role, cell.precision.effective),
+            scheme: cell.scheme,
+            group_size: cell.group_size.max(1),
+        })
+        .collect();
+    Ok((g, params))
+}
+
+/// The verdict on a block run, pure: `fail` with the first check that failed, else `pass`;
+/// the measurement with the page's clock, the worst matmul against its bound and the
+/// model-level accuracy against fp32.
+fn block_verdict(
+    v: &BlockVerdict,
+    run: &block::BlockRun,
+    warmup: u32,
+) -> (Status, Option<String>, Measurement) {
+    let measurement = Measurement {
+        build_ms: run.build_ms,
+        first_run_ms: run.clock.first_run_ms,
+        warmup,
+        samples_ms: run.clock.samples_ms.clone(),
+        runs_per_sample: run.clock.runs_per_sample.max(1),
+        kernel_ms: run.clock.kernel_ms,
+        timer: run.clock.timer.clone(),
+        gpu_samples_ms: run.gpu_samples_ms.clone(),
+        weights_sha256: None,
+        weight_bytes: run.weight_bytes,
+        kernel_max_abs_err: v.kernel.max_abs_err,
+        kernel_bound_c: v.kernel.bound_c,
+        kernel_err_ratio: v.kernel.worst_ratio,
+        accuracy_rel_err: v.accuracy.rel_err,
+    };
+    let status = if v.failure.is_some() {
+        Status::Fail
+    } else {
+        Status::Pass
+    };
+    (status, v.failure.clone(), measurement)
 }
 
 /// What a cell runs, pure: its model's layers at the workload's size, each with the precision

@@ -5,7 +5,7 @@
 
 use crate::server::{Blob, Blobs};
 use crate::webdriver::{Session, WebDriverError};
-use quantgrid_matrix::quant::Scheme;
+use quantgrid_matrix::quant::{Quantized, Scheme};
 use quantgrid_matrix::reference::{Comparison, KernelCheck, LayerCase, check_kernel, compare};
 use quantgrid_matrix::workload::Layer;
 
@@ -76,12 +76,36 @@ pub enum LayerError {
 }
 
 /// Little-endian bytes of `words`, at least one word: WebGPU has no empty storage buffers.
-fn word_bytes(words: &[u32]) -> Vec<u8> {
+pub(crate) fn word_bytes(words: &[u32]) -> Vec<u8> {
     let mut out: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     if out.is_empty() {
         out.resize(4, 0);
     }
     out
+}
+
+/// fp16 group scales two per word, as `kernels/linear.wgsl` reads them.
+pub(crate) fn scale_bytes(q: &Quantized) -> Vec<u8> {
+    let scales: Vec<u32> = q
+        .scales
+        .chunks(2)
+        .map(|p| u32::from(p[0].to_bits()) | p.get(1).map_or(0, |h| u32::from(h.to_bits()) << 16))
+        .collect();
+    word_bytes(&scales)
+}
+
+/// u8 zero points four per word, as `kernels/linear.wgsl` reads them.
+pub(crate) fn zero_bytes(q: &Quantized) -> Vec<u8> {
+    let zeros: Vec<u32> = q
+        .zeros
+        .chunks(4)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, z)| acc | (u32::from(*z) << (8 * i)))
+        })
+        .collect();
+    word_bytes(&zeros)
 }
 
 pub(crate) fn float_bytes(v: &[f32]) -> Vec<u8> {
@@ -229,25 +253,11 @@ pub fn layer_args(
     repetitions: u32,
 ) -> (serde_json::Value, Vec<Blob>) {
     let q = &case.quantized;
-    let scales: Vec<u32> = q
-        .scales
-        .chunks(2)
-        .map(|p| u32::from(p[0].to_bits()) | p.get(1).map_or(0, |h| u32::from(h.to_bits()) << 16))
-        .collect();
-    let zeros: Vec<u32> = q
-        .zeros
-        .chunks(4)
-        .map(|c| {
-            c.iter()
-                .enumerate()
-                .fold(0u32, |acc, (i, z)| acc | (u32::from(*z) << (8 * i)))
-        })
-        .collect();
     let (x, w, s, z) = (
         blobs.put(float_bytes(&case.input)),
         blobs.put(word_bytes(&q.packed)),
-        blobs.put(word_bytes(&scales)),
-        blobs.put(word_bytes(&zeros)),
+        blobs.put(scale_bytes(q)),
+        blobs.put(zero_bytes(q)),
     );
     let args = WebgpuArgs {
         m: layer.m,

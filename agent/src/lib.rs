@@ -2,6 +2,7 @@
 //! coordinator, and the executors that run cells. Browser discovery, WebDriver and the
 //! in-browser harness arrive with the agent issue; discovery of browsers and GPUs exists.
 
+pub mod block;
 pub mod browser_executor;
 pub mod config;
 pub mod discovery;

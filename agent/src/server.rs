@@ -72,7 +72,22 @@ impl Blobs {
 
 /// The files of `agent/harness/`, compiled into the binary: the pages, their JavaScript
 /// modules (served as JavaScript, as module scripts require) and the WGSL kernels.
-pub const FILES: [(&str, &str, &str); 9] = [
+pub const FILES: [(&str, &str, &str); 12] = [
+    (
+        "block.html",
+        "text/html; charset=utf-8",
+        include_str!("../harness/block.html"),
+    ),
+    (
+        "js/block.js",
+        JAVASCRIPT,
+        include_str!("../harness/js/block.js"),
+    ),
+    (
+        "kernels/block.wgsl",
+        WGSL,
+        include_str!("../harness/kernels/block.wgsl"),
+    ),
     (
         "layer.html",
         "text/html; charset=utf-8",

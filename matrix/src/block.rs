@@ -532,7 +532,10 @@ mod tests {
         ];
         for (what, swap, wrong, kind) in planted {
             let v = check(&c, &page(&c, swap, wrong)).expect("sizes");
-            let text = v.failure.clone().unwrap_or_else(|| panic!("a wrong {what} passed"));
+            let text = v
+                .failure
+                .clone()
+                .unwrap_or_else(|| panic!("a wrong {what} passed"));
             assert!(text.contains(&format!(" {kind} ")), "{what}: {text}");
             assert!(
                 v.end_to_end_rel_err > END_TO_END_BOUND || what != "softmax",

@@ -1,0 +1,214 @@
+//! A cell's graph in the page: serves its given tensors and packed weights, runs the whole
+//! graph in one page call (`harness/block.html`, `window.quantgridBlock`), and reads back the
+//! value of every tensor the page computed for [`quantgrid_matrix::block::check`].
+
+use crate::layers::{CellClock, LayerError, float_bytes, scale_bytes, word_bytes, zero_bytes};
+use crate::server::{Blob, Blobs};
+use crate::webdriver::Session;
+use base64::Engine;
+use quantgrid_matrix::block::BlockCase;
+use quantgrid_matrix::graph::Graph;
+use quantgrid_matrix::quant::Scheme;
+
+/// One quantized layer as `harness/js/block.js` reads it: shapes, how its weights are packed
+/// (as `kernels/linear.wgsl` reads them) and where they are served.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockLayer {
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    pub bits: u32,
+    pub group: u32,
+    pub words_per_row: usize,
+    pub groups_per_row: u32,
+    pub asym: bool,
+    pub w: String,
+    pub scales: String,
+    pub zeros: String,
+}
+
+/// The page's arguments for a cell's graph: the graph itself, where each given tensor is
+/// served (`None` for computed ones), the layers, and the run parameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BlockArgs<'a> {
+    pub graph: &'a Graph,
+    pub data: Vec<Option<String>>,
+    pub layers: Vec<BlockLayer>,
+    pub warmup: u32,
+    pub repetitions: u32,
+}
+
+/// Serves `case`'s tensors and returns the page's arguments with the blobs (unserved when
+/// dropped).
+pub fn block_args(
+    blobs: &Blobs,
+    case: &BlockCase,
+    warmup: u32,
+    repetitions: u32,
+) -> (serde_json::Value, Vec<Blob>) {
+    let mut served = Vec::new();
+    let mut serve = |bytes: Vec<u8>| {
+        let b = blobs.put(bytes);
+        let p = b.path();
+        served.push(b);
+        p
+    };
+    let data = case
+        .given
+        .iter()
+        .map(|v| v.as_ref().map(|v| serve(float_bytes(v))))
+        .collect();
+    let layers = case
+        .graph
+        .layers
+        .iter()
+        .zip(&case.quantized)
+        .map(|(l, q)| {
+            let group = q.params.group_size.max(1);
+            BlockLayer {
+                m: l.m,
+                k: l.k,
+                n: l.n,
+                bits: q.params.bits.get(),
+                group,
+                words_per_row: q.words_per_row(),
+                groups_per_row: l.k.div_ceil(group),
+                asym: q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
+                w: serve(word_bytes(&q.packed)),
+                scales: serve(scale_bytes(q)),
+                zeros: serve(zero_bytes(q)),
+            }
+        })
+        .collect();
+    let args = BlockArgs {
+        graph: &case.graph,
+        data,
+        layers,
+        warmup,
+        repetitions,
+    };
+    // numbers and strings only: serializing cannot fail
+    let value = serde_json::to_value(&args).expect("page arguments serialize");
+    (value, served)
+}
+
+/// What the page measured for a cell's graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockRun {
+    pub clock: CellClock,
+    /// Per tensor: what the page computed (`None` for given tensors).
+    pub values: Vec<Option<Vec<f32>>>,
+    pub build_ms: f64,
+    pub weight_bytes: u64,
+    /// GPU time of each sample's first run (`timestamp-query`), where the adapter has it.
+    pub gpu_samples_ms: Vec<f64>,
+}
+
+/// The page's one answer for a cell's graph (`harness/js/answer.js`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum BlockAnswer {
+    Ran {
+        cell: CellClock,
+        /// Little-endian f32 bytes in base64: exact, NaN included.
+        values: Vec<Option<String>>,
+        build_ms: f64,
+        weight_bytes: u64,
+        #[serde(default)]
+        gpu_samples_ms: Vec<f64>,
+    },
+    Unsupported {
+        evidence: String,
+    },
+    Unavailable {
+        evidence: String,
+    },
+    Error {
+        error: String,
+    },
+}
+
+/// Runs the graph `args` describes in the page on `platform` (`webgpu`).
+pub async fn run_block(session: &Session, args: serde_json::Value) -> Result<BlockRun, LayerError> {
+    let out = session
+        .run_async_with(
+            "window.quantgridBlock(arguments[0], arguments[1]).then(done, e => done({ kind: 'error', error: `${e.name}: ${e.message}` }));",
+            vec![serde_json::json!("webgpu"), args],
+        )
+        .await?;
+    read_answer(out)
+}
+
+fn read_answer(out: serde_json::Value) -> Result<BlockRun, LayerError> {
+    let answer: BlockAnswer = serde_json::from_value(out)
+        .map_err(|e| LayerError::Malformed(format!("a block answer that does not read: {e}")))?;
+    match answer {
+        BlockAnswer::Ran {
+            cell,
+            values,
+            build_ms,
+            weight_bytes,
+            gpu_samples_ms,
+        } => {
+            let values = values
+                .into_iter()
+                .map(|v| v.map(|b| decode(&b)).transpose())
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(BlockRun {
+                clock: cell,
+                values,
+                build_ms,
+                weight_bytes,
+                gpu_samples_ms,
+            })
+        }
+        BlockAnswer::Unsupported { evidence } => Err(LayerError::Unsupported(evidence)),
+        BlockAnswer::Unavailable { evidence } => Err(LayerError::Unavailable(evidence)),
+        BlockAnswer::Error { error } => Err(LayerError::Browser(error)),
+    }
+}
+
+fn decode(b64: &str) -> Result<Vec<f32>, LayerError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| LayerError::Malformed(format!("tensor values that are not base64: {e}")))?;
+    if !bytes.len().is_multiple_of(4) {
+        return Err(LayerError::Malformed(format!(
+            "{} bytes of f32 values",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_is_typed_and_values_arrive_exact() {
+        let nan = f32::NAN.to_le_bytes();
+        let bytes: Vec<u8> = [1.5f32.to_le_bytes(), nan].concat();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let run = read_answer(serde_json::json!({
+            "kind": "ran",
+            "cell": {"first_run_ms": 1.0, "samples_ms": [1.0], "runs_per_sample": 1, "kernel_ms": 3.0, "timer": "performance.now"},
+            "values": [null, b64],
+            "build_ms": 2.0,
+            "weight_bytes": 10,
+        }))
+        .expect("reads");
+        let v = run.values[1].as_ref().expect("computed");
+        assert_eq!(v[0], 1.5);
+        assert!(v[1].is_nan());
+        assert!(matches!(
+            read_answer(serde_json::json!({"kind": "unsupported", "evidence": "no gelu"})),
+            Err(LayerError::Unsupported(e)) if e == "no gelu"
+        ));
+        assert!(read_answer(serde_json::json!({"values": []})).is_err());
+    }
+}
