@@ -272,7 +272,7 @@ pub fn check(case: &BlockCase, page: &[Option<Vec<f32>>]) -> Result<BlockVerdict
         let got = &wide[id.index()];
         let e = rel_err(got, &case.kernel_ref[r]);
         end_to_end = end_to_end.max(e);
-        if failure.is_none() && e.is_nan_or_above(END_TO_END_BOUND) {
+        if failure.is_none() && beyond(e, END_TO_END_BOUND) {
             failure = Some(format!(
                 "{}: relative error {e:.3e} against the whole block run in f64 with the dequantized weights, above the end-to-end bound 2⁻¹⁰",
                 g.tensor(*id).name
@@ -302,14 +302,9 @@ pub fn check(case: &BlockCase, page: &[Option<Vec<f32>>]) -> Result<BlockVerdict
     })
 }
 
-trait NanOrAbove {
-    fn is_nan_or_above(self, bound: f64) -> bool;
-}
-
-impl NanOrAbove for f64 {
-    fn is_nan_or_above(self, bound: f64) -> bool {
-        self.is_nan() || self > bound
-    }
+/// NaN compares false with everything: a NaN error is beyond every bound.
+fn beyond(e: f64, bound: f64) -> bool {
+    e.is_nan() || e > bound
 }
 
 /// The error of one op and the magnitude it is measured against: for sums and products the
@@ -418,6 +413,7 @@ mod tests {
     /// A planted mistake: the op a page runs instead of the graph's, and what it does to the
     /// op's output.
     type Wrong<'a> = &'a dyn Fn(&Op, Vec<f64>) -> Vec<f64>;
+    type Swap<'a> = &'a dyn Fn(&Op) -> Op;
 
     /// What a page computes: each op in f64 on the f32 values before it (`swap` may replace
     /// the op), rounded to f32, then `wrong` applied to its output.
@@ -525,7 +521,7 @@ mod tests {
             },
             other => other,
         };
-        let planted: [(&str, &dyn Fn(&Op) -> Op, Wrong<'_>, &str); 3] = [
+        let planted: [(&str, Swap<'_>, Wrong<'_>, &str); 3] = [
             ("softmax", &exp2, &right, "attention"),
             ("layer norm", &same, &unbiased, "layer_norm"),
             ("activation", &tanh, &right, "act"),
