@@ -768,6 +768,72 @@ mod tests {
     }
 
     #[test]
+    fn a_block_plan_is_the_models_graph_at_each_roles_precision() {
+        let spec = quantgrid_matrix::spec::parse(
+            "version: 1\nname: p\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\nmixed_precision: [false, true]\nworkload:\n  layers: 1\n  seq_len: 8\n",
+            "p.yaml",
+        )
+        .expect("spec");
+        for cell in spec.expand() {
+            let (g, params) = plan_block(&cell).expect("plan");
+            assert_eq!(g.layers.len(), params.len());
+            // the block's ops, not only its matmuls, at 8 positions
+            assert!(g.ops.iter().any(|o| o.kind() == "attention"));
+            assert!(g.layers.iter().all(|l| l.m == 8));
+            let want = if cell.precision.mixed {
+                Bits::B8
+            } else {
+                Bits::B4
+            };
+            for (l, p) in g.layers.iter().zip(&params) {
+                let bits = if l.role == Role::Attention {
+                    want
+                } else {
+                    Bits::B4
+                };
+                assert_eq!(p.bits, bits, "{}: {}", cell.label(), l.name);
+            }
+        }
+    }
+
+    #[test]
+    fn a_block_verdict_fails_with_the_first_failed_check_and_keeps_the_accuracy() {
+        let run = block::BlockRun {
+            clock: cell_run(Vec::new()).clock,
+            values: Vec::new(),
+            build_ms: 3.0,
+            weight_bytes: 64,
+            gpu_samples_ms: vec![1.0, 1.0],
+        };
+        let v = |failure: Option<&str>| BlockVerdict {
+            failure: failure.map(str::to_string),
+            kernel: KernelCheck {
+                max_abs_err: 1e-6,
+                bound_c: KERNEL_BOUND_C,
+                worst_ratio: 0.01,
+            },
+            op_ratio: 0.02,
+            end_to_end_rel_err: 1e-6,
+            accuracy: quantgrid_matrix::block::Accuracy {
+                cosine: 0.99,
+                rel_err: 0.14,
+                top1_agreement: None,
+                kl_divergence: None,
+            },
+        };
+        let (status, text, m) = block_verdict(&v(None), &run, 1);
+        assert_eq!((status, text), (Status::Pass, None));
+        assert_eq!(
+            (m.accuracy_rel_err, m.weight_bytes, m.samples_ms.len()),
+            (0.14, 64, 2)
+        );
+        let (status, text, _) =
+            block_verdict(&v(Some("op 6 attention encoder.0.attn: ...")), &run, 1);
+        assert_eq!(status, Status::Fail);
+        assert!(text.is_some_and(|t| t.contains("attention")));
+    }
+
+    #[test]
     fn a_cell_passes_only_when_every_layer_is_within_its_bound() {
         let layers = [layer("bert.0.attn.q", 768), layer("bert.0.ffn.down", 3072)];
         let bits = [Bits::B4, Bits::B4];
