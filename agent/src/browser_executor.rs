@@ -342,33 +342,17 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
         Platform::Webnn => layers::Api::Webnn,
     };
     let flags = live.session.flags.clone();
-    let answered = |status: Status, text: String| CellResult {
-        environment: Some(environment(&cell, &build, flags.clone(), None)),
-        ..result(&cell, status, Some(text))
-    };
     let started = std::time::Instant::now();
     let ran = layers::run_layers(&live.session, api, batch).await;
     drop(served);
     let run = match ran {
         Ok(run) => run,
-        Err(LayerError::WebDriver(e)) => {
-            let status = if crashed(&e) {
-                Status::Crash
-            } else {
-                Status::Error
-            };
-            state.live.remove(&binary);
-            return result(&cell, status, Some(e.to_string()));
-        }
-        // the page says which: a status is never read from error text
-        Err(LayerError::Unsupported(text) | LayerError::Unavailable(text)) => {
-            return answered(Status::Unsupported, text);
-        }
-        Err(LayerError::Browser(text)) => {
-            return answered(Status::Error, text);
-        }
-        Err(e @ LayerError::Malformed(_)) => {
-            return answered(Status::Error, e.to_string());
+        Err(e) => {
+            let (r, keep) = page_failure(&cell, &build, flags.clone(), e);
+            if !keep {
+                state.live.remove(&binary);
+            }
+            return r;
         }
     };
     // what the grid adds around the page's kernel work
@@ -407,6 +391,35 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     }
 }
 
+/// The result of a page call that did not run, and whether the session is still good: a dead
+/// browser or driver is a crash and drops it; otherwise the page says which, never its text.
+fn page_failure(
+    cell: &Cell,
+    build: &Probed,
+    flags: Vec<String>,
+    e: LayerError,
+) -> (CellResult, bool) {
+    let answered = |status: Status, text: String| CellResult {
+        environment: Some(environment(cell, build, flags, None)),
+        ..result(cell, status, Some(text))
+    };
+    match e {
+        LayerError::WebDriver(e) => {
+            let status = if crashed(&e) {
+                Status::Crash
+            } else {
+                Status::Error
+            };
+            (result(cell, status, Some(e.to_string())), false)
+        }
+        LayerError::Unsupported(text) | LayerError::Unavailable(text) => {
+            (answered(Status::Unsupported, text), true)
+        }
+        LayerError::Browser(text) => (answered(Status::Error, text), true),
+        e @ LayerError::Malformed(_) => (answered(Status::Error, e.to_string()), true),
+    }
+}
+
 /// A WebGPU cell: its whole graph in the page, every tensor checked. Returns the result and
 /// whether the session is still good for the next cell.
 async fn block_cell(
@@ -441,27 +454,15 @@ async fn block_cell(
     };
     let (warmup, reps) = (job.warmup, job.repetitions.max(1));
     let (args, served) = block::block_args(blobs, &case, warmup, reps);
-    let answered = |status: Status, text: String| CellResult {
-        environment: Some(environment(cell, build, flags.clone(), None)),
-        ..result(cell, status, Some(text))
-    };
     let ran = block::run_block(session, args).await;
     drop(served);
     let run = match ran {
         Ok(run) => run,
-        Err(LayerError::WebDriver(e)) => {
-            let status = if crashed(&e) {
-                Status::Crash
-            } else {
-                Status::Error
-            };
-            return (result(cell, status, Some(e.to_string())), false);
-        }
-        Err(LayerError::Unsupported(text) | LayerError::Unavailable(text)) => {
-            return (answered(Status::Unsupported, text), true);
-        }
-        Err(LayerError::Browser(text)) => return (answered(Status::Error, text), true),
-        Err(e @ LayerError::Malformed(_)) => return (answered(Status::Error, e.to_string()), true),
+        Err(e) => return page_failure(cell, build, flags, e),
+    };
+    let answered = |status: Status, text: String| CellResult {
+        environment: Some(environment(cell, build, flags.clone(), None)),
+        ..result(cell, status, Some(text))
     };
     let checked = tokio::task::spawn_blocking(move || {
         let v = quantgrid_matrix::block::check(&case, &run.values);

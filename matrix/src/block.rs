@@ -481,31 +481,12 @@ mod tests {
     fn a_wrong_softmax_norm_or_activation_fails_naming_the_op() {
         let c = case("bert", 1, 8, false, Bits::B8);
         // exp2 instead of exp in the softmax: the scores scaled by ln 2
-        let exp2 = |op: &Op| match op.clone() {
-            Op::Attention {
-                q,
-                k,
-                v,
-                heads,
-                kv_heads,
-                head_dim,
-                causal,
-                scale,
-                alibi,
-                y,
-            } => Op::Attention {
-                q,
-                k,
-                v,
-                heads,
-                kv_heads,
-                head_dim,
-                causal,
-                scale: scale * std::f64::consts::LN_2,
-                alibi,
-                y,
-            },
-            other => other,
+        let exp2 = |op: &Op| {
+            let mut op = op.clone();
+            if let Op::Attention { scale, .. } = &mut op {
+                *scale *= std::f64::consts::LN_2;
+            }
+            op
         };
         // LayerNorm with the unbiased variance at width 768: off by a factor √(767/768)
         let unbiased = |op: &Op, y: Vec<f64>| match op {

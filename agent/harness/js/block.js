@@ -63,6 +63,7 @@ function plan(dev, P, g, bufs, layers) {
     const b = dev.createBuffer({ size: 48, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
     new Uint8Array(b.getMappedRange()).set(new Uint8Array(data));
     b.unmap();
+    bufs.made.push(b);
     return b;
   };
   const dummy = bufs.dummy;
@@ -179,7 +180,7 @@ async function run(a) {
   const weights = await Promise.all(a.layers.map((L) => Promise.all([L.w, L.scales, L.zeros].map(fetched))));
   const t0 = performance.now();
   const P = await pipelines(dev);
-  const bufs = { dummy: make(null, 4), t: g.tensors.map((t, i) => make(data[i], t.rows * t.cols * 4)) };
+  const bufs = { made, dummy: make(null, 4), t: g.tensors.map((t, i) => make(data[i], t.rows * t.cols * 4)) };
   let weight_bytes = 0;
   const layers = a.layers.map((L, i) => {
     const [w, s, z] = weights[i];
