@@ -1,14 +1,20 @@
-//! A cell's graph in the page: serves its given tensors and packed weights, runs the whole
-//! graph in one page call (`harness/block.html`, `window.quantgridBlock`), and reads back the
-//! value of every tensor the page computed for [`quantgrid_matrix::block::check`].
+//! A cell's graph in the page: serves its given tensors and quantized weights, runs the
+//! whole graph in one page call (`harness/block.html`, `window.quantgridBlock`) on WebGPU
+//! (`js/block.js`) or WebNN (`js/webnn-graph.js`), and reads back the value of every tensor
+//! the page computed for [`quantgrid_matrix::block::check`].
 
-use crate::layers::{CellClock, LayerError, float_bytes, scale_bytes, word_bytes, zero_bytes};
+use crate::layers::{
+    CellClock, LayerError, PageContext, float_bytes, scale_bytes, word_bytes, zero_bytes,
+};
 use crate::server::{Blob, Blobs};
 use crate::webdriver::Session;
+use crate::webnn::{self, WebnnLayer};
 use base64::Engine;
+use quantgrid_matrix::Platform;
 use quantgrid_matrix::block::BlockCase;
 use quantgrid_matrix::graph::Graph;
-use quantgrid_matrix::quant::Scheme;
+use quantgrid_matrix::quant::{Quantized, Scheme};
+use quantgrid_matrix::workload::Layer;
 
 /// One quantized layer as `harness/js/block.js` reads it: shapes, how its weights are packed
 /// (as `kernels/linear.wgsl` reads them) and where they are served.
@@ -28,59 +34,68 @@ pub struct BlockLayer {
     pub zeros: String,
 }
 
+/// A quantized layer as the platform's page reads it: packed words for WGSL, WebNN operand
+/// types for `dequantizeLinear`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum PageLayer {
+    Webgpu(BlockLayer),
+    Webnn(WebnnLayer),
+}
+
 /// The page's arguments for a cell's graph: the graph itself, where each given tensor is
 /// served (`None` for computed ones), the layers, and the run parameters.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BlockArgs<'a> {
     pub graph: &'a Graph,
     pub data: Vec<Option<String>>,
-    pub layers: Vec<BlockLayer>,
+    pub layers: Vec<PageLayer>,
     pub warmup: u32,
     pub repetitions: u32,
 }
 
-/// Serves `case`'s tensors and returns the page's arguments with the blobs (unserved when
-/// dropped).
+/// Serves `case`'s tensors for `platform`'s page and returns its arguments with the blobs
+/// (unserved when dropped).
 pub fn block_args(
     blobs: &Blobs,
     case: &BlockCase,
+    platform: Platform,
     warmup: u32,
     repetitions: u32,
-) -> (serde_json::Value, Vec<Blob>) {
+) -> Result<(serde_json::Value, Vec<Blob>), LayerError> {
     let mut served = Vec::new();
-    let mut serve = |bytes: Vec<u8>| {
-        let b = blobs.put(bytes);
-        let p = b.path();
-        served.push(b);
-        p
-    };
     let data = case
         .given
         .iter()
-        .map(|v| v.as_ref().map(|v| serve(float_bytes(v))))
-        .collect();
-    let layers = case
-        .graph
-        .layers
-        .iter()
-        .zip(&case.quantized)
-        .map(|(l, q)| {
-            let group = q.params.group_size.max(1);
-            BlockLayer {
-                m: l.m,
-                k: l.k,
-                n: l.n,
-                bits: q.params.bits.get(),
-                group,
-                words_per_row: q.words_per_row(),
-                groups_per_row: l.k.div_ceil(group),
-                asym: q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
-                w: serve(word_bytes(&q.packed)),
-                scales: serve(scale_bytes(q)),
-                zeros: serve(zero_bytes(q)),
-            }
+        .map(|v| {
+            v.as_ref().map(|v| {
+                let b = blobs.put(float_bytes(v));
+                let p = b.path();
+                served.push(b);
+                p
+            })
         })
         .collect();
+    let mut layers = Vec::with_capacity(case.quantized.len());
+    for (l, q) in case.graph.layers.iter().zip(&case.quantized) {
+        let (layer, blobs) = match platform {
+            Platform::Webgpu => {
+                let (layer, blobs) = webgpu_layer(blobs, l, q);
+                (PageLayer::Webgpu(layer), blobs)
+            }
+            Platform::Webnn => {
+                let (weights, blobs) = webnn::weights(q, blobs)?;
+                let layer = WebnnLayer {
+                    k: l.k,
+                    n: l.n,
+                    weights,
+                };
+                (PageLayer::Webnn(layer), blobs)
+            }
+        };
+        served.extend(blobs);
+        layers.push(layer);
+    }
     let args = BlockArgs {
         graph: &case.graph,
         data,
@@ -90,7 +105,31 @@ pub fn block_args(
     };
     // numbers and strings only: serializing cannot fail
     let value = serde_json::to_value(&args).expect("page arguments serialize");
-    (value, served)
+    Ok((value, served))
+}
+
+/// One layer's packed words, scales and zero points as `kernels/linear.wgsl` reads them.
+fn webgpu_layer(blobs: &Blobs, l: &Layer, q: &Quantized) -> (BlockLayer, Vec<Blob>) {
+    let group = q.params.group_size.max(1);
+    let (w, s, z) = (
+        blobs.put(word_bytes(&q.packed)),
+        blobs.put(scale_bytes(q)),
+        blobs.put(zero_bytes(q)),
+    );
+    let layer = BlockLayer {
+        m: l.m,
+        k: l.k,
+        n: l.n,
+        bits: q.params.bits.get(),
+        group,
+        words_per_row: q.words_per_row(),
+        groups_per_row: l.k.div_ceil(group),
+        asym: q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
+        w: w.path(),
+        scales: s.path(),
+        zeros: z.path(),
+    };
+    (layer, vec![w, s, z])
 }
 
 /// What the page measured for a cell's graph.
@@ -103,6 +142,8 @@ pub struct BlockRun {
     pub weight_bytes: u64,
     /// GPU time of each sample's first run (`timestamp-query`), where the adapter has it.
     pub gpu_samples_ms: Vec<f64>,
+    /// The WebNN context the graph ran in, as the page saw it.
+    pub webnn: Option<PageContext>,
 }
 
 /// The page's one answer for a cell's graph (`harness/js/answer.js`).
@@ -117,6 +158,8 @@ enum BlockAnswer {
         weight_bytes: u64,
         #[serde(default)]
         gpu_samples_ms: Vec<f64>,
+        #[serde(default)]
+        webnn: Option<PageContext>,
     },
     Unsupported {
         evidence: String,
@@ -129,12 +172,16 @@ enum BlockAnswer {
     },
 }
 
-/// Runs the graph `args` describes in the page on `platform` (`webgpu`).
-pub async fn run_block(session: &Session, args: serde_json::Value) -> Result<BlockRun, LayerError> {
+/// Runs the graph `args` describes in the page on `platform`.
+pub async fn run_block(
+    session: &Session,
+    platform: Platform,
+    args: serde_json::Value,
+) -> Result<BlockRun, LayerError> {
     let out = session
         .run_async_with(
             "window.quantgridBlock(arguments[0], arguments[1]).then(done, e => done({ kind: 'error', error: `${e.name}: ${e.message}` }));",
-            vec![serde_json::json!("webgpu"), args],
+            vec![serde_json::json!(platform), args],
         )
         .await?;
     read_answer(out)
@@ -150,6 +197,7 @@ fn read_answer(out: serde_json::Value) -> Result<BlockRun, LayerError> {
             build_ms,
             weight_bytes,
             gpu_samples_ms,
+            webnn,
         } => {
             let values = values
                 .into_iter()
@@ -161,6 +209,7 @@ fn read_answer(out: serde_json::Value) -> Result<BlockRun, LayerError> {
                 build_ms,
                 weight_bytes,
                 gpu_samples_ms,
+                webnn,
             })
         }
         BlockAnswer::Unsupported { evidence } => Err(LayerError::Unsupported(evidence)),

@@ -1,22 +1,22 @@
-//! The real executor: runs a cell's layers in a real browser through the harness, one reused
-//! session per browser build, and turns what happened into a result. Every figure comes from
+//! The real executor: runs a cell's whole graph in a real browser through the harness (WGSL
+//! on WebGPU, one MLGraph on WebNN), one reused session per browser build, and turns what
+//! happened into a result. Every figure comes from
 //! the browser run; the checks against the Rust references decide pass or fail.
 
 use crate::block;
 use crate::executor::{Executor, Job, RunFuture};
-use crate::layers::{self, LayerError};
+use crate::layers::LayerError;
 use crate::probe::Probed;
 use crate::server;
 use crate::webdriver::{Driver, Launch, Session, WebDriverError};
-use crate::webnn;
 use crate::weights::WeightsFile;
 use quantgrid_matrix::agent::Capabilities;
 use quantgrid_matrix::block::{BlockVerdict, block_case};
 use quantgrid_matrix::graph::{self, Graph};
-use quantgrid_matrix::quant::{Bits, PrecisionPolicy, QuantParams};
-use quantgrid_matrix::reference::{self, layer_case, layer_case_with};
+use quantgrid_matrix::quant::{PrecisionPolicy, QuantParams};
+use quantgrid_matrix::reference;
 use quantgrid_matrix::result::{Environment, Measurement, WebnnDevice, webnn_ran_on};
-use quantgrid_matrix::{Cell, CellResult, Platform, Status, workload};
+use quantgrid_matrix::{Cell, CellResult, Platform, Status};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -202,11 +202,6 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
             Some(format!("this agent has no {} build", cell.browser)),
         );
     };
-    let planned = match plan(&cell) {
-        Ok(p) => p,
-        Err(why) => return result(&cell, Status::Error, Some(why)),
-    };
-    let layers: Vec<workload::Layer> = planned.iter().map(|(l, _)| l.clone()).collect();
     let binary = build.found.candidate.binary.clone();
     let mut state = exec.state.lock().await;
     if state.harness.is_none() {
@@ -283,112 +278,12 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
         }
     };
     let live = state.live.get(&binary).expect("just opened");
-    if cell.platform == Platform::Webgpu {
-        let flags = live.session.flags.clone();
-        let (r, keep) =
-            block_cell(&cell, &build, &live.session, &blobs, weights, &job, flags).await;
-        if !keep {
-            state.live.remove(&binary);
-        }
-        return r;
-    }
-    // seconds of CPU for big layers: off the async threads (so the cell timeout can fire),
-    // every layer at once (the tensors are packed; the fp32 weights are dropped after the
-    // references)
-    let prepared: Vec<_> = planned
-        .iter()
-        .map(|(layer, params)| {
-            let (owned, params, file) = (layer.clone(), *params, weights.clone());
-            tokio::task::spawn_blocking(move || match file {
-                None => Ok(layer_case(WEIGHT_SEED, &owned, params)),
-                Some(f) => f
-                    .layer(&owned)
-                    .map(|w| layer_case_with(w, WEIGHT_SEED, &owned, params)),
-            })
-        })
-        .collect();
-    let mut cases = Vec::with_capacity(layers.len());
-    for handle in prepared {
-        match handle.await {
-            Ok(Ok(case)) => cases.push(case),
-            Ok(Err(e)) => return result(&cell, Status::Error, Some(e.to_string())),
-            Err(_) => {
-                return result(
-                    &cell,
-                    Status::Error,
-                    Some("computing the reference failed".into()),
-                );
-            }
-        }
-    }
-    let (warmup, reps) = (job.warmup, job.repetitions.max(1));
-    let mut served = Vec::new();
-    let mut batch = Vec::with_capacity(layers.len());
-    for (layer, case) in layers.iter().zip(&cases) {
-        let args = match cell.platform {
-            Platform::Webgpu => Ok(layers::layer_args(&blobs, layer, case, warmup, reps)),
-            Platform::Webnn => webnn::layer_args(&blobs, layer, case, warmup, reps),
-        };
-        match args {
-            Ok((args, blobs)) => {
-                served.extend(blobs);
-                batch.push((args, case));
-            }
-            Err(e) => return result(&cell, Status::Error, Some(e.to_string())),
-        }
-    }
-    let api = match cell.platform {
-        Platform::Webgpu => layers::Api::Webgpu,
-        Platform::Webnn => layers::Api::Webnn,
-    };
     let flags = live.session.flags.clone();
-    let started = std::time::Instant::now();
-    let ran = layers::run_layers(&live.session, api, batch).await;
-    drop(served);
-    let run = match ran {
-        Ok(run) => run,
-        Err(e) => {
-            let (r, keep) = page_failure(&cell, &build, flags.clone(), e);
-            if !keep {
-                state.live.remove(&binary);
-            }
-            return r;
-        }
-    };
-    // what the grid adds around the page's kernel work
-    tracing::debug!(
-        layers = run.layers.len(),
-        wall_ms = started.elapsed().as_secs_f64() * 1e3,
-        kernel_ms = run.clock.kernel_ms,
-        "cell ran"
-    );
-    let bits: Vec<Bits> = planned.iter().map(|(_, p)| p.bits).collect();
-    let Some((status, text, mut measurement)) = verdict(&layers, &bits, &run, job.warmup, reps)
-    else {
-        // nothing measured is never a pass
-        return result(
-            &cell,
-            Status::Error,
-            Some(format!("{} has no layers to run", cell.model)),
-        );
-    };
-    measurement.weights_sha256 = weights.as_ref().map(|w| w.sha256().to_string());
-    // the device is what the evidence says, never what was asked for
-    let webnn = run
-        .layers
-        .iter()
-        .find_map(|r| r.webnn.as_ref())
-        .map(|c| webnn_ran_on(&c.requested, c.accelerated, crate::host::devices()));
-    let environment = environment(&cell, &build, flags.clone(), webnn);
-    CellResult {
-        cell_id: cell.id.clone(),
-        status,
-        error_text: text,
-        effective_bits: cell.precision.effective,
-        measurement: Some(measurement),
-        environment: Some(environment),
-        simulated: false,
+    let (r, keep) = block_cell(&cell, &build, &live.session, &blobs, weights, &job, flags).await;
+    if !keep {
+        state.live.remove(&binary);
     }
+    r
 }
 
 /// The result of a page call that did not run, and whether the session is still good: a dead
@@ -420,7 +315,7 @@ fn page_failure(
     }
 }
 
-/// A WebGPU cell: its whole graph in the page, every tensor checked. Returns the result and
+/// A cell: its whole graph in the page on its platform, every tensor checked. Returns the result and
 /// whether the session is still good for the next cell.
 async fn block_cell(
     cell: &Cell,
@@ -453,8 +348,11 @@ async fn block_cell(
         }
     };
     let (warmup, reps) = (job.warmup, job.repetitions.max(1));
-    let (args, served) = block::block_args(blobs, &case, warmup, reps);
-    let ran = block::run_block(session, args).await;
+    let (args, served) = match block::block_args(blobs, &case, cell.platform, warmup, reps) {
+        Ok(a) => a,
+        Err(e) => return (result(cell, Status::Error, Some(e.to_string())), true),
+    };
+    let ran = block::run_block(session, cell.platform, args).await;
     drop(served);
     let run = match ran {
         Ok(run) => run,
@@ -486,19 +384,24 @@ async fn block_cell(
     };
     let (status, text, mut measurement) = block_verdict(&verdict, &run, warmup);
     measurement.weights_sha256 = weights.as_ref().map(|w| w.sha256().to_string());
+    // the device is what the evidence says, never what was asked for
+    let webnn = run
+        .webnn
+        .as_ref()
+        .map(|c| webnn_ran_on(&c.requested, c.accelerated, crate::host::devices()));
     let r = CellResult {
         cell_id: cell.id.clone(),
         status,
         error_text: text,
         effective_bits: cell.precision.effective,
         measurement: Some(measurement),
-        environment: Some(environment(cell, build, flags, None)),
+        environment: Some(environment(cell, build, flags, webnn)),
         simulated: false,
     };
     (r, true)
 }
 
-/// What a WebGPU cell runs, pure: its model's graph at the workload's size, each layer with
+/// What a cell runs, pure: its model's graph at the workload's size, each layer with
 /// the precision it runs at (mixed precision keeps some roles at 8 bits).
 fn plan_block(cell: &Cell) -> Result<(Graph, Vec<QuantParams>), String> {
     let target = cell
@@ -553,98 +456,6 @@ fn block_verdict(
     (status, v.failure.clone(), measurement)
 }
 
-/// What a cell runs, pure: its model's layers at the workload's size, each with the precision
-/// it runs at (mixed precision keeps some roles at 8 bits), the cell's scheme and group.
-fn plan(cell: &Cell) -> Result<Vec<(workload::Layer, QuantParams)>, String> {
-    let target = cell
-        .resolve()
-        .map_err(|_| format!("unknown model {}", cell.model))?;
-    let policy = PrecisionPolicy::for_mixed(cell.precision.mixed);
-    let layers = workload::workload(target.model, cell.workload).layers;
-    if layers.is_empty() {
-        return Err(format!("{} has no layers to run", cell.model));
-    }
-    Ok(layers
-        .into_iter()
-        .map(|layer| {
-            let params = QuantParams {
-                bits: policy.bits_for(layer.role, cell.precision.effective),
-                scheme: cell.scheme,
-                group_size: cell.group_size.max(1),
-            };
-            (layer, params)
-        })
-        .collect())
-}
-
-/// The verdict on a cell's run, pure: `fail` naming the first layer whose output is beyond
-/// its error bound, else `pass`; and the cell's measurement: the page-clock samples of the
-/// cell's repetitions as the page timed them, GPU time per repetition summed over the layers
-/// (only where every layer has it). `None` when nothing ran.
-fn verdict(
-    layers: &[workload::Layer],
-    bits: &[Bits],
-    run: &layers::CellRun,
-    warmup: u32,
-    reps: u32,
-) -> Option<(Status, Option<String>, Measurement)> {
-    let first = run.layers.first()?;
-    let gpu_samples = if run
-        .layers
-        .iter()
-        .all(|l| l.gpu_samples_ms.len() == reps as usize)
-    {
-        let mut total = vec![0f64; reps as usize];
-        for l in &run.layers {
-            for (s, t) in total.iter_mut().zip(&l.gpu_samples_ms) {
-                *s += t;
-            }
-        }
-        total
-    } else {
-        Vec::new()
-    };
-    let failure = layers
-        .iter()
-        .zip(bits)
-        .zip(&run.layers)
-        .find_map(|((layer, bits), ran)| {
-            (!ran.kernel.passed()).then(|| {
-                format!(
-                    "layer {} ({bits}-bit): output differs from the dequantized reference by up to {:.3e}, {:.2}× the floating-point error bound (c·max(k, 256) + 2)·2⁻²⁴·Σ|x·w| with c = {} and k = {}",
-                    layer.name,
-                    ran.kernel.max_abs_err,
-                    ran.kernel.worst_ratio,
-                    ran.kernel.bound_c,
-                    layer.k
-                )
-            })
-        });
-    let worst = |f: fn(&layers::LayerRun) -> f64| run.layers.iter().map(f).fold(0f64, f64::max);
-    let measurement = Measurement {
-        build_ms: run.layers.iter().map(|l| l.build_ms).sum(),
-        first_run_ms: run.clock.first_run_ms,
-        warmup,
-        samples_ms: run.clock.samples_ms.clone(),
-        runs_per_sample: run.clock.runs_per_sample.max(1),
-        kernel_ms: run.clock.kernel_ms,
-        timer: run.clock.timer.clone(),
-        gpu_samples_ms: gpu_samples,
-        weights_sha256: None,
-        weight_bytes: run.layers.iter().map(|l| l.weight_bytes).sum(),
-        kernel_max_abs_err: worst(|l| l.kernel.max_abs_err),
-        kernel_bound_c: first.kernel.bound_c,
-        kernel_err_ratio: worst(|l| l.kernel.worst_ratio),
-        accuracy_rel_err: worst(|l| l.accuracy.rel_err),
-    };
-    let status = if failure.is_some() {
-        Status::Fail
-    } else {
-        Status::Pass
-    };
-    Some((status, failure, measurement))
-}
-
 impl Executor for BrowserExecutor {
     fn capabilities(&self) -> Capabilities {
         self.capabilities.clone()
@@ -688,85 +499,9 @@ impl Executor for BrowserExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quantgrid_matrix::reference::{Comparison, KERNEL_BOUND_C, KernelCheck};
+    use quantgrid_matrix::quant::Bits;
+    use quantgrid_matrix::reference::{KERNEL_BOUND_C, KernelCheck};
     use quantgrid_matrix::workload::Role;
-
-    fn layer(name: &str, k: u32) -> workload::Layer {
-        workload::Layer {
-            name: name.into(),
-            role: Role::Ffn,
-            m: 1,
-            k,
-            n: 8,
-        }
-    }
-
-    fn ran(ratio: f64, gpu: Vec<f64>) -> layers::LayerRun {
-        layers::LayerRun {
-            build_ms: 1.0,
-            gpu_samples_ms: gpu,
-            weight_bytes: 100,
-            kernel: KernelCheck {
-                max_abs_err: ratio * 1e-6,
-                bound_c: KERNEL_BOUND_C,
-                worst_ratio: ratio,
-            },
-            accuracy: Comparison {
-                max_abs_err: 0.1,
-                rel_err: 0.02,
-            },
-            webnn: None,
-        }
-    }
-
-    fn cell_run(layers: Vec<layers::LayerRun>) -> layers::CellRun {
-        layers::CellRun {
-            clock: layers::CellClock {
-                first_run_ms: 2.0,
-                samples_ms: vec![4.0, 6.0],
-                runs_per_sample: 1,
-                kernel_ms: 20.0,
-                timer: "performance.now".into(),
-            },
-            layers,
-        }
-    }
-
-    #[test]
-    fn a_plan_runs_the_models_layers_at_each_roles_precision() {
-        let spec = quantgrid_matrix::spec::parse(
-            "version: 1\nname: p\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\nmixed_precision: [false, true]\nworkload:\n  layers: 1\n  seq_len: 1\n",
-            "p.yaml",
-        )
-        .expect("spec");
-        for cell in spec.expand() {
-            let planned = plan(&cell).expect("plan");
-            // BERT-base's block: q, k, v, o, FFN up and down, at its real shapes
-            assert!(planned.len() >= 6, "{planned:?}");
-            assert!(planned.iter().all(|(l, p)| l.m == 1 && p.group_size == 32));
-            assert!(planned.iter().any(|(l, _)| (l.k, l.n) == (768, 3072)));
-            let attention: Vec<Bits> = planned
-                .iter()
-                .filter(|(l, _)| l.role == Role::Attention)
-                .map(|(_, p)| p.bits)
-                .collect();
-            let ffn = planned
-                .iter()
-                .find(|(l, _)| l.role == Role::Ffn)
-                .map(|(_, p)| p.bits);
-            assert_eq!(ffn, Some(Bits::B4), "{}", cell.label());
-            let want = if cell.precision.mixed {
-                Bits::B8
-            } else {
-                Bits::B4
-            };
-            assert!(
-                attention.iter().all(|b| *b == want),
-                "{}: {attention:?}",
-                cell.label()
-            );
-        }
-    }
 
     #[test]
     fn a_block_plan_is_the_models_graph_at_each_roles_precision() {
@@ -800,7 +535,14 @@ mod tests {
     #[test]
     fn a_block_verdict_fails_with_the_first_failed_check_and_keeps_the_accuracy() {
         let run = block::BlockRun {
-            clock: cell_run(Vec::new()).clock,
+            clock: crate::layers::CellClock {
+                first_run_ms: 2.0,
+                samples_ms: vec![4.0, 6.0],
+                runs_per_sample: 1,
+                kernel_ms: 20.0,
+                timer: "performance.now".into(),
+            },
+            webnn: None,
             values: Vec::new(),
             build_ms: 3.0,
             weight_bytes: 64,
@@ -832,35 +574,5 @@ mod tests {
             block_verdict(&v(Some("op 6 attention encoder.0.attn: ...")), &run, 1);
         assert_eq!(status, Status::Fail);
         assert!(text.is_some_and(|t| t.contains("attention")));
-    }
-
-    #[test]
-    fn a_cell_passes_only_when_every_layer_is_within_its_bound() {
-        let layers = [layer("bert.0.attn.q", 768), layer("bert.0.ffn.down", 3072)];
-        let bits = [Bits::B4, Bits::B4];
-        let good = cell_run(vec![ran(0.01, vec![0.5, 0.5]), ran(0.02, vec![1.0, 1.5])]);
-        let (status, text, m) = verdict(&layers, &bits, &good, 1, 2).expect("ran");
-        assert_eq!((status, text), (Status::Pass, None));
-        // the page clock times the cell; GPU time of a repetition is the layers' sum
-        assert_eq!(m.samples_ms, vec![4.0, 6.0]);
-        assert_eq!(m.gpu_samples_ms, vec![1.5, 2.0]);
-        assert_eq!(
-            (m.weight_bytes, m.kernel_err_ratio, m.build_ms),
-            (200, 0.02, 2.0)
-        );
-        let bad = cell_run(vec![ran(0.01, vec![]), ran(1.5, vec![1.0, 1.5])]);
-        let (status, text, m) = verdict(&layers, &bits, &bad, 1, 2).expect("ran");
-        assert_eq!(status, Status::Fail);
-        let text = text.expect("the failing layer is named");
-        assert!(
-            text.starts_with("layer bert.0.ffn.down (4-bit)") && text.contains("1.50×"),
-            "{text}"
-        );
-        // a layer without timestamps: no GPU time for the cell rather than a partial one
-        assert!(m.gpu_samples_ms.is_empty());
-        assert!(
-            verdict(&[], &[], &cell_run(Vec::new()), 0, 2).is_none(),
-            "nothing ran is never a pass"
-        );
     }
 }

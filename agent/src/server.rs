@@ -72,7 +72,7 @@ impl Blobs {
 
 /// The files of `agent/harness/`, compiled into the binary: the pages, their JavaScript
 /// modules (served as JavaScript, as module scripts require) and the WGSL kernels.
-pub const FILES: [(&str, &str, &str); 12] = [
+pub const FILES: [(&str, &str, &str); 13] = [
     (
         "block.html",
         "text/html; charset=utf-8",
@@ -127,6 +127,11 @@ pub const FILES: [(&str, &str, &str); 12] = [
         "js/webnn.js",
         JAVASCRIPT,
         include_str!("../harness/js/webnn.js"),
+    ),
+    (
+        "js/webnn-graph.js",
+        JAVASCRIPT,
+        include_str!("../harness/js/webnn-graph.js"),
     ),
     (
         "kernels/linear.wgsl",

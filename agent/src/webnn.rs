@@ -46,6 +46,20 @@ fn int4_bytes(codes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// A layer's weights as WebNN constants: where each is served and its operand type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebnnWeights {
+    pub bits: u32,
+    pub groups_per_row: u32,
+    /// The operand type of the weights ([`operand_type`]); `None` where WebNN has none, which
+    /// the page answers `unsupported` with the context's own `opSupportLimits()`.
+    pub dtype: Option<&'static str>,
+    pub w: Option<String>,
+    pub scales: Option<String>,
+    pub zeros: Option<String>,
+}
+
 /// What `harness/js/webnn.js` gets for one layer. Field names as the page reads them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -53,23 +67,42 @@ pub struct WebnnArgs {
     pub m: u32,
     pub k: u32,
     pub n: u32,
-    pub bits: u32,
-    pub groups_per_row: u32,
-    /// The operand type of the weights ([`operand_type`]); `None` where WebNN has none, which
-    /// the page answers `unsupported` with the context's own `opSupportLimits()`.
-    pub dtype: Option<&'static str>,
+    #[serde(flatten)]
+    pub weights: WebnnWeights,
     pub x: String,
-    pub w: Option<String>,
-    pub scales: Option<String>,
-    pub zeros: Option<String>,
     pub warmup: u32,
     pub repetitions: u32,
 }
 
-/// The tensors the page builds its constants from, served, and named in `args`.
-fn operands(q: &Quantized, blobs: &Blobs, args: &mut WebnnArgs) -> Vec<Blob> {
+/// One quantized layer of a cell's graph as `harness/js/webnn-graph.js` reads it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebnnLayer {
+    pub k: u32,
+    pub n: u32,
+    #[serde(flatten)]
+    pub weights: WebnnWeights,
+}
+
+/// The tensors the page builds `q`'s constants from, served, and named. Block-wise
+/// dequantizeLinear needs whole blocks: `k` must be a multiple of the group size.
+pub fn weights(q: &Quantized, blobs: &Blobs) -> Result<(WebnnWeights, Vec<Blob>), LayerError> {
     let bits = q.params.bits;
-    args.dtype = operand_type(bits);
+    let group = q.params.group_size.max(1);
+    if bits != Bits::B16 && !q.k.is_multiple_of(group) {
+        return Err(LayerError::Malformed(format!(
+            "k = {} is not a multiple of the group size {group}",
+            q.k
+        )));
+    }
+    let mut out = WebnnWeights {
+        bits: bits.get(),
+        groups_per_row: q.k.div_ceil(group),
+        dtype: operand_type(bits),
+        w: None,
+        scales: None,
+        zeros: None,
+    };
     if bits == Bits::B16 {
         let words = q.words_per_row();
         let halves: Vec<u8> = q
@@ -79,20 +112,24 @@ fn operands(q: &Quantized, blobs: &Blobs, args: &mut WebnnArgs) -> Vec<Blob> {
             .flat_map(u16::to_le_bytes)
             .collect();
         let w = blobs.put(halves);
-        args.w = Some(w.path());
-        return vec![w];
+        out.w = Some(w.path());
+        return Ok((out, vec![w]));
+    }
+    if out.dtype.is_none() {
+        // nothing to serve: the page answers from its opSupportLimits before building
+        return Ok((out, Vec::new()));
     }
     let (codes, zeros) = codes_and_zeros(q);
-    let (w, z) = match operand_type(bits) {
+    let (w, z) = match out.dtype {
         Some("int4") => (int4_bytes(&codes), int4_bytes(&zeros)),
         _ => (codes, zeros),
     };
     let scales: Vec<f32> = q.scales.iter().map(|s| s.to_f32()).collect();
     let (w, s, z) = (blobs.put(w), blobs.put(float_bytes(&scales)), blobs.put(z));
-    args.w = Some(w.path());
-    args.scales = Some(s.path());
-    args.zeros = Some(z.path());
-    vec![w, s, z]
+    out.w = Some(w.path());
+    out.scales = Some(s.path());
+    out.zeros = Some(z.path());
+    Ok((out, vec![w, s, z]))
 }
 
 /// The page's arguments for one WebNN layer and the tensors served for it.
@@ -103,31 +140,17 @@ pub fn layer_args(
     warmup: u32,
     repetitions: u32,
 ) -> Result<(serde_json::Value, Vec<Blob>), LayerError> {
-    let q = &case.quantized;
-    let group = q.params.group_size.max(1);
-    if q.params.bits != Bits::B16 && !layer.k.is_multiple_of(group) {
-        // block-wise dequantizeLinear needs whole blocks
-        return Err(LayerError::Malformed(format!(
-            "k = {} is not a multiple of the group size {group}",
-            layer.k
-        )));
-    }
+    let (weights, mut served) = weights(&case.quantized, blobs)?;
     let x = blobs.put(float_bytes(&case.input));
-    let mut args = WebnnArgs {
+    let args = WebnnArgs {
         m: layer.m,
         k: layer.k,
         n: layer.n,
-        bits: q.params.bits.get(),
-        groups_per_row: layer.k.div_ceil(group),
-        dtype: None,
+        weights,
         x: x.path(),
-        w: None,
-        scales: None,
-        zeros: None,
         warmup,
         repetitions,
     };
-    let mut served = operands(q, blobs, &mut args);
     served.push(x);
     // numbers and strings only: serializing cannot fail
     let value = serde_json::to_value(&args).expect("page arguments serialize");

@@ -1,15 +1,19 @@
 //! Whole blocks in real browsers: a BERT-base encoder layer (8 positions) and a TinyLlama
-//! decode step (after 7 cached positions) at 4 and 8 bits in Chromium 156 (SwiftShader) and
-//! Firefox (lavapipe), every tensor the page computed checked in Rust; and planted mistakes in
-//! the page's softmax, LayerNorm and GELU each fail, naming the op.
+//! decode step (after 7 cached positions) at 4 and 8 bits on WebGPU in Chromium 156
+//! (SwiftShader) and Firefox (lavapipe) and on WebNN in Chromium 153 (one MLGraph, CPU),
+//! every tensor the page computed checked in Rust; planted mistakes in the page's softmax,
+//! LayerNorm and GELU each fail, naming the op; and a WebNN build without `gelu` answers
+//! `unsupported` in its own words.
 
 use quantgrid_agent::block::{block_args, run_block};
+use quantgrid_agent::discovery::browser::Found;
+use quantgrid_agent::layers::LayerError;
 use quantgrid_agent::server;
 use quantgrid_agent::webdriver::{Driver, Launch, Session};
 use quantgrid_matrix::block::{BlockCase, block_case, check};
 use quantgrid_matrix::family::resolve;
 use quantgrid_matrix::quant::{Bits, QuantParams, Scheme};
-use quantgrid_matrix::{Browser, WorkloadSize, graph, reference};
+use quantgrid_matrix::{Browser, Platform, WorkloadSize, graph, reference};
 
 struct Page {
     harness: server::Harness,
@@ -17,6 +21,7 @@ struct Page {
     session: Session,
 }
 
+/// The newest build of `browser` with a WebDriver server.
 async fn page(browser: Browser, what: &str) -> Page {
     let found = quantgrid_agent::discovery::browsers();
     let build = found
@@ -24,6 +29,20 @@ async fn page(browser: Browser, what: &str) -> Page {
         .filter(|f| f.candidate.browser == browser && f.candidate.driver.is_some())
         .max_by_key(|f| quantgrid_agent::discovery::browser::major(&f.version))
         .unwrap_or_else(|| panic!("{what} are installed (./x test installs them)"));
+    page_of(build).await
+}
+
+/// Chromium 153, the build with WebNN here (started by the agent and attached to).
+async fn chromium_153() -> Page {
+    let found = quantgrid_agent::discovery::browsers();
+    let build = found
+        .iter()
+        .find(|f| f.candidate.browser == Browser::Chromium && f.version.starts_with("153."))
+        .expect("Chromium 153 is installed (./x test installs it and sets QUANTGRID_CHROMIUM)");
+    page_of(build).await
+}
+
+async fn page_of(build: &Found) -> Page {
     let harness = server::Harness::start().await.expect("harness");
     let launch = Launch::of(build, true);
     let driver = Driver::start(build.candidate.driver.as_ref().expect("driver"), &launch)
@@ -60,24 +79,39 @@ fn case(model: &str, seq_len: u32, bits: Bits) -> BlockCase {
     block_case(g, 11, &params, |l| Ok::<_, ()>(reference::weights(11, l))).expect("case")
 }
 
-async fn verdict(p: &Page, case: &BlockCase) -> quantgrid_matrix::block::BlockVerdict {
-    let (args, _served) = block_args(p.harness.blobs(), case, 0, 2);
-    let run = run_block(&p.session, args).await.expect("the block runs");
+async fn ran(
+    p: &Page,
+    platform: Platform,
+    case: &BlockCase,
+) -> Result<quantgrid_agent::block::BlockRun, LayerError> {
+    let (args, _served) = block_args(p.harness.blobs(), case, platform, 0, 2).expect("args");
+    run_block(&p.session, platform, args).await
+}
+
+async fn verdict_on(
+    p: &Page,
+    platform: Platform,
+    case: &BlockCase,
+) -> quantgrid_matrix::block::BlockVerdict {
+    let run = ran(p, platform, case).await.expect("the block runs");
     assert_eq!(run.clock.samples_ms.len(), 2);
     check(case, &run.values).expect("every tensor read back")
 }
 
-async fn blocks_pass(browser: Browser, what: &str) {
-    let p = page(browser, what).await;
+async fn verdict(p: &Page, case: &BlockCase) -> quantgrid_matrix::block::BlockVerdict {
+    verdict_on(p, Platform::Webgpu, case).await
+}
+
+async fn blocks_pass(p: &Page, platform: Platform, what: &str) {
     for (model, seq) in [("bert", 8), ("tinyllama", 8)] {
         let mut cosines = Vec::new();
         for bits in [Bits::B4, Bits::B8] {
             let c = case(model, seq, bits);
-            let v = verdict(&p, &c).await;
-            assert_eq!(v.failure, None, "{browser} {model} {bits}-bit: {v:?}");
+            let v = verdict_on(p, platform, &c).await;
+            assert_eq!(v.failure, None, "{what} {model} {bits}-bit: {v:?}");
             assert!(
                 v.end_to_end_rel_err < 1e-4,
-                "{browser} {model} {bits}-bit: {v:?}"
+                "{what} {model} {bits}-bit: {v:?}"
             );
             cosines.push(v.accuracy.cosine);
         }
@@ -91,12 +125,45 @@ async fn blocks_pass(browser: Browser, what: &str) {
 
 #[tokio::test]
 async fn a_bert_block_and_a_llama_decode_step_pass_in_chromium() {
-    blocks_pass(Browser::Chromium, "Chromium and chromedriver").await;
+    let what = "Chromium and chromedriver";
+    blocks_pass(&page(Browser::Chromium, what).await, Platform::Webgpu, what).await;
 }
 
 #[tokio::test]
 async fn a_bert_block_and_a_llama_decode_step_pass_in_firefox() {
-    blocks_pass(Browser::Firefox, "Firefox ESR and geckodriver").await;
+    let what = "Firefox ESR and geckodriver";
+    blocks_pass(&page(Browser::Firefox, what).await, Platform::Webgpu, what).await;
+}
+
+#[tokio::test]
+async fn a_bert_block_and_a_llama_decode_step_pass_on_webnn_in_chromium_153() {
+    let p = chromium_153().await;
+    blocks_pass(&p, Platform::Webnn, "Chromium 153 WebNN").await;
+}
+
+#[tokio::test]
+async fn a_webnn_build_without_gelu_answers_unsupported_with_its_own_evidence() {
+    let p = chromium_153().await;
+    let c = case("bert", 8, Bits::B8);
+    let builder = |script: &str| {
+        let script = format!("{script} done(null);");
+        let session = &p.session;
+        async move { session.run_async_with(&script, vec![]).await.expect("ran") }
+    };
+    builder(
+        "window.savedGelu = MLGraphBuilder.prototype.gelu; delete MLGraphBuilder.prototype.gelu;",
+    )
+    .await;
+    let refused = ran(&p, Platform::Webnn, &c).await;
+    let Err(LayerError::Unsupported(text)) = refused else {
+        panic!("a build without gelu ran the block: {refused:?}");
+    };
+    assert!(
+        text.contains("no gelu (needed for act)") && text.contains("opSupportLimits().gelu"),
+        "{text}"
+    );
+    builder("MLGraphBuilder.prototype.gelu = window.savedGelu;").await;
+    assert_eq!(verdict_on(&p, Platform::Webnn, &c).await.failure, None);
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 // quantized matmuls in kernels/linear.wgsl with their packed weights), in the graph's order,
 // one command encoder per run. The agent checks every tensor the page computed in Rust.
 import { device, lost, clearLost } from "./webgpu.js";
-import { fetched } from "./tensors.js";
+import { fetched, base64 } from "./tensors.js";
+import { run as webnnRun } from "./webnn-graph.js";
 import { timed } from "./timing.js";
 import { Unavailable } from "./answer.js";
 
@@ -153,12 +154,6 @@ function encode(dev, steps, qs, slot) {
   return enc.finish();
 }
 
-function base64(bytes) {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-  return btoa(s);
-}
-
 async function run(a) {
   const dev = await device();
   dev.pushErrorScope("validation");
@@ -264,14 +259,15 @@ window.quantgridBlock = async (kind, a) => {
   clearLost();
   let r;
   try {
-    if (kind !== "webgpu") throw new Error(`the block harness runs on webgpu, not ${kind}`);
-    r = await run(a);
+    if (kind === "webgpu") r = await run(a);
+    else if (kind === "webnn") r = await webnnRun(a);
+    else throw new Error(`the block harness runs on webgpu or webnn, not ${kind}`);
   } catch (e) {
     if (lost) return { kind: "error", error: lost };
     if (e instanceof Unavailable) return { kind: "unavailable", evidence: e.message };
     return { kind: "error", error: `${e.name}: ${e.message}` };
   }
   if (lost) return { kind: "error", error: lost };
-  if (r.unsupported) return { kind: "unsupported", evidence: r.unsupported };
+  if (r.unsupported) return { kind: "unsupported", evidence: r.unsupported, webnn: r.webnn };
   return { kind: "ran", ...r };
 };

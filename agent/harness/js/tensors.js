@@ -10,3 +10,10 @@ export async function fetched(path) {
 
 // A layer's tensors: x, W, scales, zero points (null where the layer has none).
 export const tensors = (a) => Promise.all([a.x, a.w, a.scales, a.zeros].map(fetched));
+
+// Raw bytes as base64: how tensor values travel back to the agent exactly, NaN included.
+export function base64(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}

@@ -3,7 +3,7 @@ import { timed } from "./timing.js";
 import { Unavailable } from "./answer.js";
 
 let mlPromise = null;
-async function mlContext() {
+export async function mlContext() {
   if (!mlPromise) {
     mlPromise = (async () => {
       if (!("ml" in navigator)) throw new Unavailable("WebNN API not found: navigator.ml is undefined");
@@ -29,7 +29,7 @@ async function mlContext() {
 
 // Why this context cannot run layer `a`, from its own opSupportLimits: a width WebNN has no
 // operand type for is answered, never emulated. Null when it can.
-function refusal(ctx, a) {
+export function refusal(ctx, a) {
   const limits = ctx.opSupportLimits();
   const accepted = (limits.dequantizeLinear && limits.dequantizeLinear.input.dataTypes) || [];
   if (a.dtype === "float16" || accepted.includes(a.dtype)) return null;
