@@ -447,6 +447,9 @@ fn block_verdict(
         kernel_bound_c: v.kernel.bound_c,
         kernel_err_ratio: v.kernel.worst_ratio,
         accuracy_rel_err: v.accuracy.rel_err,
+        accuracy_cosine: Some(v.accuracy.cosine),
+        accuracy_top1: v.accuracy.top1_agreement,
+        accuracy_kl: v.accuracy.kl_divergence,
     };
     let status = if v.failure.is_some() {
         Status::Fail

@@ -2,6 +2,7 @@
 //! port) runs a BERT block as one MLGraph at 8 bits and at experimental int4 (and float16
 //! weights at 16), answers 2 and 3 bits with its own opSupportLimits, and Chromium 156 (built
 //! without WebNN) says it cannot.
+
 use quantgrid_agent::browser_executor::BrowserExecutor;
 use quantgrid_agent::discovery::browser::Attach;
 use quantgrid_agent::executor::{Executor, Job};

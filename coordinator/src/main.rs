@@ -268,8 +268,8 @@ fn results(store: &Store, sweep: Option<&str>, limit: usize, json: bool) -> Resu
     }
     writeln!(
         out,
-        "{:<10} {:<16} {:<46} {:<16} {:>4} {:>7} {:>10} {:>8}  note",
-        "sweep", "cell", "configuration", "status", "bits", "samples", "p50 ms", "err"
+        "{:<10} {:<16} {:<46} {:<16} {:>4} {:>7} {:>10} {:>8} {:>7}  note",
+        "sweep", "cell", "configuration", "status", "bits", "samples", "p50 ms", "err", "cos"
     )?;
     for r in &rows {
         let note = match (&r.error_text, r.simulated, r.accepted) {
@@ -286,7 +286,7 @@ fn results(store: &Store, sweep: Option<&str>, limit: usize, json: bool) -> Resu
         };
         writeln!(
             out,
-            "{:<10} {:<16} {:<46} {:<16} {:>4} {:>7} {:>10} {:>8}  {note}",
+            "{:<10} {:<16} {:<46} {:<16} {:>4} {:>7} {:>10} {:>8} {:>7}  {note}",
             r.sweep_id,
             r.cell_id,
             r.label,
@@ -296,6 +296,7 @@ fn results(store: &Store, sweep: Option<&str>, limit: usize, json: bool) -> Resu
             r.p50_ms.map_or("-".into(), |v| format!("{v:.3}")),
             r.accuracy_rel_err
                 .map_or("-".into(), |v| format!("{:.2}%", v * 100.0)),
+            r.accuracy_cosine.map_or("-".into(), |v| format!("{v:.4}")),
         )?;
     }
     if rows.is_empty() {

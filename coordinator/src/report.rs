@@ -2,12 +2,14 @@
 
 use crate::store::{Store, StoreError};
 use quantgrid_matrix::render::{self, Report};
+use quantgrid_matrix::result::Thresholds;
 
 #[derive(Debug, Clone)]
 pub struct MatrixOptions<'a> {
     pub sweep: Option<&'a str>,
     pub include_simulated: bool,
-    /// `None`: the tolerance the sweep was submitted with (the strictest across sweeps).
+    /// Overrides the largest relative error counted as accurate; `None`: the thresholds the
+    /// sweeps were submitted with (the strictest across sweeps, metric by metric).
     pub accuracy_tolerance: Option<f64>,
 }
 
@@ -19,13 +21,13 @@ pub fn matrix_markdown(store: &Store, opts: &MatrixOptions<'_>) -> Result<String
         .iter()
         .filter(|s| opts.sweep.is_none_or(|id| id == s.sweep_id))
         .collect();
-    let tolerance = opts.accuracy_tolerance.unwrap_or_else(|| {
-        chosen
-            .iter()
-            .map(|s| s.accuracy_tolerance)
-            .fold(f64::INFINITY, f64::min)
-            .min(1.0)
-    });
+    let mut accuracy = chosen
+        .iter()
+        .map(|s| s.accuracy)
+        .fold(Thresholds::rel_err(1.0), Thresholds::strictest);
+    if let Some(t) = opts.accuracy_tolerance {
+        accuracy.max_rel_err = t;
+    }
     let file = store.path().file_name().map_or_else(
         || store.path().display().to_string(),
         |f| f.to_string_lossy().into_owned(),
@@ -37,7 +39,7 @@ pub fn matrix_markdown(store: &Store, opts: &MatrixOptions<'_>) -> Result<String
     Ok(render::render(&Report {
         source: &source,
         entries: &entries,
-        accuracy_tolerance: tolerance,
+        accuracy,
         include_simulated: opts.include_simulated,
     }))
 }

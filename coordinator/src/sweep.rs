@@ -30,7 +30,7 @@ pub fn sweep_record(
             spec_yaml: spec_yaml.to_string(),
             client_request_id,
             priority: spec.priority,
-            accuracy_tolerance: spec.accuracy_tolerance,
+            accuracy: spec.accuracy,
             run: spec.run,
             created_at_us: now_micros(),
             simulated,

@@ -51,6 +51,9 @@ pub fn measurement(repetitions: u32) -> Measurement {
         kernel_max_abs_err: 1e-7,
         kernel_bound_c: crate::reference::KERNEL_BOUND_C,
         kernel_err_ratio: 0.05,
+        accuracy_cosine: Some(0.995),
+        accuracy_top1: None,
+        accuracy_kl: None,
         accuracy_rel_err: 0.02,
     }
 }

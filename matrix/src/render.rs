@@ -7,7 +7,7 @@
 use crate::cell::{Browser, Cell, Platform};
 use crate::family::{self, Modality};
 use crate::quant::{Bits, Scheme};
-use crate::result::{Environment, RanOn, Status};
+use crate::result::{Environment, ModelAccuracy, RanOn, Status, Thresholds};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -21,6 +21,12 @@ pub struct Outcome {
     pub p50_ms: Option<f64>,
     pub samples: u32,
     pub accuracy_rel_err: Option<f64>,
+    /// Cosine of the final hidden state with fp32's.
+    pub accuracy_cosine: Option<f64>,
+    /// LM heads: next-token top-1 agreement with fp32.
+    pub accuracy_top1: Option<f64>,
+    /// LM heads: KL(fp32 ‖ run) in nats.
+    pub accuracy_kl: Option<f64>,
     pub environment: Option<Environment>,
     pub simulated: bool,
     /// What timed the samples (`performance.now` or `timestamp-query`); `None` before it was
@@ -33,6 +39,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    pub fn accuracy(&self) -> ModelAccuracy {
+        ModelAccuracy {
+            rel_err: self.accuracy_rel_err,
+            cosine: self.accuracy_cosine,
+            top1: self.accuracy_top1,
+            kl: self.accuracy_kl,
+        }
+    }
+
     /// The median on the page's clock (`performance.now` around awaited runs): the one clock
     /// every browser and platform has, so the only one times are compared on. Results stored
     /// before v4 whose samples were GPU timestamps have none.
@@ -95,7 +110,8 @@ pub struct Report<'a> {
     /// Where the data came from, e.g. the database path and result count.
     pub source: &'a str,
     pub entries: &'a [Entry],
-    pub accuracy_tolerance: f64,
+    /// What marks a pass ⚠️ rather than ✅, as the sweeps' specs state it.
+    pub accuracy: Thresholds,
     /// Simulated results are dropped unless this is set; when set they are marked.
     pub include_simulated: bool,
 }
@@ -169,12 +185,46 @@ fn variant(c: &Cell) -> String {
     parts.join(" ")
 }
 
-fn accurate(o: &Outcome, tolerance: f64) -> bool {
-    o.accuracy_rel_err.is_some_and(|e| e <= tolerance)
+fn accurate(o: &Outcome, t: &Thresholds) -> bool {
+    t.missed(&o.accuracy()).is_none()
+}
+
+/// The accuracy figures of a pass, as short as they read: cosine, relative error, and for LM
+/// heads top-1 agreement and KL.
+fn figures(o: &Outcome) -> String {
+    let mut out = String::new();
+    if let Some(c) = o.accuracy_cosine {
+        let _ = write!(out, " · cos {c:.4}");
+    }
+    if let Some(e) = o.accuracy_rel_err {
+        let _ = write!(out, " · err {}", pct(e));
+    }
+    if let Some(t) = o.accuracy_top1 {
+        let _ = write!(out, " · top-1 {}", pct(t));
+    }
+    if let Some(k) = o.accuracy_kl {
+        let _ = write!(out, " · KL {k:.3}");
+    }
+    out
+}
+
+/// The thresholds in words, for the matrix's preamble.
+fn stated(t: &Thresholds) -> String {
+    let mut parts = vec![format!("`err` ≤ {}", pct(t.max_rel_err))];
+    if let Some(c) = t.min_cosine {
+        parts.push(format!("`cos` ≥ {c}"));
+    }
+    if let Some(v) = t.min_top1 {
+        parts.push(format!("`top-1` ≥ {}", pct(v)));
+    }
+    if let Some(k) = t.max_kl {
+        parts.push(format!("`KL` ≤ {k}"));
+    }
+    parts.join(", ")
 }
 
 /// One table cell: what was measured, in a few characters.
-fn show(cell: &Cell, o: Option<&Outcome>, tolerance: f64, notes: &mut Notes) -> String {
+fn show(cell: &Cell, o: Option<&Outcome>, tolerance: &Thresholds, notes: &mut Notes) -> String {
     let Some(o) = o else {
         return "— not run".into();
     };
@@ -195,10 +245,7 @@ fn show(cell: &Cell, o: Option<&Outcome>, tolerance: f64, notes: &mut Notes) -> 
             } else if let Some(gpu) = o.gpu_p50_ms {
                 let _ = write!(time, " (GPU {})", ms(gpu));
             }
-            let err = o
-                .accuracy_rel_err
-                .map(|e| format!(" · err {}", pct(e)))
-                .unwrap_or_default();
+            let err = figures(o);
             let icon = if accurate(o, tolerance) {
                 "✅"
             } else {
@@ -226,7 +273,10 @@ fn show(cell: &Cell, o: Option<&Outcome>, tolerance: f64, notes: &mut Notes) -> 
 /// The best passing, accurate configuration: the lowest page-clock median, compared only
 /// within one class of device (hardware first, then the CPU; an unknown device only when
 /// nothing else ran), then the fewest weight bytes, then the fewest bits.
-fn recommended<'e>(entries: &[&'e Entry], tolerance: f64) -> Option<(&'e Entry, f64, Class)> {
+fn recommended<'e>(
+    entries: &[&'e Entry],
+    tolerance: &Thresholds,
+) -> Option<(&'e Entry, f64, Class)> {
     let candidates: Vec<(&'e Entry, f64, Class)> = entries
         .iter()
         .filter_map(|e| {
@@ -254,7 +304,12 @@ fn recommended<'e>(entries: &[&'e Entry], tolerance: f64) -> Option<(&'e Entry, 
 }
 
 /// The platform column of the summary table.
-fn summary(entries: &[&Entry], platform: Platform, tolerance: f64, notes: &mut Notes) -> String {
+fn summary(
+    entries: &[&Entry],
+    platform: Platform,
+    tolerance: &Thresholds,
+    notes: &mut Notes,
+) -> String {
     let on: Vec<&&Entry> = entries
         .iter()
         .filter(|e| e.cell.platform == platform)
@@ -336,19 +391,22 @@ pub fn render(report: &Report<'_>) -> String {
             e
         })
         .collect();
-    let tol = report.accuracy_tolerance;
+    let tol = &report.accuracy;
     let mut out = String::new();
     let _ = writeln!(out, "# quantgrid compatibility matrix\n");
     let measured = entries.iter().filter(|e| e.outcome.is_some()).count();
     let _ = writeln!(
         out,
-        "Source: {}. {} cells, {} with results. Times are medians of stored raw samples; \
-         `err` is the relative error against an fp32 reference computed outside the browser \
-         (accurate when ≤ {}).\n",
+        "Source: {}. {} cells, {} with results. Times are medians of stored raw samples. \
+         Accuracy is the model's, against an fp32 reference computed outside the browser from \
+         the same inputs: `cos` is the cosine of the final hidden state (a sentence embedding \
+         where the model pools), `err` its relative error, and for LM heads `top-1` the \
+         next-token agreement and `KL` the divergence in nats. A pass counts as accurate when it \
+         meets the spec's thresholds ({}); one that misses them is flagged.\n",
         report.source,
         entries.len(),
         measured,
-        pct(tol)
+        stated(tol)
     );
     if report.include_simulated
         && entries
@@ -436,7 +494,7 @@ pub fn render(report: &Report<'_>) -> String {
 
 /// Says what each clock is and how the matrix compares times: one clock (the page's), one
 /// class of device at a time, and under which accuracy condition.
-fn timing(out: &mut String, entries: &[Entry], tolerance: f64) {
+fn timing(out: &mut String, entries: &[Entry], tolerance: &Thresholds) {
     let outcomes = || entries.iter().filter_map(|e| e.outcome.as_ref());
     if outcomes().all(|o| o.p50_ms.is_none()) {
         return;
@@ -469,14 +527,20 @@ fn timing(out: &mut String, entries: &[Entry], tolerance: f64) {
     }
     let _ = writeln!(
         out,
-        "**Recommended** is, per family, the pass with the lowest page-clock median among those accurate within {} (`err`), then the fewest weight bytes, then the fewest bits; it compares results of one class of device only: {} first, then {}; a result whose device is unknown is ranked only when nothing else ran. The class is shown with it.\n",
-        pct(tolerance),
+        "**Recommended** is, per family, the pass with the lowest page-clock median among those that meet the accuracy thresholds ({}), then the fewest weight bytes, then the fewest bits; it compares results of one class of device only: {} first, then {}; a result whose device is unknown is ranked only when nothing else ran. The class is shown with it.\n",
+        stated(tolerance),
         Class::Hardware.title(),
         Class::Cpu.title(),
     );
 }
 
-fn family_table(out: &mut String, f: &family::Family, es: &[&Entry], tol: f64, notes: &mut Notes) {
+fn family_table(
+    out: &mut String,
+    f: &family::Family,
+    es: &[&Entry],
+    tol: &Thresholds,
+    notes: &mut Notes,
+) {
     let bits: BTreeSet<Bits> = es.iter().map(|e| e.cell.precision.requested).collect();
     // one row per browser, platform, model and variant; one column per requested width
     type RowKey = (Browser, Platform, String, String);
@@ -653,6 +717,14 @@ mod tests {
                 Bits::B4 => 0.021,
                 _ => 0.002,
             }),
+            accuracy_cosine: p50.map(|_| match bits {
+                Bits::B2 => 0.61,
+                Bits::B3 => 0.93,
+                Bits::B4 => 0.985,
+                _ => 0.9999,
+            }),
+            accuracy_top1: None,
+            accuracy_kl: None,
             timer: p50.map(|_| "performance.now".to_string()),
             gpu_p50_ms: p50
                 .filter(|_| env.browser == Browser::Firefox)
@@ -723,7 +795,7 @@ mod tests {
         let md = render(&Report {
             source: "`snap.duckdb` (test fixture)",
             entries: &es,
-            accuracy_tolerance: 0.05,
+            accuracy: Thresholds::rel_err(0.05),
             include_simulated: false,
         });
         insta::assert_snapshot!(md);
@@ -740,7 +812,7 @@ mod tests {
         let hidden = render(&Report {
             source: "x",
             entries: &es,
-            accuracy_tolerance: 0.05,
+            accuracy: Thresholds::rel_err(0.05),
             include_simulated: false,
         });
         assert!(!hidden.contains('✅'), "simulated passes leaked:\n{hidden}");
@@ -748,7 +820,7 @@ mod tests {
         let shown = render(&Report {
             source: "x",
             entries: &es,
-            accuracy_tolerance: 0.05,
+            accuracy: Thresholds::rel_err(0.05),
             include_simulated: true,
         });
         assert!(shown.contains("Contains simulated results"));
@@ -764,7 +836,7 @@ mod tests {
         let md = render(&Report {
             source: "x",
             entries: &es,
-            accuracy_tolerance: 0.05,
+            accuracy: Thresholds::rel_err(0.05),
             include_simulated: false,
         });
         assert!(md.contains("— not run"));

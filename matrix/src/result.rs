@@ -298,6 +298,101 @@ pub struct Measurement {
     /// Relative error against the fp32 reference of the unquantized weights: the cost of
     /// quantization.
     pub accuracy_rel_err: f64,
+    /// Cosine similarity of the final hidden state (a sentence embedding where the model
+    /// pools) with fp32's; `None` from agents that measured layers only.
+    #[serde(default)]
+    pub accuracy_cosine: Option<f64>,
+    /// LM heads: share of inputs whose most likely next token is fp32's.
+    #[serde(default)]
+    pub accuracy_top1: Option<f64>,
+    /// LM heads: KL(fp32 ‖ run) of the next-token distribution, in nats.
+    #[serde(default)]
+    pub accuracy_kl: Option<f64>,
+}
+
+/// What marks a passing cell ⚠️ rather than ✅, per metric, as the spec states it: a metric
+/// without a threshold judges nothing, and one a result lacks (an encoder has no next token)
+/// is not held against it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Largest relative error of the final hidden state against fp32.
+    pub max_rel_err: f64,
+    /// Smallest cosine of the final hidden state (or sentence embedding) with fp32's.
+    pub min_cosine: Option<f64>,
+    /// LM heads: smallest share of inputs whose next token is fp32's.
+    pub min_top1: Option<f64>,
+    /// LM heads: largest KL(fp32 ‖ run) in nats.
+    pub max_kl: Option<f64>,
+}
+
+impl Thresholds {
+    /// Only the relative error, as specs before per-metric thresholds stated it.
+    pub fn rel_err(max_rel_err: f64) -> Thresholds {
+        Thresholds {
+            max_rel_err,
+            min_cosine: None,
+            min_top1: None,
+            max_kl: None,
+        }
+    }
+
+    /// The stricter of two, metric by metric (a report over several sweeps).
+    pub fn strictest(self, o: Thresholds) -> Thresholds {
+        let pick = |a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64| match (a, b) {
+            (Some(a), Some(b)) => Some(f(a, b)),
+            (a, b) => a.or(b),
+        };
+        Thresholds {
+            max_rel_err: self.max_rel_err.min(o.max_rel_err),
+            min_cosine: pick(self.min_cosine, o.min_cosine, f64::max),
+            min_top1: pick(self.min_top1, o.min_top1, f64::max),
+            max_kl: pick(self.max_kl, o.max_kl, f64::min),
+        }
+    }
+
+    /// The first metric `a` misses, in words; `None` when it meets every threshold it has a
+    /// figure for. No relative error at all is never accurate.
+    pub fn missed(&self, a: &ModelAccuracy) -> Option<String> {
+        let Some(rel) = a.rel_err else {
+            return Some("no accuracy figure".into());
+        };
+        if rel.is_nan() || rel > self.max_rel_err {
+            return Some(format!("relative error {rel:.3} > {}", self.max_rel_err));
+        }
+        let below = |v: Option<f64>, t: Option<f64>| matches!((v, t), (Some(v), Some(t)) if v.is_nan() || v < t);
+        let above = |v: Option<f64>, t: Option<f64>| matches!((v, t), (Some(v), Some(t)) if v.is_nan() || v > t);
+        if below(a.cosine, self.min_cosine) {
+            return Some(format!(
+                "cosine {:.4} < {}",
+                a.cosine.unwrap_or(f64::NAN),
+                self.min_cosine.unwrap_or(f64::NAN)
+            ));
+        }
+        if below(a.top1, self.min_top1) {
+            return Some(format!(
+                "top-1 agreement {:.3} < {}",
+                a.top1.unwrap_or(f64::NAN),
+                self.min_top1.unwrap_or(f64::NAN)
+            ));
+        }
+        if above(a.kl, self.max_kl) {
+            return Some(format!(
+                "KL {:.4} > {}",
+                a.kl.unwrap_or(f64::NAN),
+                self.max_kl.unwrap_or(f64::NAN)
+            ));
+        }
+        None
+    }
+}
+
+/// A result's model-level accuracy figures against fp32, each where it was measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ModelAccuracy {
+    pub rel_err: Option<f64>,
+    pub cosine: Option<f64>,
+    pub top1: Option<f64>,
+    pub kl: Option<f64>,
 }
 
 impl Measurement {
@@ -364,6 +459,19 @@ pub fn check_report(result: &CellResult, repetitions: u32) -> Result<(), String>
         let ok = v >= 0.0 && (v.is_finite() || result.status == Status::Fail);
         if !ok {
             return Err(format!("{name} is {v}"));
+        }
+    }
+    for (name, v, lo, hi) in [
+        ("accuracy_cosine", m.accuracy_cosine, -1.0, 1.0),
+        ("accuracy_top1", m.accuracy_top1, 0.0, 1.0),
+        ("accuracy_kl", m.accuracy_kl, 0.0, f64::INFINITY),
+    ] {
+        // rounding may put a cosine a few ulps past 1; NaN only where the cell failed
+        let ok = v.is_none_or(|v| {
+            (v.is_nan() && result.status == Status::Fail) || (v >= lo - 1e-9 && v <= hi + 1e-9)
+        });
+        if !ok {
+            return Err(format!("{name} is {v:?}, outside [{lo}, {hi}]"));
         }
     }
     if ran && m.weight_bytes == 0 {
@@ -475,11 +583,62 @@ mod tests {
                 kernel_max_abs_err: 1e-6,
                 kernel_bound_c: crate::reference::KERNEL_BOUND_C,
                 kernel_err_ratio: 0.01,
+                accuracy_cosine: None,
+                accuracy_top1: None,
+                accuracy_kl: None,
                 accuracy_rel_err: 0.02,
             }),
             environment: None,
             simulated: false,
         }
+    }
+
+    #[test]
+    fn thresholds_judge_the_metrics_they_state_and_the_strictest_wins() {
+        let t = Thresholds {
+            max_rel_err: 0.2,
+            min_cosine: Some(0.99),
+            min_top1: None,
+            max_kl: Some(0.05),
+        };
+        let good = ModelAccuracy {
+            rel_err: Some(0.1),
+            cosine: Some(0.995),
+            top1: Some(0.0),
+            kl: None,
+        };
+        // no top-1 threshold: a disagreeing next token is shown, not judged; no KL: not held
+        assert_eq!(t.missed(&good), None);
+        let low = ModelAccuracy {
+            cosine: Some(0.98),
+            ..good
+        };
+        assert!(
+            t.missed(&low)
+                .expect("missed")
+                .starts_with("cosine 0.9800 < 0.99")
+        );
+        let nan = ModelAccuracy {
+            rel_err: Some(f64::NAN),
+            ..good
+        };
+        assert!(t.missed(&nan).is_some(), "NaN is never accurate");
+        assert!(t.missed(&ModelAccuracy::default()).is_some());
+        let other = Thresholds {
+            max_rel_err: 0.1,
+            min_cosine: Some(0.9),
+            min_top1: Some(0.8),
+            max_kl: None,
+        };
+        assert_eq!(
+            t.strictest(other),
+            Thresholds {
+                max_rel_err: 0.1,
+                min_cosine: Some(0.99),
+                min_top1: Some(0.8),
+                max_kl: Some(0.05),
+            }
+        );
     }
 
     #[test]
@@ -500,6 +659,9 @@ mod tests {
         assert!(bad(|m| m.samples_ms.truncate(2), Status::Pass).contains("2 samples"));
         assert!(bad(|m| m.build_ms = f64::NAN, Status::Pass).contains("build_ms"));
         assert!(bad(|m| m.accuracy_rel_err = -1.0, Status::Pass).contains("accuracy_rel_err"));
+        assert!(bad(|m| m.accuracy_cosine = Some(1.5), Status::Pass).contains("accuracy_cosine"));
+        assert!(bad(|m| m.accuracy_top1 = Some(f64::NAN), Status::Pass).contains("accuracy_top1"));
+        assert!(bad(|m| m.accuracy_kl = Some(-0.1), Status::Pass).contains("accuracy_kl"));
         assert!(bad(|m| m.weight_bytes = 0, Status::Pass).contains("0 weight bytes"));
         assert!(bad(|m| m.kernel_err_ratio = 1.5, Status::Pass).contains("its bound"));
         assert!(bad(|m| m.kernel_bound_c = 1.0, Status::Pass).contains("bound constant"));

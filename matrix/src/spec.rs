@@ -7,6 +7,7 @@
 use crate::cell::{Browser, Cell, Platform};
 use crate::family::{self, Modality, Resolved};
 use crate::quant::{Bits, Scheme};
+use crate::result::Thresholds;
 use crate::workload::WorkloadSize;
 use schemars::JsonSchema;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -81,10 +82,15 @@ pub struct RawSpec {
     /// Re-runs after infrastructure failures (never after a real test failure).
     #[serde(default = "default_retries")]
     pub retries: u32,
-    /// Largest relative error against the fp32 reference that still counts as accurate.
+    /// Largest relative error of the final hidden state against fp32 that still counts as
+    /// accurate.
     #[serde(default = "default_accuracy_tolerance")]
     #[schemars(with = "f64")]
     pub accuracy_tolerance: Spanned<f64>,
+    /// Further thresholds a passing cell must meet to be ✅ rather than ⚠️, per metric; a
+    /// metric left out judges nothing.
+    #[serde(default)]
+    pub accuracy: RawAccuracy,
     /// Which agents may run the cells.
     #[serde(default)]
     pub requirements: RawRequirements,
@@ -151,6 +157,21 @@ fn default_accuracy_tolerance() -> Spanned<f64> {
 }
 fn default_max_cells() -> Spanned<u32> {
     unspanned(DEFAULT_MAX_CELLS)
+}
+
+/// Per-metric accuracy thresholds, as written.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccuracy {
+    /// Smallest cosine of the final hidden state (or sentence embedding) with fp32's.
+    #[schemars(with = "Option<f64>")]
+    pub min_cosine: Option<Spanned<f64>>,
+    /// LM heads: smallest share of inputs whose next token is fp32's.
+    #[schemars(with = "Option<f64>")]
+    pub min_top1: Option<Spanned<f64>>,
+    /// LM heads: largest KL(fp32 ‖ run) of the next-token distribution, in nats.
+    #[schemars(with = "Option<f64>")]
+    pub max_kl: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -486,7 +507,7 @@ pub struct MatrixSpec {
     pub group_size: u32,
     pub workload: WorkloadSize,
     pub run: RunParams,
-    pub accuracy_tolerance: f64,
+    pub accuracy: Thresholds,
     pub requirements: Requirements,
     pub agent_wait_secs: u32,
     pub include: Vec<Rule>,
@@ -555,6 +576,35 @@ fn dedup<T: PartialEq + Copy>(v: &[T]) -> Vec<T> {
         }
     }
     out
+}
+
+/// The spec's thresholds, each in its metric's range.
+fn thresholds(cx: &Ctx<'_>, max_rel_err: f64, raw: &RawAccuracy) -> Result<Thresholds, SpecError> {
+    let within = |v: &Option<Spanned<f64>>, name: &str, ok: fn(f64) -> bool, hint: &str| match v {
+        Some(t) if !ok(t.value) => Err(cx.at(t, format!("`accuracy.{name}` is {}", t.value), hint)),
+        v => Ok(v.as_ref().map(|t| t.value)),
+    };
+    Ok(Thresholds {
+        max_rel_err,
+        min_cosine: within(
+            &raw.min_cosine,
+            "min_cosine",
+            |v| v > -1.0 && v <= 1.0,
+            "a cosine lies in (-1, 1]: 0.99 is typical",
+        )?,
+        min_top1: within(
+            &raw.min_top1,
+            "min_top1",
+            |v| (0.0..=1.0).contains(&v),
+            "a share of inputs lies in [0, 1]",
+        )?,
+        max_kl: within(
+            &raw.max_kl,
+            "max_kl",
+            |v| v.is_finite() && v > 0.0,
+            "a positive number of nats, e.g. 0.05",
+        )?,
+    })
 }
 
 pub fn validate(raw: RawSpec, file: &str) -> Result<MatrixSpec, SpecError> {
@@ -662,6 +712,7 @@ pub fn validate(raw: RawSpec, file: &str) -> Result<MatrixSpec, SpecError> {
             "0.05 allows 5% relative error",
         ));
     }
+    let accuracy = thresholds(&cx, tol, &raw.accuracy)?;
     if raw.workload.layers == 0 || raw.workload.seq_len == 0 {
         return Err(SpecError {
             file: file.to_string(),
@@ -732,7 +783,7 @@ pub fn validate(raw: RawSpec, file: &str) -> Result<MatrixSpec, SpecError> {
             timeout_secs: raw.timeout_secs.value,
             retries: raw.retries,
         },
-        accuracy_tolerance: tol,
+        accuracy,
         requirements: raw.requirements,
         agent_wait_secs: raw.agent_wait_secs,
         include,
@@ -883,6 +934,29 @@ bits: [4, 8]
     fn counts_cells_of_a_small_spec() {
         // 2 families × 2 browsers × 2 platforms × 2 bits
         assert_eq!(spec(BASE).expand().len(), 16);
+    }
+
+    #[test]
+    fn accuracy_thresholds_are_the_specs_per_metric() {
+        let s = spec(&format!(
+            "{BASE}accuracy_tolerance: 0.25\naccuracy: {{min_cosine: 0.99, max_kl: 0.05}}\n"
+        ));
+        assert_eq!(
+            s.accuracy,
+            Thresholds {
+                max_rel_err: 0.25,
+                min_cosine: Some(0.99),
+                min_top1: None,
+                max_kl: Some(0.05),
+            }
+        );
+        // unstated metrics judge nothing
+        assert_eq!(spec(BASE).accuracy, Thresholds::rel_err(0.05));
+        let e = err(&format!("{BASE}accuracy:\n  min_top1: 1.5\n"));
+        assert!(e.message.contains("`accuracy.min_top1` is 1.5"), "{e:?}");
+        assert_eq!(e.line, BASE.lines().count() as u64 + 2);
+        let e = err(&format!("{BASE}accuracy:\n  min_cos: 0.9\n"));
+        assert!(e.message.contains("min_cos"), "{e:?}");
     }
 
     #[test]

@@ -222,6 +222,9 @@ impl From<&Measurement> for pb::Measurement {
             gpu_samples_ms: m.gpu_samples_ms.clone(),
             kernel_bound_c: m.kernel_bound_c,
             kernel_err_ratio: m.kernel_err_ratio,
+            accuracy_cosine: m.accuracy_cosine,
+            accuracy_top1: m.accuracy_top1,
+            accuracy_kl: m.accuracy_kl,
         }
     }
 }
@@ -243,6 +246,9 @@ impl From<&pb::Measurement> for Measurement {
             gpu_samples_ms: m.gpu_samples_ms.clone(),
             kernel_bound_c: m.kernel_bound_c,
             kernel_err_ratio: m.kernel_err_ratio,
+            accuracy_cosine: m.accuracy_cosine,
+            accuracy_top1: m.accuracy_top1,
+            accuracy_kl: m.accuracy_kl,
         }
     }
 }
@@ -472,6 +478,9 @@ mod tests {
                 gpu_samples_ms: vec![0.5, 0.5, 0.25],
                 kernel_bound_c: 0.0625,
                 kernel_err_ratio: 0.01,
+                accuracy_cosine: Some(0.995),
+                accuracy_top1: None,
+                accuracy_kl: None,
             }),
             environment: Some(quantgrid_matrix::fixtures::chromium_environment()),
             simulated: false,

@@ -88,7 +88,7 @@ pub struct SweepRecord {
     pub spec_yaml: String,
     pub client_request_id: Option<String>,
     pub priority: i32,
-    pub accuracy_tolerance: f64,
+    pub accuracy: quantgrid_matrix::result::Thresholds,
     pub run: RunParams,
     pub created_at_us: i64,
     /// A load test: only simulated agents take its cells.

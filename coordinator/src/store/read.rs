@@ -3,7 +3,7 @@
 use super::{Doing, Store, StoreError};
 use duckdb::Row;
 use quantgrid_matrix::render::{Entry, Outcome};
-use quantgrid_matrix::result::{AdapterInfo, Environment, RanOn, WebnnDevice};
+use quantgrid_matrix::result::{AdapterInfo, Environment, RanOn, Thresholds, WebnnDevice};
 use quantgrid_matrix::{Bits, Browser, Cell, Platform, Scheme, Status, WorkloadSize, family};
 use serde::Serialize;
 
@@ -32,6 +32,9 @@ pub struct ResultRow {
     pub environment_id: Option<String>,
     /// The WebNN context: request, device and evidence.
     pub webnn: Option<String>,
+    pub accuracy_cosine: Option<f64>,
+    pub accuracy_top1: Option<f64>,
+    pub accuracy_kl: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,7 +50,8 @@ pub struct SweepSummary {
     pub unsupported: u64,
     /// Cells whose accepted result is simulated.
     pub simulated: u64,
-    pub accuracy_tolerance: f64,
+    /// The thresholds its spec stated (only `max_rel_err` before schema 5).
+    pub accuracy: Thresholds,
 }
 
 const CELL_COLUMNS: &str = "c.cell_id, c.model, c.browser, c.platform, c.requested_bits, \
@@ -131,7 +135,8 @@ impl Store {
                 e.driver, e.driver_version, e.os, e.os_version, e.arch,
                 e.adapter_vendor, e.adapter_architecture, e.adapter_device, e.adapter_description,
                 e.adapter_is_fallback, e.webnn_device_type, e.webnn_info, r.timer,
-                e.webnn_ran_on, e.webnn_evidence, r.gpu_p50_ms, r.weight_bytes
+                e.webnn_ran_on, e.webnn_evidence, r.gpu_p50_ms, r.weight_bytes,
+                r.accuracy_cosine, r.accuracy_top1, r.accuracy_kl
             FROM cell c
             LEFT JOIN latest r USING (cell_id)
             LEFT JOIN environments e USING (environment_id)
@@ -169,7 +174,8 @@ impl Store {
                 e.adapter_vendor || ' ' || e.adapter_architecture
                     || CASE WHEN e.adapter_is_software THEN ' (software)' ELSE '' END,
                 r.simulated, r.accepted, len(r.gpu_samples_ms), r.kernel_err_ratio, r.environment_id,
-                e.webnn_device_type, e.webnn_ran_on, e.webnn_evidence
+                e.webnn_device_type, e.webnn_ran_on, e.webnn_evidence, r.accuracy_cosine,
+                r.accuracy_top1, r.accuracy_kl
             FROM results r
             JOIN cell c USING (cell_id)
             LEFT JOIN environments e USING (environment_id)
@@ -214,6 +220,9 @@ impl Store {
                     environment_id: row.get(29)?,
                     webnn: webnn_device(row.get(30)?, row.get(31)?, row.get(32)?)
                         .map(|d| d.label()),
+                    accuracy_cosine: row.get(33)?,
+                    accuracy_top1: row.get(34)?,
+                    accuracy_kl: row.get(35)?,
                 })
             };
             out.push(read(row).doing("reading a result")?);
@@ -235,7 +244,8 @@ impl Store {
                     (SELECT count(DISTINCT cell_id) FROM results r
                         WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.status = 'unsupported'),
                     (SELECT count(DISTINCT cell_id) FROM results r
-                        WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.simulated)
+                        WHERE r.sweep_id = s.sweep_id AND r.accepted AND r.simulated),
+                    s.min_cosine, s.min_top1, s.max_kl
                 FROM sweeps s ORDER BY s.created_at, s.sweep_id",
             )
             .doing("preparing the sweeps query")?;
@@ -251,7 +261,12 @@ impl Store {
                     passed: r.get(6)?,
                     unsupported: r.get(8)?,
                     simulated: r.get(9)?,
-                    accuracy_tolerance: r.get(7)?,
+                    accuracy: Thresholds {
+                        max_rel_err: r.get(7)?,
+                        min_cosine: r.get(10)?,
+                        min_top1: r.get(11)?,
+                        max_kl: r.get(12)?,
+                    },
                 })
             })
             .doing("running the sweeps query")?;
@@ -324,6 +339,9 @@ fn outcome(row: &Row<'_>, st: &str) -> Result<Result<Outcome, StoreError>, duckd
         timer: row.get(36)?,
         gpu_p50_ms: row.get(39)?,
         weight_bytes: row.get(40)?,
+        accuracy_cosine: row.get(41)?,
+        accuracy_top1: row.get(42)?,
+        accuracy_kl: row.get(43)?,
     }))
 }
 

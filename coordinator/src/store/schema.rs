@@ -3,10 +3,22 @@
 
 /// Migrations run in order; `schema_version` records each one applied. Never edit a shipped
 /// migration: add the next one.
-pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 /// The schema version this quantgrid writes and reads.
-pub(super) const LATEST: i32 = 4;
+pub(super) const LATEST: i32 = 5;
+
+/// Model-level accuracy beside the relative error (cosine of the final hidden state; for LM
+/// heads next-token top-1 agreement and KL), and the thresholds a sweep's spec stated for
+/// them. NULL before v5: not measured, not judged.
+const V5: &str = r#"
+ALTER TABLE results ADD COLUMN accuracy_cosine DOUBLE;
+ALTER TABLE results ADD COLUMN accuracy_top1 DOUBLE;
+ALTER TABLE results ADD COLUMN accuracy_kl DOUBLE;
+ALTER TABLE sweeps ADD COLUMN min_cosine DOUBLE;
+ALTER TABLE sweeps ADD COLUMN min_top1 DOUBLE;
+ALTER TABLE sweeps ADD COLUMN max_kl DOUBLE;
+"#;
 
 /// Both clocks (GPU timestamps beside the page clock), the kernel check's bound, the WebNN
 /// device as evidence rather than request, and load-test sweeps. Environments stored before

@@ -19,7 +19,7 @@ pub(crate) fn sweep(id: &str) -> (SweepRecord, Vec<Cell>) {
         spec_yaml: SPEC.into(),
         client_request_id: Some(format!("req-{id}")),
         priority: 0,
-        accuracy_tolerance: s.accuracy_tolerance,
+        accuracy: s.accuracy,
         run: s.run,
         created_at_us: 1_700_000_000_000_000,
         simulated: false,
@@ -66,6 +66,9 @@ pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> 
             gpu_samples_ms: vec![0.5, 0.25, 0.75],
             kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
             kernel_err_ratio: 0.01,
+            accuracy_cosine: Some(0.995),
+            accuracy_top1: Some(1.0),
+            accuracy_kl: Some(0.0125),
         }),
         environment: Some(env(cell.browser)),
         simulated,
@@ -136,6 +139,16 @@ fn round_trip_on_a_real_file_survives_reopening() {
         "GPU timestamps are stored beside the page clock"
     );
     assert_eq!(pass.samples, 3);
+    assert_eq!(
+        pass.accuracy(),
+        quantgrid_matrix::result::ModelAccuracy {
+            rel_err: Some(0.01),
+            cosine: Some(0.995),
+            top1: Some(1.0),
+            kl: Some(0.0125),
+        },
+        "every accuracy figure survives the file"
+    );
     assert_eq!(pass.environment, Some(env(cells[0].browser)));
     let unsupported = by_id(&cells[1].id).outcome.clone().expect("outcome");
     assert_eq!(
@@ -263,7 +276,7 @@ fn a_newer_schema_is_refused_not_clobbered() {
             err,
             StoreError::TooNew {
                 found: 99,
-                supported: 4,
+                supported: 5,
                 ..
             }
         ),
@@ -397,7 +410,7 @@ fn schema_3_file(path: &std::path::Path) -> Vec<Cell> {
 }
 
 #[test]
-fn a_version_3_file_keeps_its_results_through_migration_4_and_claims_no_device() {
+fn a_version_3_file_keeps_its_results_through_migrations_4_and_5_and_claims_no_device() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v3.duckdb");
     let cells = schema_3_file(&path);
@@ -408,7 +421,7 @@ fn a_version_3_file_keeps_its_results_through_migration_4_and_claims_no_device()
             err,
             StoreError::OlderSchema {
                 found: 3,
-                supported: 4,
+                supported: 5,
                 ..
             }
         ),
@@ -419,9 +432,13 @@ fn a_version_3_file_keeps_its_results_through_migration_4_and_claims_no_device()
         "{err}"
     );
     let store = Store::open(&path).expect("migrate");
-    assert_eq!(store.schema_version().expect("version"), 4);
+    assert_eq!(store.schema_version().expect("version"), 5);
     let rows = store.results(Some("s1"), 10).expect("results");
     assert_eq!(rows.len(), 2, "the stored results survive");
+    // measured before cosine was: none claimed, and the old sweep judges only its tolerance
+    assert!(rows.iter().all(|r| r.accuracy_cosine.is_none()), "{rows:?}");
+    let sweep = &store.sweeps().expect("sweeps")[0];
+    assert_eq!(sweep.accuracy.min_cosine, None);
     assert!(
         rows.iter()
             .all(|r| r.status == Status::Pass && r.samples == 3),

@@ -33,7 +33,7 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
             match record {
                 Record::Sweep(s, cell_list) => {
                     tx.execute(
-                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL, ?)",
+                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL, ?, ?, ?, ?)",
                         params![
                             s.sweep_id,
                             s.name,
@@ -41,13 +41,16 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
                             s.spec_yaml,
                             s.client_request_id,
                             s.priority,
-                            s.accuracy_tolerance,
+                            s.accuracy.max_rel_err,
                             s.run.warmup,
                             s.run.repetitions,
                             s.run.timeout_secs,
                             s.run.retries,
                             s.created_at_us,
                             s.simulated,
+                            s.accuracy.min_cosine,
+                            s.accuracy.min_top1,
+                            s.accuracy.max_kl,
                         ],
                     )
                     .doing("inserting a sweep")?;
@@ -332,6 +335,18 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
         (
             "kernel_err_ratio",
             floats(&|r| meas(r).map(|m| m.kernel_err_ratio)),
+        ),
+        (
+            "accuracy_cosine",
+            floats(&|r| meas(r).and_then(|m| m.accuracy_cosine)),
+        ),
+        (
+            "accuracy_top1",
+            floats(&|r| meas(r).and_then(|m| m.accuracy_top1)),
+        ),
+        (
+            "accuracy_kl",
+            floats(&|r| meas(r).and_then(|m| m.accuracy_kl)),
         ),
     ];
     RecordBatch::try_from_iter(columns)
