@@ -4,7 +4,7 @@
 //! the page computed for [`quantgrid_matrix::block::check`].
 
 use crate::layers::{
-    CellClock, LayerError, PageContext, float_bytes, scale_bytes, word_bytes, zero_bytes,
+    CellClock, LayerError, Packing, PageAnswer, PageContext, float_bytes, serve_packed,
 };
 use crate::server::{Blob, Blobs};
 use crate::webdriver::Session;
@@ -13,7 +13,7 @@ use base64::Engine;
 use quantgrid_matrix::Platform;
 use quantgrid_matrix::block::BlockCase;
 use quantgrid_matrix::graph::Graph;
-use quantgrid_matrix::quant::{Quantized, Scheme};
+use quantgrid_matrix::quant::Quantized;
 use quantgrid_matrix::workload::Layer;
 
 /// One quantized layer as `harness/js/block.js` reads it: shapes, how its weights are packed
@@ -24,11 +24,8 @@ pub struct BlockLayer {
     pub m: u32,
     pub k: u32,
     pub n: u32,
-    pub bits: u32,
-    pub group: u32,
-    pub words_per_row: usize,
-    pub groups_per_row: u32,
-    pub asym: bool,
+    #[serde(flatten)]
+    pub packing: Packing,
     pub w: String,
     pub scales: String,
     pub zeros: String,
@@ -110,21 +107,12 @@ pub fn block_args(
 
 /// One layer's packed words, scales and zero points as `kernels/linear.wgsl` reads them.
 fn webgpu_layer(blobs: &Blobs, l: &Layer, q: &Quantized) -> (BlockLayer, Vec<Blob>) {
-    let group = q.params.group_size.max(1);
-    let (w, s, z) = (
-        blobs.put(word_bytes(&q.packed)),
-        blobs.put(scale_bytes(q)),
-        blobs.put(zero_bytes(q)),
-    );
+    let [w, s, z] = serve_packed(blobs, q);
     let layer = BlockLayer {
         m: l.m,
         k: l.k,
         n: l.n,
-        bits: q.params.bits.get(),
-        group,
-        words_per_row: q.words_per_row(),
-        groups_per_row: l.k.div_ceil(group),
-        asym: q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
+        packing: Packing::of(q),
         w: w.path(),
         scales: s.path(),
         zeros: z.path(),
@@ -146,30 +134,18 @@ pub struct BlockRun {
     pub webnn: Option<PageContext>,
 }
 
-/// The page's one answer for a cell's graph (`harness/js/answer.js`).
+/// What the page ran for a cell's graph (the `ran` kind of `harness/js/answer.js`).
 #[derive(Debug, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum BlockAnswer {
-    Ran {
-        cell: CellClock,
-        /// Little-endian f32 bytes in base64: exact, NaN included.
-        values: Vec<Option<String>>,
-        build_ms: f64,
-        weight_bytes: u64,
-        #[serde(default)]
-        gpu_samples_ms: Vec<f64>,
-        #[serde(default)]
-        webnn: Option<PageContext>,
-    },
-    Unsupported {
-        evidence: String,
-    },
-    Unavailable {
-        evidence: String,
-    },
-    Error {
-        error: String,
-    },
+struct BlockRan {
+    cell: CellClock,
+    /// Little-endian f32 bytes in base64: exact, NaN included.
+    values: Vec<Option<String>>,
+    build_ms: f64,
+    weight_bytes: u64,
+    #[serde(default)]
+    gpu_samples_ms: Vec<f64>,
+    #[serde(default)]
+    webnn: Option<PageContext>,
 }
 
 /// Runs the graph `args` describes in the page on `platform`.
@@ -188,34 +164,20 @@ pub async fn run_block(
 }
 
 fn read_answer(out: serde_json::Value) -> Result<BlockRun, LayerError> {
-    let answer: BlockAnswer = serde_json::from_value(out)
-        .map_err(|e| LayerError::Malformed(format!("a block answer that does not read: {e}")))?;
-    match answer {
-        BlockAnswer::Ran {
-            cell,
-            values,
-            build_ms,
-            weight_bytes,
-            gpu_samples_ms,
-            webnn,
-        } => {
-            let values = values
-                .into_iter()
-                .map(|v| v.map(|b| decode(&b)).transpose())
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(BlockRun {
-                clock: cell,
-                values,
-                build_ms,
-                weight_bytes,
-                gpu_samples_ms,
-                webnn,
-            })
-        }
-        BlockAnswer::Unsupported { evidence } => Err(LayerError::Unsupported(evidence)),
-        BlockAnswer::Unavailable { evidence } => Err(LayerError::Unavailable(evidence)),
-        BlockAnswer::Error { error } => Err(LayerError::Browser(error)),
-    }
+    let ran: BlockRan = PageAnswer::read(out)?;
+    let values = ran
+        .values
+        .into_iter()
+        .map(|v| v.map(|b| decode(&b)).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(BlockRun {
+        clock: ran.cell,
+        values,
+        build_ms: ran.build_ms,
+        weight_bytes: ran.weight_bytes,
+        gpu_samples_ms: ran.gpu_samples_ms,
+        webnn: ran.webnn,
+    })
 }
 
 fn decode(b64: &str) -> Result<Vec<f32>, LayerError> {

@@ -139,14 +139,10 @@ pub async fn run_layers(
             vec![serde_json::json!(kind), serde_json::Value::Array(args)],
         )
         .await?;
-    let answer: PageAnswer = serde_json::from_value(out.clone())
-        .map_err(|e| LayerError::Malformed(format!("an answer that does not read ({e}): {out}")))?;
-    let (answers, clock) = match answer {
-        PageAnswer::Ran { layers, cell } => (layers, cell),
-        PageAnswer::Unsupported { evidence } => return Err(LayerError::Unsupported(evidence)),
-        PageAnswer::Unavailable { evidence } => return Err(LayerError::Unavailable(evidence)),
-        PageAnswer::Error { error } => return Err(LayerError::Browser(error)),
-    };
+    let LayersRan {
+        layers: answers,
+        cell: clock,
+    } = PageAnswer::read(out)?;
     let expected = cases.len();
     let runs = answers
         .iter()
@@ -165,16 +161,14 @@ pub async fn run_layers(
     })
 }
 
-/// The page's one answer for a cell (`harness/js/answer.js`): what ran, or why not, by kind.
+/// The page's one answer for a call (`harness/js/answer.js`): what ran, or why not, by kind.
+/// `T` is what a run returns: a cell's layers or a cell's graph.
 #[derive(Debug, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-enum PageAnswer {
-    Ran {
-        layers: Vec<serde_json::Value>,
-        cell: CellClock,
-    },
-    /// The platform runs, but not this (a width without an operand type); the browser's own
-    /// evidence.
+pub(crate) enum PageAnswer<T> {
+    Ran(T),
+    /// The platform runs, but not this (a width without an operand type, a missing op); the
+    /// browser's own evidence.
     Unsupported {
         evidence: String,
     },
@@ -186,6 +180,28 @@ enum PageAnswer {
     Error {
         error: String,
     },
+}
+
+impl<T: serde::de::DeserializeOwned> PageAnswer<T> {
+    /// What ran, or the error its kind says: no status is read from error text.
+    pub(crate) fn read(out: serde_json::Value) -> Result<T, LayerError> {
+        let answer: PageAnswer<T> = serde_json::from_value(out.clone()).map_err(|e| {
+            LayerError::Malformed(format!("an answer that does not read ({e}): {out}"))
+        })?;
+        match answer {
+            PageAnswer::Ran(ran) => Ok(ran),
+            PageAnswer::Unsupported { evidence } => Err(LayerError::Unsupported(evidence)),
+            PageAnswer::Unavailable { evidence } => Err(LayerError::Unavailable(evidence)),
+            PageAnswer::Error { error } => Err(LayerError::Browser(error)),
+        }
+    }
+}
+
+/// What the page ran for a cell's layers: the cell's clock and each layer's answer.
+#[derive(Debug, serde::Deserialize)]
+struct LayersRan {
+    layers: Vec<serde_json::Value>,
+    cell: CellClock,
 }
 
 /// One layer, on its own.
@@ -222,18 +238,45 @@ pub struct WebgpuArgs {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Layout {
-    /// As `quantgrid-matrix` packs them: codes in u32 words, fp16 scales two per word, u8 zero
-    /// points four per word (16 bits: fp16 pairs, no scales).
-    #[serde(rename_all = "camelCase")]
-    Packed {
-        bits: u32,
-        group: u32,
-        words_per_row: usize,
-        groups_per_row: u32,
-        asym: bool,
-    },
+    /// As `quantgrid-matrix` packs them ([`Packing`]).
+    Packed(Packing),
     /// Unquantized f32: the baseline a low-bit kernel is measured against.
     F32,
+}
+
+/// Weights as `quantgrid-matrix` packs them and `kernels/linear.wgsl` reads them: codes in
+/// u32 words, fp16 scales two per word, u8 zero points four per word (16 bits: fp16 pairs, no
+/// scales).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Packing {
+    pub bits: u32,
+    pub group: u32,
+    pub words_per_row: usize,
+    pub groups_per_row: u32,
+    pub asym: bool,
+}
+
+impl Packing {
+    pub fn of(q: &Quantized) -> Packing {
+        let group = q.params.group_size.max(1);
+        Packing {
+            bits: q.params.bits.get(),
+            group,
+            words_per_row: q.words_per_row(),
+            groups_per_row: q.k.div_ceil(group),
+            asym: q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
+        }
+    }
+}
+
+/// Serves `q`'s packed words, scales and zero points (unserved when dropped).
+pub(crate) fn serve_packed(blobs: &Blobs, q: &Quantized) -> [Blob; 3] {
+    [
+        blobs.put(word_bytes(&q.packed)),
+        blobs.put(scale_bytes(q)),
+        blobs.put(zero_bytes(q)),
+    ]
 }
 
 impl WebgpuArgs {
@@ -253,23 +296,13 @@ pub fn layer_args(
     repetitions: u32,
 ) -> (serde_json::Value, Vec<Blob>) {
     let q = &case.quantized;
-    let (x, w, s, z) = (
-        blobs.put(float_bytes(&case.input)),
-        blobs.put(word_bytes(&q.packed)),
-        blobs.put(scale_bytes(q)),
-        blobs.put(zero_bytes(q)),
-    );
+    let x = blobs.put(float_bytes(&case.input));
+    let [w, s, z] = serve_packed(blobs, q);
     let args = WebgpuArgs {
         m: layer.m,
         k: layer.k,
         n: layer.n,
-        layout: Layout::Packed {
-            bits: q.params.bits.get(),
-            group: q.params.group_size.max(1),
-            words_per_row: q.words_per_row(),
-            groups_per_row: layer.k.div_ceil(q.params.group_size.max(1)),
-            asym: q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
-        },
+        layout: Layout::Packed(Packing::of(q)),
         x: x.path(),
         w: w.path(),
         scales: s.path(),
@@ -377,13 +410,13 @@ mod tests {
             warmup: 0,
             repetitions: 3,
         };
-        let packed = args(Layout::Packed {
+        let packed = args(Layout::Packed(Packing {
             bits: 4,
             group: 32,
             words_per_row: 8,
             groups_per_row: 2,
             asym: false,
-        })
+        }))
         .to_value();
         assert_eq!(
             packed["layout"],
@@ -393,7 +426,7 @@ mod tests {
         let f32 = args(Layout::F32).to_value();
         assert_eq!(f32["layout"], serde_json::json!({"kind": "f32"}));
         // the page's answer is typed the same way
-        let answer: PageAnswer = serde_json::from_value(
+        let answer: PageAnswer<LayersRan> = serde_json::from_value(
             serde_json::json!({"kind": "unavailable", "evidence": "WebNN API not found: navigator.ml is undefined"}),
         )
         .expect("reads");
@@ -401,7 +434,10 @@ mod tests {
             matches!(answer, PageAnswer::Unavailable { evidence } if evidence.contains("navigator.ml"))
         );
         assert!(
-            serde_json::from_value::<PageAnswer>(serde_json::json!({"error": "untyped"})).is_err()
+            serde_json::from_value::<PageAnswer<LayersRan>>(
+                serde_json::json!({"error": "untyped"})
+            )
+            .is_err()
         );
     }
 

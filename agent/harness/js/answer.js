@@ -6,3 +6,20 @@
 
 // Thrown where the platform itself is missing; its message is the browser's own evidence.
 export class Unavailable extends Error {}
+
+// The one typed answer of a page call. `run` resolves to what ran (`{unsupported}` when the
+// browser cannot run it); `lost()` is the device loss, if any, which is the cause of whatever
+// failed after it; `ran` picks what a `ran` answer carries.
+export async function answer(run, lost, ran) {
+  let r;
+  try {
+    r = await run();
+  } catch (e) {
+    if (lost()) return { kind: "error", error: lost() };
+    if (e instanceof Unavailable) return { kind: "unavailable", evidence: e.message };
+    return { kind: "error", error: `${e.name}: ${e.message}` };
+  }
+  if (lost()) return { kind: "error", error: lost() };
+  if (r.unsupported) return { kind: "unsupported", evidence: r.unsupported, webnn: r.webnn };
+  return { kind: "ran", ...ran(r) };
+}

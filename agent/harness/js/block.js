@@ -5,7 +5,7 @@ import { device, lost, clearLost } from "./webgpu.js";
 import { fetched, base64 } from "./tensors.js";
 import { run as webnnRun } from "./webnn-graph.js";
 import { timed } from "./timing.js";
-import { Unavailable } from "./answer.js";
+import { answer } from "./answer.js";
 
 // the longest key sequence kernels/block.wgsl's attention holds (its MAX_KV)
 const MAX_KV = 2048;
@@ -257,17 +257,9 @@ window.quantgridKernel = (name, text) => {
 // The page's entry point for a cell's graph: one typed answer (see answer.js).
 window.quantgridBlock = async (kind, a) => {
   clearLost();
-  let r;
-  try {
-    if (kind === "webgpu") r = await run(a);
-    else if (kind === "webnn") r = await webnnRun(a);
-    else throw new Error(`the block harness runs on webgpu or webnn, not ${kind}`);
-  } catch (e) {
-    if (lost) return { kind: "error", error: lost };
-    if (e instanceof Unavailable) return { kind: "unavailable", evidence: e.message };
-    return { kind: "error", error: `${e.name}: ${e.message}` };
-  }
-  if (lost) return { kind: "error", error: lost };
-  if (r.unsupported) return { kind: "unsupported", evidence: r.unsupported, webnn: r.webnn };
-  return { kind: "ran", ...r };
+  const runs = { webgpu: run, webnn: webnnRun };
+  return answer(async () => {
+    if (!runs[kind]) throw new Error(`the block harness runs on webgpu or webnn, not ${kind}`);
+    return runs[kind](a);
+  }, () => lost, (r) => r);
 };

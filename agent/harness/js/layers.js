@@ -2,7 +2,7 @@
 import { tensors } from "./tensors.js";
 import { device, cell as webgpuCell, lost, clearLost } from "./webgpu.js";
 import { cell as webnnCell } from "./webnn.js";
-import { Unavailable } from "./answer.js";
+import { answer } from "./answer.js";
 
 // A cell's layers in one call: one WebDriver round trip per cell, one typed answer (see
 // answer.js): `ran` with the cell's page-clock timing and each layer's output, `unsupported`
@@ -12,18 +12,11 @@ window.quantgridLayers = async (kind, list) => {
   // every layer's tensors at once: the fetches overlap instead of queueing behind kernels
   const all = list.map(tensors);
   all.forEach((p) => p.catch(() => {}));
-  let r;
-  try {
-    r = await (kind === "webnn" ? webnnCell : webgpuCell)(list, all);
-  } catch (e) {
-    // the loss is the cause; what failed after it is a consequence
-    if (lost) return { kind: "error", error: lost };
-    if (e instanceof Unavailable) return { kind: "unavailable", evidence: e.message };
-    return { kind: "error", error: `${e.name}: ${e.message}` };
-  }
-  if (lost) return { kind: "error", error: lost };
-  if (r.unsupported) return { kind: "unsupported", evidence: r.unsupported, webnn: r.webnn };
-  return { kind: "ran", cell: r.cell, layers: r.layers };
+  return answer(
+    () => (kind === "webnn" ? webnnCell : webgpuCell)(list, all),
+    () => lost,
+    (r) => ({ cell: r.cell, layers: r.layers }),
+  );
 };
 
 // for tests: the page's WebGPU device
