@@ -4,6 +4,7 @@
 //! the browser run; the checks against the Rust references decide pass or fail.
 
 use crate::block;
+use crate::checkpoint::Installed;
 use crate::executor::{Executor, Job, RunFuture};
 use crate::layers::LayerError;
 use crate::probe::Probed;
@@ -11,11 +12,13 @@ use crate::server;
 use crate::webdriver::{Driver, Launch, Session, WebDriverError};
 use crate::weights::WeightsFile;
 use quantgrid_matrix::agent::Capabilities;
-use quantgrid_matrix::block::{BlockVerdict, block_case};
+use quantgrid_matrix::block::{BlockCase, BlockVerdict, block_case, block_case_given};
+use quantgrid_matrix::checkpoint::{self, Checkpoint};
 use quantgrid_matrix::graph::{self, Graph};
 use quantgrid_matrix::quant::{PrecisionPolicy, QuantParams};
 use quantgrid_matrix::reference;
 use quantgrid_matrix::result::{Environment, Measurement, WebnnDevice, webnn_ran_on};
+use quantgrid_matrix::workload::WorkloadSize;
 use quantgrid_matrix::{Cell, CellResult, Platform, Status};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +37,8 @@ struct State {
     harness: Option<server::Harness>,
     /// The last weights file read: consecutive cells of a sweep use the same one.
     weights: Option<Arc<WeightsFile>>,
+    /// The last checkpoint opened, verified.
+    checkpoint: Option<Arc<Installed>>,
     /// Open sessions by browser binary; dropped after a crash or timeout so the next cell
     /// gets a fresh browser.
     live: HashMap<std::path::PathBuf, Live>,
@@ -46,6 +51,8 @@ pub struct BrowserExecutor {
     headless: bool,
     /// Off only to measure what reuse saves: every cell then pays a browser start.
     reuse_sessions: bool,
+    /// Where registry checkpoints are unpacked ([`crate::checkpoint`]).
+    models_dir: std::path::PathBuf,
     state: Arc<Mutex<State>>,
 }
 
@@ -75,12 +82,22 @@ impl BrowserExecutor {
             capabilities,
             headless,
             reuse_sessions: true,
+            models_dir: std::env::var_os("QUANTGRID_MODELS")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(crate::checkpoint::default_models_dir),
             state: Arc::new(Mutex::new(State {
                 harness: None,
                 weights: None,
+                checkpoint: None,
                 live: HashMap::new(),
             })),
         }
+    }
+
+    /// Registry checkpoints from `dir` instead of `QUANTGRID_MODELS` or the default cache.
+    pub fn with_models_dir(mut self, dir: std::path::PathBuf) -> BrowserExecutor {
+        self.models_dir = dir;
+        self
     }
 
     /// A fresh browser session for every cell, as a grid without session reuse would do.
@@ -246,44 +263,57 @@ async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
             }
         }
     }
-    let weights = match &cell.weights {
-        None => None,
-        Some(path) => {
-            let cached = state
-                .weights
-                .as_ref()
-                .filter(|w| w.path() == std::path::Path::new(path))
-                .cloned();
-            match cached {
-                Some(w) => Some(w),
-                None => {
-                    let p = std::path::PathBuf::from(path);
-                    match tokio::task::spawn_blocking(move || WeightsFile::open(&p)).await {
-                        Ok(Ok(w)) => {
-                            let w = Arc::new(w);
-                            state.weights = Some(w.clone());
-                            Some(w)
-                        }
-                        Ok(Err(e)) => return result(&cell, Status::Error, Some(e.to_string())),
-                        Err(_) => {
-                            return result(
-                                &cell,
-                                Status::Error,
-                                Some(format!("reading {path} failed")),
-                            );
-                        }
-                    }
-                }
-            }
-        }
+    let source = match source_for(&exec, &mut state, &cell).await {
+        Ok(source) => source,
+        Err(why) => return result(&cell, Status::Error, Some(why)),
     };
     let live = state.live.get(&binary).expect("just opened");
     let flags = live.session.flags.clone();
-    let (r, keep) = block_cell(&cell, &build, &live.session, &blobs, weights, &job, flags).await;
+    let (r, keep) = block_cell(&cell, &build, &live.session, &blobs, source, &job, flags).await;
     if !keep {
         state.live.remove(&binary);
     }
     r
+}
+
+/// Where `cell`'s tensors come from: the spec's weights file, else the model's checkpoint,
+/// else synthetic. Files are read off the async threads and kept for the next cells.
+async fn source_for(
+    exec: &BrowserExecutor,
+    state: &mut State,
+    cell: &Cell,
+) -> Result<Source, String> {
+    if let Some(path) = &cell.weights {
+        if let Some(w) = state
+            .weights
+            .as_ref()
+            .filter(|w| w.path() == std::path::Path::new(path))
+        {
+            return Ok(Source::File(w.clone()));
+        }
+        let p = std::path::PathBuf::from(path);
+        let w = tokio::task::spawn_blocking(move || WeightsFile::open(&p))
+            .await
+            .map_err(|_| format!("reading {path} failed"))?
+            .map_err(|e| e.to_string())?;
+        let w = Arc::new(w);
+        state.weights = Some(w.clone());
+        return Ok(Source::File(w));
+    }
+    let Some(ckpt) = checkpoint::checkpoint(&cell.model) else {
+        return Ok(Source::Synthetic);
+    };
+    if let Some(inst) = state.checkpoint.as_ref().filter(|i| i.checkpoint == ckpt) {
+        return Ok(Source::Checkpoint(inst.clone()));
+    }
+    let dir = exec.models_dir.clone();
+    let inst = tokio::task::spawn_blocking(move || Installed::open(&dir, ckpt))
+        .await
+        .map_err(|_| format!("reading the checkpoint of {} failed", cell.model))?
+        .map_err(|e| e.to_string())?;
+    let inst = Arc::new(inst);
+    state.checkpoint = Some(inst.clone());
+    Ok(Source::Checkpoint(inst))
 }
 
 /// The result of a page call that did not run, and whether the session is still good: a dead
@@ -315,75 +345,144 @@ fn page_failure(
     }
 }
 
-/// A cell: its whole graph in the page on its platform, every tensor checked. Returns the result and
-/// whether the session is still good for the next cell.
-async fn block_cell(
+/// Where a cell's tensors come from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// Drawn from [`WEIGHT_SEED`].
+    Synthetic,
+    /// A user's safetensors file named as quantgrid names its layers (the spec's `weights:`).
+    File(Arc<WeightsFile>),
+    /// The model's published checkpoint, run on its fixed sentences.
+    Checkpoint(Arc<Installed>),
+}
+
+/// The cases a cell runs, in order: one graph, or one per sentence of a checkpoint. CPU
+/// seconds for big blocks, so the caller runs this off the async threads.
+fn prepare(cell: &Cell, source: &Source) -> Result<Vec<(String, BlockCase)>, String> {
+    match source {
+        Source::Synthetic | Source::File(_) => {
+            let (graph, params) = plan_block(cell, cell.workload)?;
+            let case = block_case(graph, WEIGHT_SEED, &params, |l| match source {
+                Source::File(f) => f.layer(l).map_err(|e| e.to_string()),
+                _ => Ok(reference::weights(WEIGHT_SEED, l)),
+            })?;
+            Ok(vec![(String::new(), case)])
+        }
+        Source::Checkpoint(inst) => {
+            let mut cases = Vec::new();
+            for (i, sentence) in inst.checkpoint.sentences.iter().enumerate() {
+                let ids = inst.tokens(sentence).map_err(|e| e.to_string())?;
+                let size = Checkpoint::size(ids.len() as u32);
+                let (graph, params) = plan_block(cell, size)?;
+                let case = block_case_given(
+                    graph,
+                    WEIGHT_SEED,
+                    &params,
+                    |l| inst.layer(l).map_err(|e| e.to_string()),
+                    |t| {
+                        inst.given(t, &ids, sentence)
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    },
+                )?;
+                let label = format!(
+                    "sentence {} of {} ({} tokens): ",
+                    i + 1,
+                    inst.checkpoint.sentences.len(),
+                    ids.len()
+                );
+                cases.push((label, case));
+            }
+            Ok(cases)
+        }
+    }
+}
+
+/// One case through the page and the checks: its verdict and the page's run, or the cell's
+/// result when the page did not run it (with whether the session is still good).
+#[allow(clippy::too_many_arguments)]
+async fn run_case(
     cell: &Cell,
     build: &Probed,
     session: &Session,
     blobs: &server::Blobs,
-    weights: Option<Arc<WeightsFile>>,
-    job: &Job,
-    flags: Vec<String>,
-) -> (CellResult, bool) {
-    let (graph, params) = match plan_block(cell) {
-        Ok(p) => p,
-        Err(why) => return (result(cell, Status::Error, Some(why)), true),
-    };
-    // seconds of CPU for big blocks: off the async threads, so the cell timeout can fire
-    let file = weights.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        block_case(graph, WEIGHT_SEED, &params, |l| match &file {
-            None => Ok(reference::weights(WEIGHT_SEED, l)),
-            Some(f) => f.layer(l),
-        })
-    })
-    .await;
-    let case = match prepared {
-        Ok(Ok(case)) => case,
-        Ok(Err(e)) => return (result(cell, Status::Error, Some(e.to_string())), true),
-        Err(_) => {
-            let text = "computing the reference failed".to_string();
-            return (result(cell, Status::Error, Some(text)), true);
-        }
-    };
-    let (warmup, reps) = (job.warmup, job.repetitions.max(1));
-    let (args, served) = match block::block_args(blobs, &case, cell.platform, warmup, reps) {
-        Ok(a) => a,
-        Err(e) => return (result(cell, Status::Error, Some(e.to_string())), true),
-    };
+    case: BlockCase,
+    warmup: u32,
+    reps: u32,
+    flags: &[String],
+) -> Result<(BlockVerdict, block::BlockRun), (CellResult, bool)> {
+    let (args, served) = block::block_args(blobs, &case, cell.platform, warmup, reps)
+        .map_err(|e| (result(cell, Status::Error, Some(e.to_string())), true))?;
     let ran = block::run_block(session, cell.platform, args).await;
     drop(served);
-    let run = match ran {
-        Ok(run) => run,
-        Err(e) => return page_failure(cell, build, flags, e),
-    };
-    let answered = |status: Status, text: String| CellResult {
-        environment: Some(environment(cell, build, flags.clone(), None)),
-        ..result(cell, status, Some(text))
+    let run = ran.map_err(|e| page_failure(cell, build, flags.to_vec(), e))?;
+    let answered = |text: String| CellResult {
+        environment: Some(environment(cell, build, flags.to_vec(), None)),
+        ..result(cell, Status::Error, Some(text))
     };
     let checked = tokio::task::spawn_blocking(move || {
         let v = quantgrid_matrix::block::check(&case, &run.values);
         (v, run)
     })
     .await;
-    let (verdict, run) = match checked {
-        Ok((Ok(v), run)) => (v, run),
-        Ok((Err(e), _)) => {
-            return (
-                answered(Status::Error, format!("the page returned {e}")),
-                true,
-            );
-        }
+    match checked {
+        Ok((Ok(v), run)) => Ok((v, run)),
+        Ok((Err(e), _)) => Err((answered(format!("the page returned {e}")), true)),
+        Err(_) => Err((answered("checking the block failed".into()), true)),
+    }
+}
+
+/// A cell: its whole graph in the page on its platform, every tensor checked; a checkpoint
+/// model once per sentence, the first one timed. Returns the result and whether the session
+/// is still good for the next cell.
+async fn block_cell(
+    cell: &Cell,
+    build: &Probed,
+    session: &Session,
+    blobs: &server::Blobs,
+    source: Source,
+    job: &Job,
+    flags: Vec<String>,
+) -> (CellResult, bool) {
+    let (c, s) = (cell.clone(), source.clone());
+    let cases = match tokio::task::spawn_blocking(move || prepare(&c, &s)).await {
+        Ok(Ok(cases)) => cases,
+        Ok(Err(why)) => return (result(cell, Status::Error, Some(why)), true),
         Err(_) => {
-            return (
-                answered(Status::Error, "checking the block failed".into()),
-                true,
-            );
+            let text = "computing the reference failed".to_string();
+            return (result(cell, Status::Error, Some(text)), true);
         }
     };
+    let (warmup, reps) = (job.warmup, job.repetitions.max(1));
+    let mut timed: Option<(BlockVerdict, block::BlockRun)> = None;
+    for (i, (label, case)) in cases.into_iter().enumerate() {
+        // the first input is timed; the others are run once, for their accuracy
+        let (w, r) = if i == 0 { (warmup, reps) } else { (0, 1) };
+        let (mut v, run) = match run_case(cell, build, session, blobs, case, w, r, &flags).await {
+            Ok(done) => done,
+            Err(failed) => return failed,
+        };
+        v.failure = v.failure.map(|f| format!("{label}{f}"));
+        timed = Some(match timed {
+            None => (v, run),
+            Some((first, run0)) => (first.merge(v), run0),
+        });
+    }
+    let Some((verdict, run)) = timed else {
+        return (
+            result(cell, Status::Error, Some("nothing to run".into())),
+            true,
+        );
+    };
     let (status, text, mut measurement) = block_verdict(&verdict, &run, warmup);
-    measurement.weights_sha256 = weights.as_ref().map(|w| w.sha256().to_string());
+    match &source {
+        Source::Synthetic => {}
+        Source::File(f) => measurement.weights_sha256 = Some(f.sha256().to_string()),
+        Source::Checkpoint(inst) => {
+            measurement.weights_sha256 = Some(inst.sha256().to_string());
+            measurement.weights_source = Some(inst.checkpoint.source());
+        }
+    }
     // the device is what the evidence says, never what was asked for
     let webnn = run
         .webnn
@@ -401,13 +500,13 @@ async fn block_cell(
     (r, true)
 }
 
-/// What a cell runs, pure: its model's graph at the workload's size, each layer with
-/// the precision it runs at (mixed precision keeps some roles at 8 bits).
-fn plan_block(cell: &Cell) -> Result<(Graph, Vec<QuantParams>), String> {
+/// What a cell runs, pure: its model's graph at `size`, each layer with the precision it
+/// runs at (mixed precision keeps some roles at 8 bits).
+fn plan_block(cell: &Cell, size: WorkloadSize) -> Result<(Graph, Vec<QuantParams>), String> {
     let target = cell
         .resolve()
         .map_err(|_| format!("unknown model {}", cell.model))?;
-    let g = graph::lower(target.family.key, target.model, cell.workload);
+    let g = graph::lower(target.family.key, target.model, size);
     if g.layers.is_empty() {
         return Err(format!("{} has no layers to run", cell.model));
     }
@@ -442,6 +541,7 @@ fn block_verdict(
         timer: run.clock.timer.clone(),
         gpu_samples_ms: run.gpu_samples_ms.clone(),
         weights_sha256: None,
+        weights_source: None,
         weight_bytes: run.weight_bytes,
         kernel_max_abs_err: v.kernel.max_abs_err,
         kernel_bound_c: v.kernel.bound_c,
@@ -514,7 +614,7 @@ mod tests {
         )
         .expect("spec");
         for cell in spec.expand() {
-            let (g, params) = plan_block(&cell).expect("plan");
+            let (g, params) = plan_block(&cell, cell.workload).expect("plan");
             assert_eq!(g.layers.len(), params.len());
             // the block's ops, not only its matmuls, at 8 positions
             assert!(g.ops.iter().any(|o| o.kind() == "attention"));

@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod browser_executor;
+pub mod checkpoint;
 pub mod config;
 pub mod discovery;
 pub mod executor;

@@ -79,6 +79,10 @@ enum Command {
         /// Show browser windows instead of running headless.
         #[arg(long)]
         headed: bool,
+        /// Where registry checkpoints are unpacked (`./x run` installs them); default
+        /// ~/.cache/quantgrid/models.
+        #[arg(long, env = "QUANTGRID_MODELS", value_name = "DIR")]
+        models_dir: Option<PathBuf>,
         /// CA certificate of an https coordinator.
         #[arg(long, value_name = "FILE")]
         tls_ca: Option<PathBuf>,
@@ -158,6 +162,7 @@ fn main() -> Result<()> {
             tls_cert,
             tls_key,
             headed,
+            models_dir,
         } => {
             let raw = read_config(config_path.as_ref())?;
             let declared: Vec<_> = raw.browsers.iter().map(|b| b.candidate()).collect();
@@ -241,9 +246,13 @@ fn main() -> Result<()> {
                         slots,
                         simulated: false,
                     };
-                    Arc::new(quantgrid_agent::browser_executor::BrowserExecutor::new(
+                    let exec = quantgrid_agent::browser_executor::BrowserExecutor::new(
                         probed, caps, !headed,
-                    ))
+                    );
+                    Arc::new(match models_dir {
+                        Some(dir) => exec.with_models_dir(dir),
+                        None => exec,
+                    })
                 }
 
                 ExecutorKind::Simulated => {

@@ -15,21 +15,19 @@ pub enum WeightsError {
     },
     #[error("{path} is not a safetensors file: {message}")]
     Format { path: PathBuf, message: String },
-    #[error("{path} has no tensor `{name}` ({n} × {k}); it has {available}")]
+    #[error("{path} has no tensor `{name}` ({}); it has {available}", dims(shape))]
     Missing {
         path: PathBuf,
         name: String,
-        n: u32,
-        k: u32,
+        shape: Vec<usize>,
         available: String,
     },
-    #[error("tensor `{name}` in {path} is {found:?}, the layer needs [{n}, {k}]")]
+    #[error("tensor `{name}` in {path} is {found:?}, quantgrid needs {shape:?}")]
     Shape {
         path: PathBuf,
         name: String,
         found: Vec<usize>,
-        n: u32,
-        k: u32,
+        shape: Vec<usize>,
     },
     #[error("tensor `{name}` in {path} is {dtype}; quantgrid reads F32, F16 and BF16")]
     Dtype {
@@ -37,6 +35,12 @@ pub enum WeightsError {
         name: String,
         dtype: String,
     },
+}
+
+/// `[768, 3072]` as `768 × 3072`.
+fn dims(shape: &[usize]) -> String {
+    let d: Vec<String> = shape.iter().map(usize::to_string).collect();
+    d.join(" × ")
 }
 
 /// A safetensors file held in memory.
@@ -83,19 +87,33 @@ impl WeightsFile {
         })
     }
 
+    /// The shape of tensor `name`.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>, WeightsError> {
+        let tensors = self.tensors()?;
+        match tensors.tensor(name) {
+            Ok(t) => Ok(t.shape().to_vec()),
+            // the lookup that names what the file has instead
+            Err(_) => self.tensor(name, &[]).map(|_| Vec::new()),
+        }
+    }
+
     /// The layer's weights, row-major `n × k`, as f32.
     pub fn layer(&self, layer: &Layer) -> Result<Vec<f32>, WeightsError> {
+        self.tensor(&layer.name, &[layer.n as usize, layer.k as usize])
+    }
+
+    /// Tensor `name`, which must have `shape`, row-major as f32.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
         let tensors = self.tensors()?;
-        let t = tensors.tensor(&layer.name).map_err(|_| {
+        let t = tensors.tensor(name).map_err(|_| {
             let mut names = tensors.names();
             names.sort();
             let shown: Vec<String> = names.iter().take(8).map(|n| format!("`{n}`")).collect();
             let more = names.len().saturating_sub(shown.len());
             WeightsError::Missing {
                 path: self.path.clone(),
-                name: layer.name.clone(),
-                n: layer.n,
-                k: layer.k,
+                name: name.to_string(),
+                shape: shape.to_vec(),
                 available: if names.is_empty() {
                     "no tensors".into()
                 } else if more > 0 {
@@ -105,13 +123,12 @@ impl WeightsFile {
                 },
             }
         })?;
-        if t.shape() != [layer.n as usize, layer.k as usize] {
+        if t.shape() != shape {
             return Err(WeightsError::Shape {
                 path: self.path.clone(),
-                name: layer.name.clone(),
+                name: name.to_string(),
                 found: t.shape().to_vec(),
-                n: layer.n,
-                k: layer.k,
+                shape: shape.to_vec(),
             });
         }
         let data = t.data();
@@ -131,7 +148,7 @@ impl WeightsFile {
             other => {
                 return Err(WeightsError::Dtype {
                     path: self.path.clone(),
-                    name: layer.name.clone(),
+                    name: name.to_string(),
                     dtype: format!("{other:?}"),
                 });
             }

@@ -199,3 +199,33 @@ async fn a_running_browser_is_attached_through_its_debugger_address() {
     let probed = probed.expect("probe through the debugger address");
     assert!(probed.capability().webnn, "{:?}", probed.report["webnn"]);
 }
+
+#[tokio::test]
+async fn minilm_with_its_real_weights_runs_as_one_webnn_graph_at_8_bits_and_int4() {
+    let exec = executor(vec![chromium("153").await]);
+    let cells = spec::parse(
+        "version: 1\nname: t\nmodels: [minilm]\nbrowsers: [chromium]\nplatforms: webnn\nbits: [4, 8]\nexperimental_precision: [true]\n",
+        "t.yaml",
+    )
+    .expect("spec")
+    .expand();
+    let mut cosines = Vec::new();
+    for cell in &cells {
+        let r = run(&exec, cell).await;
+        let bits = cell.precision.effective;
+        assert_eq!(r.status, Status::Pass, "{bits}-bit: {r:?}");
+        let m = r.measurement.expect("measured");
+        assert!(m.weights_source.is_some(), "{m:?}");
+        eprintln!(
+            "webnn {bits}-bit: cosine {:?}, samples {:?} ms",
+            m.accuracy_cosine, m.samples_ms
+        );
+        cosines.push((bits, m.accuracy_cosine.expect("cosine")));
+    }
+    cosines.sort_by_key(|(b, _)| b.get());
+    assert_eq!(cosines.len(), 2);
+    assert!(
+        cosines[0].1 < cosines[1].1 && cosines[1].1 > 0.999,
+        "{cosines:?}"
+    );
+}

@@ -95,7 +95,31 @@ pub fn block_case<E>(
     params: &[QuantParams],
     weights: impl Fn(&Layer) -> Result<Vec<f32>, E>,
 ) -> Result<BlockCase, E> {
-    let given: Vec<Option<Vec<f32>>> = graph.tensors.iter().map(|t| init_values(seed, t)).collect();
+    block_case_given(graph, seed, params, weights, |_| Ok(None))
+}
+
+/// [`block_case`] where `given` supplies the values of given tensors a checkpoint or a real
+/// input holds (`Ok(None)`: drawn from `seed`); a value of the wrong length is the caller's
+/// error to report, so it is checked there.
+pub fn block_case_given<E>(
+    graph: Graph,
+    seed: u64,
+    params: &[QuantParams],
+    weights: impl Fn(&Layer) -> Result<Vec<f32>, E>,
+    given: impl Fn(&Tensor) -> Result<Option<Vec<f32>>, E>,
+) -> Result<BlockCase, E> {
+    let mut values: Vec<Option<Vec<f32>>> = Vec::with_capacity(graph.tensors.len());
+    for t in &graph.tensors {
+        let v = match t.init {
+            None => None,
+            Some(_) => match given(t)? {
+                Some(v) => Some(v),
+                None => init_values(seed, t),
+            },
+        };
+        values.push(v);
+    }
+    let given = values;
     let mut fp32 = Vec::with_capacity(graph.layers.len());
     for l in &graph.layers {
         fp32.push(weights(l)?);
@@ -178,6 +202,60 @@ pub struct BlockVerdict {
     /// The results' worst relative error against the kernel reference.
     pub end_to_end_rel_err: f64,
     pub accuracy: Accuracy,
+}
+
+impl BlockVerdict {
+    /// The verdict on several inputs of one cell (a checkpoint's sentences): the first
+    /// failure, the worst of every check and the worst accuracy of any input.
+    pub fn merge(self, other: BlockVerdict) -> BlockVerdict {
+        // NaN (a non-finite result) is the worst of all, not a value to skip
+        fn larger(a: f64, b: f64) -> f64 {
+            if a.is_nan() || b.is_nan() {
+                f64::NAN
+            } else {
+                a.max(b)
+            }
+        }
+        fn smaller(a: f64, b: f64) -> f64 {
+            if a.is_nan() || b.is_nan() {
+                f64::NAN
+            } else {
+                a.min(b)
+            }
+        }
+        let worse = larger;
+        let kernel = if other.kernel.worst_ratio.is_nan()
+            || other.kernel.worst_ratio > self.kernel.worst_ratio
+        {
+            other.kernel
+        } else {
+            self.kernel
+        };
+        let opt = |a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64| match (a, b) {
+            (Some(a), Some(b)) => Some(f(a, b)),
+            (a, b) => a.or(b),
+        };
+        BlockVerdict {
+            failure: self.failure.or(other.failure),
+            kernel,
+            op_ratio: worse(self.op_ratio, other.op_ratio),
+            end_to_end_rel_err: worse(self.end_to_end_rel_err, other.end_to_end_rel_err),
+            accuracy: Accuracy {
+                cosine: smaller(self.accuracy.cosine, other.accuracy.cosine),
+                rel_err: worse(self.accuracy.rel_err, other.accuracy.rel_err),
+                top1_agreement: opt(
+                    self.accuracy.top1_agreement,
+                    other.accuracy.top1_agreement,
+                    smaller,
+                ),
+                kl_divergence: opt(
+                    self.accuracy.kl_divergence,
+                    other.accuracy.kl_divergence,
+                    larger,
+                ),
+            },
+        }
+    }
 }
 
 /// Why the page's values cannot be judged at all.

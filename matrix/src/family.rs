@@ -104,6 +104,11 @@ pub enum Stack {
         hidden: u32,
         vocab: u32,
     },
+    /// BERT's embeddings: the sum of the token, position and segment rows (a table lookup the
+    /// agent does, exact in f32) normalized by a LayerNorm the page runs.
+    Embeddings { name: &'static str, hidden: u32 },
+    /// Mean pooling of every position into one vector (a sentence embedding).
+    MeanPool { name: &'static str, hidden: u32 },
 }
 
 /// A concrete model whose public config provides the shapes.
@@ -326,14 +331,33 @@ static FAMILIES: &[Family] = &[
         key: "bert",
         display: "BERT",
         modality: Modality::Text,
-        models: &[Model {
-            id: "bert-base-uncased",
-            aliases: &["bert-base"],
-            stacks: &[
-                enc("encoder", 768, 3072, 12, 12, 512),
-                head("mlm_head", 768, 30522),
-            ],
-        }],
+        models: &[
+            Model {
+                id: "bert-base-uncased",
+                aliases: &["bert-base"],
+                stacks: &[
+                    enc("encoder", 768, 3072, 12, 12, 512),
+                    head("mlm_head", 768, 30522),
+                ],
+            },
+            // a sentence-embedding BERT with a real checkpoint ([`crate::checkpoint`]): its
+            // config.json, and sentence-transformers' mean pooling (max_seq_length 256)
+            Model {
+                id: "sentence-transformers/all-MiniLM-L6-v2",
+                aliases: &["all-minilm-l6-v2", "minilm"],
+                stacks: &[
+                    Stack::Embeddings {
+                        name: "embeddings",
+                        hidden: 384,
+                    },
+                    enc("encoder", 384, 1536, 12, 6, 256),
+                    Stack::MeanPool {
+                        name: "pooled",
+                        hidden: 384,
+                    },
+                ],
+            },
+        ],
     },
     Family {
         key: "t5",

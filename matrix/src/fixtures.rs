@@ -47,6 +47,7 @@ pub fn measurement(repetitions: u32) -> Measurement {
         timer: "performance.now".into(),
         gpu_samples_ms: Vec::new(),
         weights_sha256: None,
+        weights_source: None,
         weight_bytes: 1024,
         kernel_max_abs_err: 1e-7,
         kernel_bound_c: crate::reference::KERNEL_BOUND_C,

@@ -456,7 +456,7 @@ pub fn lower(family: &str, model: &Model, size: WorkloadSize) -> Graph {
         cur: None,
     };
     let rows = |tokens: u32| tokens.min(size.seq_len).max(1);
-    for stack in model.stacks {
+    for (i, stack) in model.stacks.iter().enumerate() {
         match *stack {
             Stack::Transformer { name, tokens, .. } => {
                 let arch = arch(family, name);
@@ -501,6 +501,27 @@ pub fn lower(family: &str, model: &Model, size: WorkloadSize) -> Graph {
                 };
                 let x = b.start(name, rows(tokens), k, Some(pool));
                 let y = b.linear(x, name, Role::EmbeddingHead, n, true);
+                b.cur = Some(y);
+            }
+            Stack::Embeddings { name, hidden } => {
+                // as many positions as the encoder after it runs
+                let tokens = model.stacks[i + 1..]
+                    .iter()
+                    .find_map(|s| match *s {
+                        Stack::Transformer { tokens, .. } => Some(tokens),
+                        _ => None,
+                    })
+                    .unwrap_or(u32::MAX);
+                let x = b.start(name, rows(tokens), hidden, None);
+                let y = b.norm(x, &format!("{name}.norm"), arch(family, name));
+                b.cur = Some(y);
+            }
+            Stack::MeanPool { name, hidden } => {
+                let x = match b.cur {
+                    Some(x) if b.shape(x).1 == hidden => x,
+                    _ => b.start(name, rows(u32::MAX), hidden, None),
+                };
+                let y = b.emit(name.to_string(), 1, hidden, |y| Op::MeanPool { x, y });
                 b.cur = Some(y);
             }
             Stack::Head {

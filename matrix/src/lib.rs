@@ -4,8 +4,9 @@
 pub mod agent;
 pub mod block;
 pub mod cell;
+pub mod checkpoint;
 pub mod family;
-#[cfg(feature = "fixtures")]
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod graph;
 pub mod ops;

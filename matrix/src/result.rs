@@ -284,6 +284,11 @@ pub struct Measurement {
     /// weights.
     #[serde(default)]
     pub weights_sha256: Option<String>,
+    /// Where a registry checkpoint's weights came from (package, version, file), as
+    /// [`crate::checkpoint::Checkpoint::source`] says; `None` for synthetic weights or a
+    /// user's file.
+    #[serde(default)]
+    pub weights_source: Option<String>,
     /// Bytes the page allocated for weights (buffers or constants), as the page counted them.
     pub weight_bytes: u64,
     /// Max |browser − Rust dequantized reference|: checks the kernel itself.
@@ -579,6 +584,7 @@ mod tests {
                 timer: "performance.now".into(),
                 gpu_samples_ms: vec![0.5, 0.6, 0.7],
                 weights_sha256: None,
+                weights_source: None,
                 weight_bytes: 64,
                 kernel_max_abs_err: 1e-6,
                 kernel_bound_c: crate::reference::KERNEL_BOUND_C,

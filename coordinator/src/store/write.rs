@@ -348,6 +348,11 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
             "accuracy_kl",
             floats(&|r| meas(r).and_then(|m| m.accuracy_kl)),
         ),
+        // migration 6
+        (
+            "weights_source",
+            strings(&|r| meas(r).and_then(|m| m.weights_source.as_deref())),
+        ),
     ];
     RecordBatch::try_from_iter(columns)
         .map_err(|e| StoreError::Corrupt(format!("results batch: {e}")))
