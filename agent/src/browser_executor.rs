@@ -12,7 +12,9 @@ use crate::server;
 use crate::webdriver::{Driver, Launch, Session, WebDriverError};
 use crate::weights::WeightsFile;
 use quantgrid_matrix::agent::Capabilities;
-use quantgrid_matrix::block::{BlockCase, BlockVerdict, block_case, block_case_given};
+use quantgrid_matrix::block::{
+    BlockCase, BlockVerdict, block_case_given, input_count, input_values,
+};
 use quantgrid_matrix::checkpoint::{self, Checkpoint};
 use quantgrid_matrix::graph::{self, Graph};
 use quantgrid_matrix::quant::{PrecisionPolicy, QuantParams};
@@ -362,11 +364,27 @@ fn prepare(cell: &Cell, source: &Source) -> Result<Vec<(String, BlockCase)>, Str
     match source {
         Source::Synthetic | Source::File(_) => {
             let (graph, params) = plan_block(cell, cell.workload)?;
-            let case = block_case(graph, WEIGHT_SEED, &params, |l| match source {
-                Source::File(f) => f.layer(l).map_err(|e| e.to_string()),
-                _ => Ok(reference::weights(WEIGHT_SEED, l)),
-            })?;
-            Ok(vec![(String::new(), case)])
+            let n = input_count(&graph);
+            let mut cases = Vec::new();
+            for i in 0..n {
+                let case = block_case_given(
+                    graph.clone(),
+                    WEIGHT_SEED,
+                    &params,
+                    |l| match source {
+                        Source::File(f) => f.layer(l).map_err(|e| e.to_string()),
+                        _ => Ok(reference::weights(WEIGHT_SEED, l)),
+                    },
+                    |t| Ok(input_values(WEIGHT_SEED, i, t)),
+                )?;
+                let label = if n > 1 {
+                    format!("input {} of {n}: ", i + 1)
+                } else {
+                    String::new()
+                };
+                cases.push((label, case));
+            }
+            Ok(cases)
         }
         Source::Checkpoint(inst) => {
             let mut cases = Vec::new();
@@ -454,7 +472,8 @@ async fn block_cell(
         }
     };
     let (warmup, reps) = (job.warmup, job.repetitions.max(1));
-    let mut timed: Option<(BlockVerdict, block::BlockRun)> = None;
+    let mut verdicts = Vec::with_capacity(cases.len());
+    let mut timed: Option<block::BlockRun> = None;
     for (i, (label, case)) in cases.into_iter().enumerate() {
         // the first input is timed; the others are run once, for their accuracy
         let (w, r) = if i == 0 { (warmup, reps) } else { (0, 1) };
@@ -463,12 +482,10 @@ async fn block_cell(
             Err(failed) => return failed,
         };
         v.failure = v.failure.map(|f| format!("{label}{f}"));
-        timed = Some(match timed {
-            None => (v, run),
-            Some((first, run0)) => (first.merge(v), run0),
-        });
+        verdicts.push(v);
+        timed.get_or_insert(run);
     }
-    let Some((verdict, run)) = timed else {
+    let (Some(verdict), Some(run)) = (BlockVerdict::over(verdicts), timed) else {
         return (
             result(cell, Status::Error, Some("nothing to run".into())),
             true,

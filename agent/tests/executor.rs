@@ -288,3 +288,33 @@ async fn mixed_precision_runs_attention_and_heads_at_8_bits_in_the_browser() {
         "mixed keeps some layers at 8 bits: {bytes:?}"
     );
 }
+
+#[tokio::test]
+async fn an_lm_head_judges_next_token_agreement_over_its_fixed_set_of_inputs() {
+    let exec = chromium_executor().await;
+    let cells = spec::parse(
+        "version: 1\nname: t\nfamilies: [t5]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\nworkload: {layers: 1, seq_len: 4, head: true}\n",
+        "t.yaml",
+    )
+    .expect("spec")
+    .expand();
+    let job = Job {
+        lease_id: "l".into(),
+        cell: cells[0].clone(),
+        warmup: 0,
+        repetitions: 2,
+        timeout: Duration::from_secs(120),
+    };
+    let r = exec.run(job, CancellationToken::new()).await;
+    assert_eq!(r.status, Status::Pass, "{r:?}");
+    let m = r.measurement.expect("measured");
+    let inputs = f64::from(quantgrid_matrix::block::LM_INPUTS);
+    let top1 = m.accuracy_top1.expect("an LM head has top-1");
+    // a rate over the inputs, one decode step each: a multiple of 1/inputs, not a coin flip
+    assert!(
+        (top1 * inputs - (top1 * inputs).round()).abs() < 1e-9 && (0.0..=1.0).contains(&top1),
+        "{top1}"
+    );
+    assert!(m.accuracy_kl.is_some_and(|kl| kl >= 0.0), "{m:?}");
+    assert_eq!(m.samples_ms.len(), 2, "the first input is timed");
+}

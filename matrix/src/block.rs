@@ -184,9 +184,11 @@ pub struct Accuracy {
     pub cosine: f64,
     /// ‖got − fp32‖ / ‖fp32‖.
     pub rel_err: f64,
-    /// LM heads: the share of rows whose most likely next token matches fp32's.
+    /// LM heads: the share of rows (over a cell's inputs) whose most likely next token
+    /// matches fp32's.
     pub top1_agreement: Option<f64>,
-    /// LM heads: mean KL(fp32 ‖ run) of the next-token distributions, in nats.
+    /// LM heads: mean KL(fp32 ‖ run) of the next-token distributions over a cell's inputs,
+    /// in nats.
     pub kl_divergence: Option<f64>,
 }
 
@@ -204,10 +206,34 @@ pub struct BlockVerdict {
     pub accuracy: Accuracy,
 }
 
+/// How many inputs a cell of `graph` runs: LM heads judge next-token agreement and KL over
+/// [`LM_INPUTS`] inputs (a rate, not one coin flip); other graphs one.
+pub fn input_count(graph: &Graph) -> u32 {
+    if graph.logits.is_empty() {
+        1
+    } else {
+        LM_INPUTS
+    }
+}
+
+/// The fixed set of inputs an LM head is judged on: this many decode steps, each from its own
+/// hidden state and KV cache, through the same weights.
+pub const LM_INPUTS: u32 = 8;
+
+/// Input `i` of a cell's fixed set: the given tensor `t` where it is an input (hidden states,
+/// a KV cache) drawn with its own seed, `None` (the cell's own draw) for everything else and
+/// for input 0, so a one-input cell is what it always was.
+pub fn input_values(seed: u64, i: u32, t: &Tensor) -> Option<Vec<f32>> {
+    (i > 0 && t.init == Some(Init::Input))
+        .then(|| init_values(seed ^ (u64::from(i) << 32), t))
+        .flatten()
+}
+
 impl BlockVerdict {
-    /// The verdict on several inputs of one cell (a checkpoint's sentences): the first
-    /// failure, the worst of every check and the worst accuracy of any input.
-    pub fn merge(self, other: BlockVerdict) -> BlockVerdict {
+    /// The verdict on a cell's inputs (an LM's fixed set, a checkpoint's sentences): the first
+    /// failure, the worst of every check, the worst cosine and relative error, and the
+    /// next-token agreement and KL averaged over the inputs. `None` for no inputs.
+    pub fn over(verdicts: Vec<BlockVerdict>) -> Option<BlockVerdict> {
         // NaN (a non-finite result) is the worst of all, not a value to skip
         fn larger(a: f64, b: f64) -> f64 {
             if a.is_nan() || b.is_nan() {
@@ -223,38 +249,34 @@ impl BlockVerdict {
                 a.min(b)
             }
         }
-        let worse = larger;
-        let kernel = if other.kernel.worst_ratio.is_nan()
-            || other.kernel.worst_ratio > self.kernel.worst_ratio
-        {
-            other.kernel
-        } else {
-            self.kernel
+        let mean = |f: fn(&Accuracy) -> Option<f64>| -> Option<f64> {
+            let v: Vec<f64> = verdicts.iter().filter_map(|v| f(&v.accuracy)).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
-        let opt = |a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64| match (a, b) {
-            (Some(a), Some(b)) => Some(f(a, b)),
-            (a, b) => a.or(b),
-        };
-        BlockVerdict {
-            failure: self.failure.or(other.failure),
-            kernel,
-            op_ratio: worse(self.op_ratio, other.op_ratio),
-            end_to_end_rel_err: worse(self.end_to_end_rel_err, other.end_to_end_rel_err),
-            accuracy: Accuracy {
-                cosine: smaller(self.accuracy.cosine, other.accuracy.cosine),
-                rel_err: worse(self.accuracy.rel_err, other.accuracy.rel_err),
-                top1_agreement: opt(
-                    self.accuracy.top1_agreement,
-                    other.accuracy.top1_agreement,
-                    smaller,
-                ),
-                kl_divergence: opt(
-                    self.accuracy.kl_divergence,
-                    other.accuracy.kl_divergence,
-                    larger,
-                ),
+        let top1 = mean(|a| a.top1_agreement);
+        let kl = mean(|a| a.kl_divergence);
+        let mut it = verdicts.into_iter();
+        let first = it.next()?;
+        let mut out = it.fold(first, |acc, v| BlockVerdict {
+            failure: acc.failure.or(v.failure),
+            kernel: if v.kernel.worst_ratio.is_nan()
+                || v.kernel.worst_ratio > acc.kernel.worst_ratio
+            {
+                v.kernel
+            } else {
+                acc.kernel
             },
-        }
+            op_ratio: larger(acc.op_ratio, v.op_ratio),
+            end_to_end_rel_err: larger(acc.end_to_end_rel_err, v.end_to_end_rel_err),
+            accuracy: Accuracy {
+                cosine: smaller(acc.accuracy.cosine, v.accuracy.cosine),
+                rel_err: larger(acc.accuracy.rel_err, v.accuracy.rel_err),
+                ..acc.accuracy
+            },
+        });
+        out.accuracy.top1_agreement = top1;
+        out.accuracy.kl_divergence = kl;
+        Some(out)
     }
 }
 
@@ -534,6 +556,89 @@ mod tests {
 
     fn right(_: &Op, y: Vec<f64>) -> Vec<f64> {
         y
+    }
+
+    fn verdict(failure: Option<&str>, cosine: f64, top1: Option<f64>, ratio: f64) -> BlockVerdict {
+        BlockVerdict {
+            failure: failure.map(str::to_string),
+            kernel: KernelCheck {
+                max_abs_err: ratio,
+                bound_c: reference::KERNEL_BOUND_C,
+                worst_ratio: ratio,
+            },
+            op_ratio: ratio,
+            end_to_end_rel_err: ratio,
+            accuracy: Accuracy {
+                cosine,
+                rel_err: 1.0 - cosine,
+                top1_agreement: top1,
+                kl_divergence: top1.map(|t| 1.0 - t),
+            },
+        }
+    }
+
+    #[test]
+    fn a_cells_inputs_keep_the_first_failure_the_worst_checks_and_average_next_token_figures() {
+        assert_eq!(BlockVerdict::over(Vec::new()), None);
+        let v = BlockVerdict::over(vec![
+            verdict(None, 0.99, Some(1.0), 0.5),
+            verdict(Some("second"), 0.9, Some(0.0), 0.25),
+            verdict(Some("third"), f64::NAN, None, f64::NAN),
+        ])
+        .expect("verdict");
+        assert_eq!(v.failure.as_deref(), Some("second"));
+        assert!(
+            v.kernel.worst_ratio.is_nan() && v.op_ratio.is_nan(),
+            "NaN is the worst"
+        );
+        assert!(v.accuracy.cosine.is_nan());
+        assert_eq!(
+            v.accuracy.top1_agreement,
+            Some(0.5),
+            "a rate over the inputs"
+        );
+        assert_eq!(v.accuracy.kl_divergence, Some(0.5));
+        let clean = BlockVerdict::over(vec![
+            verdict(None, 0.99, None, 0.5),
+            verdict(None, 0.95, None, 0.75),
+        ])
+        .expect("verdict");
+        assert_eq!(
+            (
+                clean.failure,
+                clean.accuracy.cosine,
+                clean.kernel.worst_ratio,
+                clean.accuracy.top1_agreement
+            ),
+            (None, 0.95, 0.75, None)
+        );
+    }
+
+    #[test]
+    fn an_lm_head_runs_a_fixed_set_of_inputs_that_differ_only_in_their_inputs() {
+        let r = resolve("gpt2").expect("gpt2");
+        let size = |head| WorkloadSize {
+            layers: 1,
+            seq_len: 4,
+            head,
+        };
+        let with_head = lower(r.family.key, r.model, size(true));
+        assert_eq!(input_count(&with_head), LM_INPUTS);
+        assert_eq!(input_count(&lower(r.family.key, r.model, size(false))), 1);
+        for t in &with_head.tensors {
+            assert_eq!(
+                input_values(7, 0, t),
+                None,
+                "input 0 is the cell's own draw"
+            );
+            match t.init {
+                Some(Init::Input) => {
+                    let other = input_values(7, 1, t).expect("drawn");
+                    assert_ne!(Some(other), init_values(7, t), "{}", t.name);
+                }
+                _ => assert_eq!(input_values(7, 3, t), None, "{} is the model's", t.name),
+            }
+        }
     }
 
     #[test]

@@ -424,6 +424,38 @@ fn weights_note(entries: &[Entry]) -> String {
     s
 }
 
+/// A family's summary row for one of its models: each platform's best and where to run it.
+fn summary_row(
+    f: &family::Family,
+    model: &str,
+    es: &[&Entry],
+    tol: &Thresholds,
+    notes: &mut Notes,
+) -> String {
+    let webnn = summary(es, Platform::Webnn, tol, notes);
+    let webgpu = summary(es, Platform::Webgpu, tol, notes);
+    let rec = match recommended(es, tol) {
+        Some((e, t, class)) => format!(
+            "{} · {} · {}-bit {} ({}, {})",
+            e.cell.platform.title(),
+            e.cell.browser,
+            e.outcome
+                .as_ref()
+                .map_or(e.cell.precision.effective, |o| o.effective_bits),
+            variant(&e.cell),
+            ms(t),
+            match class {
+                Class::Hardware => "hardware",
+                Class::Cpu => "CPU",
+                Class::Unknown => "device unknown",
+            }
+        )
+        .replace("  ", " "),
+        None => "— no accurate pass yet".into(),
+    };
+    format!("| {} | `{model}` | {webnn} | {webgpu} | {rec} |", f.display)
+}
+
 pub fn render(report: &Report<'_>) -> String {
     let entries: Vec<Entry> = report
         .entries
@@ -481,43 +513,22 @@ pub fn render(report: &Report<'_>) -> String {
         let _ = writeln!(out, "## {}\n", modality.title());
         let _ = writeln!(
             out,
-            "| Model Family | Examples | WebNN | WebGPU | Recommended |"
+            "| Model Family | Model | WebNN | WebGPU | Recommended |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|");
         for f in fams {
             let es = &by_family[f.key];
+            // one row per model: a whole real model and a one-layer block of another are
+            // different workloads, so neither their summaries nor their times mix
             let models: BTreeSet<&str> = es.iter().map(|e| e.cell.model.as_str()).collect();
-            let examples: Vec<String> = models.iter().map(|m| format!("`{m}`")).collect();
-            let webnn = summary(es, Platform::Webnn, tol, &mut notes);
-            let webgpu = summary(es, Platform::Webgpu, tol, &mut notes);
-            let rec = match recommended(es, tol) {
-                Some((e, t, class)) => format!(
-                    "{} · {} · {}-bit {} ({}, {})",
-                    e.cell.platform.title(),
-                    e.cell.browser,
-                    e.outcome
-                        .as_ref()
-                        .map_or(e.cell.precision.effective, |o| o.effective_bits),
-                    variant(&e.cell),
-                    ms(t),
-                    match class {
-                        Class::Hardware => "hardware",
-                        Class::Cpu => "CPU",
-                        Class::Unknown => "device unknown",
-                    }
-                )
-                .replace("  ", " "),
-                None => "— no accurate pass yet".into(),
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                f.display,
-                examples.join(", "),
-                webnn,
-                webgpu,
-                rec
-            );
+            for model in models {
+                let mine: Vec<&Entry> = es
+                    .iter()
+                    .copied()
+                    .filter(|e| e.cell.model == model)
+                    .collect();
+                let _ = writeln!(out, "{}", summary_row(f, model, &mine, tol, &mut notes));
+            }
             family_table(&mut details, f, es, tol, &mut notes);
         }
         let _ = writeln!(out);

