@@ -65,7 +65,8 @@ pub struct RawSpec {
     #[serde(default = "default_group_size")]
     #[schemars(with = "u32")]
     pub group_size: Spanned<u32>,
-    /// How much of each model runs; shapes stay the model's own.
+    /// How much of each model runs; shapes stay the model's own. A model with a real
+    /// checkpoint (`minilm`) always runs whole, on its fixed sentences.
     #[serde(default)]
     pub workload: WorkloadSize,
     /// Untimed runs before measuring.
