@@ -88,11 +88,13 @@ fn expand_counts_and_narrows() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout).trim().parse::<usize>().expect("count")
     };
-    assert_eq!(count(&[]), 20);
-    assert_eq!(count(&["--platform", "webgpu"]), 8);
+    // 20 cells of bert and gpt2, and MiniLM on Chromium: WebGPU at 4 and 8, WebNN at int4
+    // (experimental) and 8
+    assert_eq!(count(&[]), 24);
+    assert_eq!(count(&["--platform", "webgpu"]), 10);
     assert_eq!(count(&["--test-family", "bert", "--browser", "firefox"]), 5);
-    assert_eq!(count(&["--experimental-precision"]), 4);
-    assert_eq!(count(&["--bits", "8"]), 8);
+    assert_eq!(count(&["--experimental-precision"]), 5);
+    assert_eq!(count(&["--bits", "8"]), 10);
 }
 
 fn stored_result(store_path: &Path) {

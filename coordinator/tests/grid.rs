@@ -480,6 +480,10 @@ fn a_simulated_agent_never_makes_a_real_sweep_pass() {
     .expect("smoke");
     let spec = dir.path().join("smoke.yaml");
     std::fs::write(&spec, format!("{smoke}agent_wait_secs: 2\n")).expect("spec");
+    let n = quantgrid_matrix::spec::parse(&smoke, "smoke.yaml")
+        .expect("smoke")
+        .expand()
+        .len();
     let submit = |extra: &[&str]| {
         Command::new(bin("quantgrid"))
             .args(["submit", "--wait", "--coordinator", &url, "--token", &ops])
@@ -491,7 +495,7 @@ fn a_simulated_agent_never_makes_a_real_sweep_pass() {
     let real = submit(&[]);
     let stderr = String::from_utf8_lossy(&real.stderr);
     assert_eq!(real.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("0/20 cells passed"), "{stderr}");
+    assert!(stderr.contains(&format!("0/{n} cells passed")), "{stderr}");
     let real_id = String::from_utf8_lossy(&real.stdout)
         .lines()
         .last()
@@ -502,7 +506,8 @@ fn a_simulated_agent_never_makes_a_real_sweep_pass() {
     let stderr = String::from_utf8_lossy(&load.stderr);
     assert_eq!(load.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("0/20 cells passed") && stderr.contains("20 simulated"),
+        stderr.contains(&format!("0/{n} cells passed"))
+            && stderr.contains(&format!("{n} simulated")),
         "{stderr}"
     );
     let id = String::from_utf8_lossy(&load.stdout)
@@ -533,7 +538,7 @@ fn a_simulated_agent_never_makes_a_real_sweep_pass() {
     drop(server);
     let store = Store::open(&db).expect("open");
     let real_rows = store.results(Some(&real_id), 100).expect("results");
-    assert_eq!(real_rows.len(), 20);
+    assert_eq!(real_rows.len(), n);
     assert!(
         real_rows
             .iter()
