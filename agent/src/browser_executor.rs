@@ -389,7 +389,7 @@ fn prepare(cell: &Cell, source: &Source) -> Result<Vec<(String, BlockCase)>, Str
         Source::Checkpoint(inst) => {
             let mut cases = Vec::new();
             for (i, sentence) in inst.checkpoint.sentences.iter().enumerate() {
-                let ids = inst.tokens(sentence).map_err(|e| e.to_string())?;
+                let ids = inst.sentence_tokens(sentence).map_err(|e| e.to_string())?;
                 let size = Checkpoint::size(ids.len() as u32);
                 let (graph, params) = plan_block(cell, size)?;
                 let case = block_case_given(
@@ -398,7 +398,7 @@ fn prepare(cell: &Cell, source: &Source) -> Result<Vec<(String, BlockCase)>, Str
                     &params,
                     |l| inst.layer(l).map_err(|e| e.to_string()),
                     |t| {
-                        inst.given(t, &ids, sentence)
+                        inst.given(t, &ids, sentence.text)
                             .map(Some)
                             .map_err(|e| e.to_string())
                     },
@@ -567,6 +567,7 @@ fn block_verdict(
         accuracy_cosine: Some(v.accuracy.cosine),
         accuracy_top1: v.accuracy.top1_agreement,
         accuracy_kl: v.accuracy.kl_divergence,
+        ops: v.ops.clone(),
     };
     let status = if v.failure.is_some() {
         Status::Fail
@@ -683,9 +684,16 @@ mod tests {
                 top1_agreement: None,
                 kl_divergence: None,
             },
+            ops: vec![quantgrid_matrix::result::OpFigure {
+                tensor: "encoder.0.attn".into(),
+                op: "attention".into(),
+                max_abs_err: 1e-7,
+                bound_ratio: 0.02,
+            }],
         };
         let (status, text, m) = block_verdict(&v(None), &run, 1);
         assert_eq!((status, text), (Status::Pass, None));
+        assert_eq!(m.ops, v(None).ops, "every op's figure is reported");
         assert_eq!(
             (m.accuracy_rel_err, m.weight_bytes, m.samples_ms.len()),
             (0.14, 64, 2)

@@ -4,7 +4,7 @@
 //! given tensors of a sentence's graph (embeddings, biases, norms) from the real file.
 
 use crate::weights::{WeightsError, WeightsFile};
-use quantgrid_matrix::checkpoint::{BERT_TABLES, Checkpoint, Naming, bert_embeddings};
+use quantgrid_matrix::checkpoint::{BERT_TABLES, Checkpoint, Naming, Sentence, bert_embeddings};
 use quantgrid_matrix::graph::Tensor;
 use quantgrid_matrix::workload::Layer;
 use std::path::{Path, PathBuf};
@@ -45,6 +45,14 @@ pub enum CheckpointError {
     Tokenizer { path: PathBuf, message: String },
     #[error("cannot tokenize {sentence:?}: {message}")]
     Tokenize { sentence: String, message: String },
+    #[error(
+        "the tokenizer makes {got} tokens of {sentence:?}, the registry's {want}: not the published tokenizer"
+    )]
+    TokenCount {
+        sentence: String,
+        got: usize,
+        want: u32,
+    },
     #[error("token id or position of {sentence:?} is past the checkpoint's embedding tables")]
     Embedding { sentence: String },
     #[error("graph tensor {name} has no counterpart in the checkpoint")]
@@ -103,6 +111,19 @@ impl Installed {
 
     pub fn sha256(&self) -> &str {
         self.weights.sha256()
+    }
+
+    /// The token ids of one of the checkpoint's sentences, as many as the registry says.
+    pub fn sentence_tokens(&self, sentence: &Sentence) -> Result<Vec<u32>, CheckpointError> {
+        let ids = self.tokens(sentence.text)?;
+        if ids.len() != sentence.tokens as usize {
+            return Err(CheckpointError::TokenCount {
+                sentence: sentence.text.into(),
+                got: ids.len(),
+                want: sentence.tokens,
+            });
+        }
+        Ok(ids)
     }
 
     /// `sentence`'s token ids, special tokens included.

@@ -51,6 +51,7 @@ fn result(cells: &[Cell], envs: &[Environment], i: usize) -> Record {
                 timer: "performance.now".into(),
                 weights_sha256: None,
                 weights_source: None,
+                ops: Vec::new(),
                 gpu_samples_ms: Vec::new(),
                 kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
                 kernel_err_ratio: 0.01,

@@ -129,6 +129,7 @@ fn stored_result(store_path: &Path) {
                     timer: "performance.now".into(),
                     weights_sha256: None,
                     weights_source: None,
+                    ops: Vec::new(),
                     gpu_samples_ms: Vec::new(),
                     kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
                     kernel_err_ratio: 0.01,

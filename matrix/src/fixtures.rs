@@ -48,6 +48,7 @@ pub fn measurement(repetitions: u32) -> Measurement {
         gpu_samples_ms: Vec::new(),
         weights_sha256: None,
         weights_source: None,
+        ops: Vec::new(),
         weight_bytes: 1024,
         kernel_max_abs_err: 1e-7,
         kernel_bound_c: crate::reference::KERNEL_BOUND_C,

@@ -289,6 +289,10 @@ pub struct Measurement {
     /// user's file.
     #[serde(default)]
     pub weights_source: Option<String>,
+    /// Every op of the cell's graph against its bound, in run order (a checkpoint's or an
+    /// LM's several inputs: each op's worst); empty before they were kept.
+    #[serde(default)]
+    pub ops: Vec<OpFigure>,
     /// Bytes the page allocated for weights (buffers or constants), as the page counted them.
     pub weight_bytes: u64,
     /// Max |browser − Rust dequantized reference|: checks the kernel itself.
@@ -412,6 +416,19 @@ impl Measurement {
     }
 }
 
+/// One op of a cell's graph as the page computed it, against its bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpFigure {
+    /// The tensor it wrote (`encoder.0.attn.q`).
+    pub tensor: String,
+    /// Its kind, as in the page contract (`linear`, `layer_norm`, `attention`, ...).
+    pub op: String,
+    pub max_abs_err: f64,
+    /// The error as a fraction of the op's bound (the kernel bound for a `linear`, 2⁻¹⁶ of
+    /// the magnitude it works with for the others): a pass has every one at most 1.
+    pub bound_ratio: f64,
+}
+
 /// Why a report cannot count, in words for the stored `error` result.
 pub fn check_report(result: &CellResult, repetitions: u32) -> Result<(), String> {
     let ran = matches!(result.status, Status::Pass | Status::Fail);
@@ -481,6 +498,17 @@ pub fn check_report(result: &CellResult, repetitions: u32) -> Result<(), String>
     }
     if ran && m.weight_bytes == 0 {
         return Err("a run that allocated 0 weight bytes".into());
+    }
+    for (i, op) in m.ops.iter().enumerate() {
+        let ok = op.bound_ratio >= 0.0 && op.max_abs_err >= 0.0
+            || (result.status == Status::Fail
+                && (op.bound_ratio.is_nan() || op.max_abs_err.is_nan()));
+        if !ok || (result.status == Status::Pass && op.bound_ratio > 1.0) {
+            return Err(format!(
+                "op {i} {} {}: error {} at {}× its bound",
+                op.op, op.tensor, op.max_abs_err, op.bound_ratio
+            ));
+        }
     }
     if result.status == Status::Pass {
         let c = crate::reference::KERNEL_BOUND_C;
@@ -585,6 +613,7 @@ mod tests {
                 gpu_samples_ms: vec![0.5, 0.6, 0.7],
                 weights_sha256: None,
                 weights_source: None,
+                ops: Vec::new(),
                 weight_bytes: 64,
                 kernel_max_abs_err: 1e-6,
                 kernel_bound_c: crate::reference::KERNEL_BOUND_C,

