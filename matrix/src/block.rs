@@ -55,6 +55,7 @@ pub fn init_values(seed: u64, t: &Tensor) -> Option<Vec<f32>> {
         Init::Gain => draw(0.1, 1.0),
         Init::Shift => draw(0.1, 0.0),
         Init::Bias => draw(0.02, 0.0),
+        Init::Position => draw(0.02, 0.0),
         Init::RopeCos { theta, first } => table(first, theta, f64::cos),
         Init::RopeSin { theta, first } => table(first, theta, f64::sin),
         Init::Alibi => alibi_slopes(t.cols).into_iter().map(|s| s as f32).collect(),

@@ -107,6 +107,9 @@ pub enum Stack {
     /// BERT's embeddings: the sum of the token, position and segment rows (a table lookup the
     /// agent does, exact in f32) normalized by a LayerNorm the page runs.
     Embeddings { name: &'static str, hidden: u32 },
+    /// Learned absolute position embeddings added to the hidden state (ViT's, after its patch
+    /// embedding), one row per position.
+    Positions { name: &'static str, hidden: u32 },
     /// Mean pooling of every position into one vector (a sentence embedding).
     MeanPool { name: &'static str, hidden: u32 },
 }
@@ -290,6 +293,22 @@ const fn linear(name: &'static str, tokens: u32, k: u32, n: u32) -> Stack {
     Stack::Linear { name, tokens, k, n }
 }
 
+/// BERT-style embeddings: the token, position and segment rows' sum, normalized.
+const fn embeddings(hidden: u32) -> Stack {
+    Stack::Embeddings {
+        name: "embeddings",
+        hidden,
+    }
+}
+
+/// A vision transformer's learned absolute position embeddings, added to its patches.
+const fn positions(hidden: u32) -> Stack {
+    Stack::Positions {
+        name: "position_embeddings",
+        hidden,
+    }
+}
+
 const fn head(name: &'static str, hidden: u32, vocab: u32) -> Stack {
     Stack::Head {
         name,
@@ -336,6 +355,7 @@ static FAMILIES: &[Family] = &[
                 id: "bert-base-uncased",
                 aliases: &["bert-base"],
                 stacks: &[
+                    embeddings(768),
                     enc("encoder", 768, 3072, 12, 12, 512),
                     head("mlm_head", 768, 30522),
                 ],
@@ -346,10 +366,7 @@ static FAMILIES: &[Family] = &[
                 id: "sentence-transformers/all-MiniLM-L6-v2",
                 aliases: &["all-minilm-l6-v2", "minilm"],
                 stacks: &[
-                    Stack::Embeddings {
-                        name: "embeddings",
-                        hidden: 384,
-                    },
+                    embeddings(384),
                     enc("encoder", 384, 1536, 12, 6, 256),
                     Stack::MeanPool {
                         name: "pooled",
@@ -381,6 +398,7 @@ static FAMILIES: &[Family] = &[
             id: "roberta-base",
             aliases: &[],
             stacks: &[
+                embeddings(768),
                 enc("encoder", 768, 3072, 12, 12, 512),
                 head("lm_head", 768, 50265),
             ],
@@ -394,6 +412,7 @@ static FAMILIES: &[Family] = &[
             id: "distilbert-base-uncased",
             aliases: &["distilbert-base"],
             stacks: &[
+                embeddings(768),
                 enc("encoder", 768, 3072, 12, 6, 512),
                 head("mlm_head", 768, 30522),
             ],
@@ -408,6 +427,7 @@ static FAMILIES: &[Family] = &[
             aliases: &["albert-base"],
             // 128-wide factorised embeddings projected up to the 768-wide shared layer
             stacks: &[
+                embeddings(128),
                 linear("embedding_projection", 512, 128, 768),
                 enc("encoder", 768, 3072, 12, 12, 512),
                 head("mlm_head", 128, 30000),
@@ -422,6 +442,7 @@ static FAMILIES: &[Family] = &[
             id: "xlm-mlm-100-1280",
             aliases: &[],
             stacks: &[
+                embeddings(1280),
                 enc("encoder", 1280, 5120, 16, 16, 512),
                 head("pred_layer", 1280, 200000),
             ],
@@ -435,6 +456,7 @@ static FAMILIES: &[Family] = &[
             id: "google/electra-small-discriminator",
             aliases: &["electra-small"],
             stacks: &[
+                embeddings(128),
                 linear("embeddings_project", 512, 128, 256),
                 enc("encoder", 256, 1024, 4, 12, 512),
                 linear("discriminator_head", 512, 256, 256),
@@ -571,6 +593,7 @@ static FAMILIES: &[Family] = &[
             aliases: &["vit-base"],
             stacks: &[
                 conv("patch_embed16x16", 196, 16 * 16 * 3, 768, 1),
+                positions(768),
                 enc("encoder", 768, 3072, 12, 12, 197),
                 linear("classifier", 1, 768, 1000),
             ],
@@ -615,6 +638,7 @@ static FAMILIES: &[Family] = &[
             aliases: &["deit-small"],
             stacks: &[
                 conv("patch_embed16x16", 196, 16 * 16 * 3, 384, 1),
+                positions(384),
                 enc("encoder", 384, 1536, 6, 12, 197),
                 linear("classifier", 1, 384, 1000),
             ],
@@ -703,6 +727,7 @@ static FAMILIES: &[Family] = &[
             // 800×1333 input in 16×16 patches, plus 100 detection tokens and a class token
             stacks: &[
                 conv("patch_embed16x16", 50 * 83, 16 * 16 * 3, 384, 1),
+                positions(384),
                 enc("encoder", 384, 1536, 6, 12, 50 * 83 + 101),
                 linear("box_head", 100, 384, 384),
             ],

@@ -36,6 +36,8 @@ pub enum Init {
     Shift,
     /// A projection's bias: N(0, 0.02²).
     Bias,
+    /// Learned absolute position embeddings: N(0, 0.02²), as ViT initialises them.
+    Position,
     /// Rotary tables for positions `first..first + rows`, `cols` = head_dim / 2.
     RopeCos {
         theta: f64,
@@ -505,15 +507,33 @@ pub fn lower(family: &str, model: &Model, size: WorkloadSize) -> Graph {
             }
             Stack::Embeddings { name, hidden } => {
                 // as many positions as the encoder after it runs
-                let tokens = model.stacks[i + 1..]
-                    .iter()
-                    .find_map(|s| match *s {
-                        Stack::Transformer { tokens, .. } => Some(tokens),
-                        _ => None,
-                    })
-                    .unwrap_or(u32::MAX);
-                let x = b.start(name, rows(tokens), hidden, None);
+                let x = b.start(
+                    name,
+                    rows(next_tokens(&model.stacks[i + 1..])),
+                    hidden,
+                    None,
+                );
                 let y = b.norm(x, &format!("{name}.norm"), arch(family, name));
+                b.cur = Some(y);
+            }
+            Stack::Positions { name, hidden } => {
+                // as many rows as the patches before it (else the encoder after it)
+                let x = match b.cur {
+                    Some(x) if b.shape(x).1 == hidden => x,
+                    _ => b.start(
+                        name,
+                        rows(next_tokens(&model.stacks[i + 1..])),
+                        hidden,
+                        None,
+                    ),
+                };
+                let table = b.tensor(
+                    format!("{name}.table"),
+                    b.shape(x).0,
+                    hidden,
+                    Some(Init::Position),
+                );
+                let y = b.add(x, table, name);
                 b.cur = Some(y);
             }
             Stack::MeanPool { name, hidden } => {
@@ -540,6 +560,17 @@ pub fn lower(family: &str, model: &Model, size: WorkloadSize) -> Graph {
     }
     b.end();
     b.g
+}
+
+/// How many positions the first transformer among `stacks` runs (unbounded when none does).
+fn next_tokens(stacks: &[Stack]) -> u32 {
+    stacks
+        .iter()
+        .find_map(|s| match *s {
+            Stack::Transformer { tokens, .. } => Some(tokens),
+            _ => None,
+        })
+        .unwrap_or(u32::MAX)
 }
 
 fn transformer_layers(stack: &Stack) -> u32 {
@@ -1105,14 +1136,15 @@ mod tests {
 
     #[test]
     fn a_bert_layer_is_the_published_post_norm_block() {
-        // bert-base-uncased: hidden 768, 12 heads, FFN 3072, GELU (erf), LayerNorm eps 1e-12 after
-        // each residual
+        // bert-base-uncased: its embeddings' LayerNorm, then hidden 768, 12 heads, FFN 3072,
+        // GELU (erf), LayerNorm eps 1e-12 after each residual
         let g = lowered("bert", size(1, 8, false));
         assert_consistent(&g);
         let sig = g.signature();
         assert_eq!(
             sig,
             [
+                "layer_norm(8×768)",
                 "linear(8×768)",
                 "add(8×768)",
                 "linear(8×768)",
@@ -1307,9 +1339,15 @@ mod tests {
         assert_consistent(&g);
         let sig = g.signature();
         assert_eq!(
-            &sig[..3],
-            ["linear(8×768)", "add(8×768)", "layer_norm(8×768)"]
+            &sig[..4],
+            [
+                "linear(8×768)",
+                "add(8×768)",
+                "add(8×768)",
+                "layer_norm(8×768)"
+            ]
         );
+        assert!(g.tensors.iter().any(|t| t.init == Some(Init::Position)));
         assert_eq!(
             &sig[sig.len() - 4..],
             [
