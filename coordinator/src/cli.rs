@@ -68,6 +68,42 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every stored result of a cell across runs: status, p10/p50/p90, accuracy, browser
+    /// build, driver, adapter and agent (a new build is marked, never read as a change).
+    History {
+        /// A cell id (from `quantgrid results` or `expand`); without it, the cells the flags
+        /// below pick.
+        #[arg(value_name = "CELL")]
+        cell: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        narrow: Narrow,
+    },
+    /// What changed from run OLD to run NEW: status, time (raw samples, same build and agent
+    /// only) and accuracy changes per family. Exit 1 when anything regressed.
+    Diff {
+        /// `OLD NEW`; `NEW` alone: against the previous run of its name; none: the latest run
+        /// against its previous.
+        #[arg(value_name = "SWEEP", num_args = 0..=2)]
+        sweeps: Vec<String>,
+        /// The diff as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// A cell that both passed and failed on one build and agent within this many days
+        /// before NEW is flaky.
+        #[arg(long, default_value_t = 7.0)]
+        flaky_days: f64,
+    },
+    /// Write every table of the results database out for a warehouse.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Parquet)]
+        format: ExportFormat,
+        /// A directory that does not exist yet, or is empty.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Run a matrix on this machine's browsers: an embedded coordinator and a local agent.
     Run(RunArgs),
     /// Print the JSON schema of matrix specs (`configs/spec.schema.json`).
@@ -222,6 +258,12 @@ pub struct RunArgs {
     pub tls_ca: Option<PathBuf>,
     #[command(flatten)]
     pub narrow: Narrow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// DuckDB's `EXPORT DATABASE ... (FORMAT parquet)`: a Parquet file per table.
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

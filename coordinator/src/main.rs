@@ -3,6 +3,7 @@
 mod cli;
 mod local;
 mod remote;
+mod runs;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -93,6 +94,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Results { sweep, limit, json }) => {
             let store = open_existing(db_path.as_deref())?;
             results(&store, sweep.as_deref(), limit, json)
+        }
+        Some(Command::History { cell, json, narrow }) => {
+            let store = open_existing(db_path.as_deref())?;
+            runs::history(&store, cell.as_deref(), &narrow, json)
+        }
+        Some(Command::Diff {
+            sweeps,
+            json,
+            flaky_days,
+        }) => {
+            let store = open_existing(db_path.as_deref())?;
+            runs::diff(&store, &sweeps, json, flaky_days)
+        }
+        Some(Command::Export { format, dir }) => {
+            let store = open_existing(db_path.as_deref())?;
+            runs::export(&store, format, &dir)
         }
         Some(Command::Run(args)) => run_sweep(
             &args,

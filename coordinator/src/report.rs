@@ -1,8 +1,11 @@
-//! Feeds stored results to the Markdown renderer.
+//! Feeds stored results to the Markdown renderer, and compares stored runs.
 
 use crate::store::{Store, StoreError};
+use quantgrid_matrix::changes::{self, Diff};
+use quantgrid_matrix::compare::Policy;
 use quantgrid_matrix::render::{self, Report};
 use quantgrid_matrix::result::Thresholds;
+use quantgrid_matrix::spec;
 
 #[derive(Debug, Clone)]
 pub struct MatrixOptions<'a> {
@@ -36,10 +39,91 @@ pub fn matrix_markdown(store: &Store, opts: &MatrixOptions<'_>) -> Result<String
         Some(id) => format!("sweep `{id}` in `{file}`"),
         None => format!("latest results of {} sweep(s) in `{file}`", chosen.len()),
     };
+    // the run shown (the chosen sweep, else the newest) against the previous of its name
+    let changes = match store.previous_sweep_of(opts.sweep)? {
+        Some(_) => Some(
+            diff_runs(
+                store,
+                DiffRequest {
+                    old: None,
+                    new: opts.sweep,
+                    flaky_window_us: FLAKY_WINDOW_US,
+                },
+            )
+            .map_err(|e| match e {
+                DiffError::Store(e) => e,
+                other => StoreError::Corrupt(other.to_string()),
+            })?,
+        ),
+        None => None,
+    };
     Ok(render::render(&Report {
         source: &source,
         entries: &entries,
         accuracy,
         include_simulated: opts.include_simulated,
+        changes: changes.as_ref(),
     }))
+}
+
+/// How far back a cell's results count towards its flakiness by default: a week.
+pub const FLAKY_WINDOW_US: i64 = 7 * 24 * 3600 * 1_000_000;
+
+/// Which runs `quantgrid diff` compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiffRequest<'a> {
+    /// `None`: the run of NEW's name created last before it.
+    pub old: Option<&'a str>,
+    /// `None`: the latest real run.
+    pub new: Option<&'a str>,
+    /// How far before NEW flakiness is looked for, in microseconds.
+    pub flaky_window_us: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("the results database has no run to compare")]
+    NoRuns,
+    #[error("no sweep `{0}` in the results database; `quantgrid results` lists them")]
+    UnknownSweep(String),
+    #[error(
+        "sweep `{0}` is the first run of its name: give the run to compare it with (`quantgrid diff OLD {0}`)"
+    )]
+    NoPrevious(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Resolves the request to two stored runs and compares them, with NEW's spec's minimum
+/// effect (3% for a spec that predates it).
+pub fn diff_runs(store: &Store, req: DiffRequest<'_>) -> Result<Diff, DiffError> {
+    let new = match req.new {
+        Some(id) if store.has_sweep(id)? => id.to_string(),
+        Some(id) => return Err(DiffError::UnknownSweep(id.into())),
+        None => store.latest_sweep()?.ok_or(DiffError::NoRuns)?,
+    };
+    let old = match req.old {
+        Some(id) if store.has_sweep(id)? => id.to_string(),
+        Some(id) => return Err(DiffError::UnknownSweep(id.into())),
+        None => store
+            .previous_sweep(&new)?
+            .ok_or_else(|| DiffError::NoPrevious(new.clone()))?,
+    };
+    let min_effect = store
+        .sweep_spec(&new)?
+        .and_then(|(file, yaml)| spec::parse(&yaml, &file).ok())
+        .map_or(Policy::default().min_effect, |s| s.min_effect);
+    let policy = Policy {
+        min_effect,
+        ..Policy::default()
+    };
+    let flaky = store.flaky_cells(&new, req.flaky_window_us)?;
+    Ok(changes::diff(
+        &old,
+        &store.run_results(&old)?,
+        &new,
+        &store.run_results(&new)?,
+        &flaky,
+        policy,
+    ))
 }

@@ -4,7 +4,9 @@
 pub mod agent;
 pub mod block;
 pub mod cell;
+pub mod changes;
 pub mod checkpoint;
+pub mod compare;
 pub mod family;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

@@ -5,6 +5,7 @@
 //! typed. Output is deterministic (no clock), so it can be snapshot-tested.
 
 use crate::cell::{Browser, Cell, Platform};
+use crate::changes::{self, CellChange, Diff};
 use crate::family::{self, Modality};
 use crate::quant::{Bits, Scheme};
 use crate::result::{Environment, ModelAccuracy, RanOn, Status, Thresholds};
@@ -123,6 +124,8 @@ pub struct Report<'a> {
     pub accuracy: Thresholds,
     /// Simulated results are dropped unless this is set; when set they are marked.
     pub include_simulated: bool,
+    /// What changed since the previous run of the newest run's name, when there is one.
+    pub changes: Option<&'a Diff>,
 }
 
 const SUPERSCRIPT: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
@@ -486,6 +489,9 @@ pub fn render(report: &Report<'_>) -> String {
         stated(tol)
     );
     let _ = writeln!(out, "{}", weights_note(&entries));
+    if let Some(d) = report.changes {
+        changes_section(&mut out, d);
+    }
     if report.include_simulated
         && entries
             .iter()
@@ -529,7 +535,7 @@ pub fn render(report: &Report<'_>) -> String {
                     .collect();
                 let _ = writeln!(out, "{}", summary_row(f, model, &mine, tol, &mut notes));
             }
-            family_table(&mut details, f, es, tol, &mut notes);
+            family_table(&mut details, f, es, tol, report.changes, &mut notes);
         }
         let _ = writeln!(out);
     }
@@ -547,6 +553,57 @@ pub fn render(report: &Report<'_>) -> String {
     timing(&mut out, &entries, tol);
     environments(&mut out, &entries);
     out
+}
+
+/// "Changes since" the previous run: regressions, improvements, new failures, flaky cells
+/// and new builds, each a line; the time verdicts' rules in one sentence.
+fn changes_section(out: &mut String, d: &Diff) {
+    let _ = writeln!(out, "## Changes since `{}`\n", d.old);
+    let _ = writeln!(
+        out,
+        "`{}` against `{}`: {} regression(s), {} improvement(s). Times are compared only between results of the same build on the same agent, from their raw samples (Mann–Whitney U and Kolmogorov–Smirnov, different at p ≤ {}; changes under {:.0}% never reported); {} of {} compared cells could not be decided from their samples. ▲ slower, ▼ faster in the tables below.\n",
+        d.new,
+        d.old,
+        d.regressions(),
+        d.improvements(),
+        d.policy.alpha,
+        d.policy.min_effect * 100.0,
+        d.unknown,
+        d.compared,
+    );
+    type Group<'g> = (&'g str, &'g dyn Fn(&CellChange) -> bool);
+    let groups: [Group<'_>; 5] = [
+        ("Regressions", &|c| c.regression),
+        ("Improvements", &|c| c.improvement && !c.regression),
+        ("New failures", &|c| {
+            c.old_status.is_none() && !matches!(c.new_status, Status::Pass | Status::Unsupported)
+        }),
+        ("Flaky", &|c| c.flaky),
+        ("New builds", &|c| {
+            c.new_build.is_some() && !c.regression && !c.improvement
+        }),
+    ];
+    for (title, keep) in groups {
+        let lines: Vec<String> = d
+            .cells
+            .iter()
+            .filter(|c| keep(c))
+            .map(|c| format!("- {}", escape(&changes::describe(c))))
+            .collect();
+        let lines: Vec<String> = if title == "New builds" {
+            d.new_builds
+                .iter()
+                .map(|b| format!("- new build: {}", escape(b)))
+                .chain(lines)
+                .collect()
+        } else {
+            lines
+        };
+        if lines.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "**{title}**\n\n{}\n", lines.join("\n"));
+    }
 }
 
 /// Says what each clock is and how the matrix compares times: one clock (the page's), one
@@ -596,6 +653,7 @@ fn family_table(
     f: &family::Family,
     es: &[&Entry],
     tol: &Thresholds,
+    changes: Option<&Diff>,
     notes: &mut Notes,
 ) {
     let bits: BTreeSet<Bits> = es.iter().map(|e| e.cell.precision.requested).collect();
@@ -635,7 +693,13 @@ fn family_table(
         let _ = write!(line, " {} |", if v.is_empty() { "—" } else { v });
         for b in &bits {
             let text = match by_bits.get(b) {
-                Some(e) => show(&e.cell, e.outcome.as_ref(), tol, notes),
+                Some(e) => {
+                    let shown = show(&e.cell, e.outcome.as_ref(), tol, notes);
+                    match changes.and_then(|d| d.arrow(&e.cell.id)) {
+                        Some(arrow) => format!("{shown} {arrow}"),
+                        None => shown,
+                    }
+                }
                 None => " ".into(),
             };
             let _ = write!(line, " {text} |");
@@ -856,6 +920,7 @@ mod tests {
             entries: &es,
             accuracy: Thresholds::rel_err(0.05),
             include_simulated: false,
+            changes: None,
         });
         insta::assert_snapshot!(md);
     }
@@ -868,6 +933,7 @@ mod tests {
             entries: &es,
             accuracy: Thresholds::rel_err(0.05),
             include_simulated: false,
+            changes: None,
         });
         assert!(synthetic.contains("Weights: every measured cell ran synthetic weights"));
         let o = es
@@ -881,6 +947,7 @@ mod tests {
             entries: &es,
             accuracy: Thresholds::rel_err(0.05),
             include_simulated: false,
+            changes: None,
         });
         assert!(
             real.contains(
@@ -903,6 +970,7 @@ mod tests {
             entries: &es,
             accuracy: Thresholds::rel_err(0.05),
             include_simulated: false,
+            changes: None,
         });
         assert!(!hidden.contains('✅'), "simulated passes leaked:\n{hidden}");
         assert!(!hidden.contains("🧪"));
@@ -911,6 +979,7 @@ mod tests {
             entries: &es,
             accuracy: Thresholds::rel_err(0.05),
             include_simulated: true,
+            changes: None,
         });
         assert!(shown.contains("Contains simulated results"));
         assert!(shown.contains("✅") && shown.contains("🧪"));
@@ -927,6 +996,7 @@ mod tests {
             entries: &es,
             accuracy: Thresholds::rel_err(0.05),
             include_simulated: false,
+            changes: None,
         });
         assert!(md.contains("— not run"));
         assert!(md.contains("— no accurate pass yet"));

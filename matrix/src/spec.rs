@@ -92,6 +92,11 @@ pub struct RawSpec {
     /// metric left out judges nothing.
     #[serde(default)]
     pub accuracy: RawAccuracy,
+    /// Smallest relative change of a cell's median time that `quantgrid diff` and the
+    /// matrix's Changes report (0.03 = 3%); smaller changes are never reported.
+    #[serde(default = "default_min_effect")]
+    #[schemars(with = "f64")]
+    pub min_effect: Spanned<f64>,
     /// Which agents may run the cells.
     #[serde(default)]
     pub requirements: RawRequirements,
@@ -155,6 +160,9 @@ fn default_agent_wait() -> u32 {
 }
 fn default_accuracy_tolerance() -> Spanned<f64> {
     unspanned(0.05)
+}
+fn default_min_effect() -> Spanned<f64> {
+    unspanned(0.03)
 }
 fn default_max_cells() -> Spanned<u32> {
     unspanned(DEFAULT_MAX_CELLS)
@@ -509,6 +517,8 @@ pub struct MatrixSpec {
     pub workload: WorkloadSize,
     pub run: RunParams,
     pub accuracy: Thresholds,
+    /// The smallest relative change of a median time worth reporting.
+    pub min_effect: f64,
     pub requirements: Requirements,
     pub agent_wait_secs: u32,
     pub include: Vec<Rule>,
@@ -714,6 +724,14 @@ pub fn validate(raw: RawSpec, file: &str) -> Result<MatrixSpec, SpecError> {
         ));
     }
     let accuracy = thresholds(&cx, tol, &raw.accuracy)?;
+    let min_effect = raw.min_effect.value;
+    if !(min_effect.is_finite() && (0.0..1.0).contains(&min_effect)) {
+        return Err(cx.at(
+            &raw.min_effect,
+            format!("`min_effect` is {min_effect}"),
+            "a relative change in [0, 1): 0.03 reports changes of 3% or more",
+        ));
+    }
     if raw.workload.layers == 0 || raw.workload.seq_len == 0 {
         return Err(SpecError {
             file: file.to_string(),
@@ -785,6 +803,7 @@ pub fn validate(raw: RawSpec, file: &str) -> Result<MatrixSpec, SpecError> {
             retries: raw.retries,
         },
         accuracy,
+        min_effect,
         requirements: raw.requirements,
         agent_wait_secs: raw.agent_wait_secs,
         include,
@@ -958,6 +977,15 @@ bits: [4, 8]
         assert_eq!(e.line, BASE.lines().count() as u64 + 2);
         let e = err(&format!("{BASE}accuracy:\n  min_cos: 0.9\n"));
         assert!(e.message.contains("min_cos"), "{e:?}");
+    }
+
+    #[test]
+    fn the_minimum_effect_is_the_specs() {
+        assert_eq!(spec(BASE).min_effect, 0.03);
+        assert_eq!(spec(&format!("{BASE}min_effect: 0.05\n")).min_effect, 0.05);
+        let e = err(&format!("{BASE}min_effect: 3\n"));
+        assert!(e.message.contains("`min_effect` is 3"), "{e:?}");
+        assert_eq!(e.line, BASE.lines().count() as u64 + 1);
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! batched writes (one writer thread, Appenders), and the reads behind the matrix and
 //! `quantgrid results`.
 
+mod history;
 mod read;
 mod schema;
 mod write;
 mod writer;
 
+pub use history::HistoryRow;
 pub use read::{ResultRow, StoredSweep, SweepSummary, TokenInfo};
 pub use writer::{Faults, StoreWriter, Unstored};
 

@@ -59,7 +59,7 @@ const CELL_COLUMNS: &str = "c.cell_id, c.model, c.browser, c.platform, c.request
     c.weights";
 
 /// Rebuilds a cell from `CELL_COLUMNS` starting at `at`, and checks its stored id.
-fn cell_at(row: &Row<'_>, at: usize) -> Result<Result<Cell, String>, duckdb::Error> {
+pub(super) fn cell_at(row: &Row<'_>, at: usize) -> Result<Result<Cell, String>, duckdb::Error> {
     let id: String = row.get(at)?;
     let model: String = row.get(at + 1)?;
     let browser: String = row.get(at + 2)?;

@@ -1,0 +1,459 @@
+//! What changed between two runs of a matrix: per cell, its status change, its time change
+//! (only between results of the same build on the same agent, judged from the raw samples by
+//! [`crate::compare`]) and its accuracy change, grouped per family, with whether any of it is
+//! a regression. A cell measured on another build than before is said to be on a new build:
+//! its times are not compared with the old build's.
+//!
+//! Pure: the store reads both runs' accepted results ([`RunResult`]) and which cells were
+//! flaky; [`diff`] decides.
+
+use crate::compare::{self, Comparison, Policy, Verdict};
+use crate::{Cell, CellId, Status};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+/// Cosine moves smaller than this are float noise of a new build, not a change of accuracy.
+pub const COSINE_EPSILON: f64 = 1e-4;
+
+/// One cell's accepted result in a run, as a diff needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    pub cell: Cell,
+    pub status: Status,
+    /// Page-clock samples, as stored.
+    pub samples_ms: Vec<f64>,
+    pub accuracy_cosine: Option<f64>,
+    /// The build the result came from (browser, driver, OS, adapter): its environment id.
+    pub environment_id: Option<String>,
+    /// That build in words, e.g. `chromium 156.0.8078.114 · SwiftShader`.
+    pub build: Option<String>,
+    pub agent: Option<String>,
+}
+
+/// How a cell's status moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusChange {
+    /// It passed and now fails, errors, times out or finds no agent.
+    NewFailure,
+    /// It ran and the browser now refuses it.
+    NewlyUnsupported,
+    /// It ran and the browser or its driver now dies.
+    NewlyCrashing,
+    /// It did not pass and now does.
+    Fixed,
+    /// Some other move between non-passing statuses.
+    Changed,
+}
+
+impl StatusChange {
+    fn of(old: Status, new: Status) -> Option<StatusChange> {
+        if old == new {
+            return None;
+        }
+        Some(match (old, new) {
+            (_, Status::Pass) => StatusChange::Fixed,
+            (_, Status::Crash) => StatusChange::NewlyCrashing,
+            (Status::Pass, Status::Unsupported) => StatusChange::NewlyUnsupported,
+            (Status::Pass, _) => StatusChange::NewFailure,
+            _ => StatusChange::Changed,
+        })
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            StatusChange::NewFailure => "new failure",
+            StatusChange::NewlyUnsupported => "newly unsupported",
+            StatusChange::NewlyCrashing => "newly crashing",
+            StatusChange::Fixed => "fixed",
+            StatusChange::Changed => "status changed",
+        }
+    }
+
+    fn is_regression(self) -> bool {
+        matches!(
+            self,
+            StatusChange::NewFailure | StatusChange::NewlyUnsupported | StatusChange::NewlyCrashing
+        )
+    }
+}
+
+/// A cell whose model-level accuracy moved by more than [`COSINE_EPSILON`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AccuracyChange {
+    pub old_cosine: f64,
+    pub new_cosine: f64,
+}
+
+/// One cell of the new run against the old.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellChange {
+    pub cell_id: CellId,
+    pub label: String,
+    pub family: String,
+    /// `None`: the old run did not have the cell.
+    pub old_status: Option<Status>,
+    pub new_status: Status,
+    pub status_change: Option<StatusChange>,
+    /// Both passed on the same build and agent: their samples compared.
+    pub time: Option<Comparison>,
+    /// The build changed: `(old, new)`; times are not compared across builds.
+    pub new_build: Option<(String, String)>,
+    pub accuracy: Option<AccuracyChange>,
+    /// The cell both passed and failed on one build and agent within the flakiness window.
+    pub flaky: bool,
+    pub regression: bool,
+    pub improvement: bool,
+}
+
+impl CellChange {
+    /// Worth a line: anything moved, or the samples could not tell.
+    fn noteworthy(&self) -> bool {
+        self.status_change.is_some()
+            || self.new_build.is_some()
+            || self.accuracy.is_some()
+            || self.flaky
+            || self.time.is_some_and(|t| t.verdict != Verdict::Same)
+            || self.old_status.is_none()
+    }
+
+    /// ▲ slower, ▼ faster: only for a DIFFERENT time verdict.
+    pub fn arrow(&self) -> Option<&'static str> {
+        let t = self.time?;
+        (t.verdict == Verdict::Different).then_some(if t.change > 0.0 { "▲" } else { "▼" })
+    }
+}
+
+/// The new run against the old.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diff {
+    pub old: String,
+    pub new: String,
+    pub policy: Policy,
+    /// Cells of both runs whose times were compared (same build and agent, both ran).
+    pub compared: usize,
+    /// Those whose samples could not tell (UNKNOWN): more repetitions would.
+    pub unknown: usize,
+    /// Builds the new run used that the old did not.
+    pub new_builds: Vec<String>,
+    /// Cells that moved (every cell of the new run that is noteworthy), per family, in order.
+    pub cells: Vec<CellChange>,
+}
+
+impl Diff {
+    pub fn regressions(&self) -> usize {
+        self.cells.iter().filter(|c| c.regression).count()
+    }
+
+    pub fn improvements(&self) -> usize {
+        self.cells.iter().filter(|c| c.improvement).count()
+    }
+
+    /// The arrow to show beside a cell of the new run, where its time verdict is DIFFERENT.
+    pub fn arrow(&self, id: &CellId) -> Option<&'static str> {
+        self.cells.iter().find(|c| &c.cell_id == id)?.arrow()
+    }
+}
+
+/// Compares the accepted results of `old` and `new` (runs named `old_name`, `new_name`);
+/// `flaky` names the cells of `new` that both passed and failed on one build and agent within
+/// the window the caller chose.
+pub fn diff(
+    old_name: &str,
+    old: &[RunResult],
+    new_name: &str,
+    new: &[RunResult],
+    flaky: &BTreeSet<CellId>,
+    policy: Policy,
+) -> Diff {
+    let before: BTreeMap<&CellId, &RunResult> = old.iter().map(|r| (&r.cell.id, r)).collect();
+    let old_builds: BTreeSet<&str> = old.iter().filter_map(|r| r.build.as_deref()).collect();
+    let new_builds: BTreeSet<&str> = new.iter().filter_map(|r| r.build.as_deref()).collect();
+    let mut compared = 0;
+    let mut unknown = 0;
+    let mut cells: Vec<CellChange> = new
+        .iter()
+        .map(|n| {
+            let o = before.get(&n.cell.id).copied();
+            let c = cell_change(o, n, flaky.contains(&n.cell.id), policy);
+            if let Some(t) = c.time {
+                compared += 1;
+                unknown += usize::from(t.verdict == Verdict::Unknown);
+            }
+            c
+        })
+        .filter(CellChange::noteworthy)
+        .collect();
+    cells.sort_by(|a, b| (&a.family, &a.label).cmp(&(&b.family, &b.label)));
+    Diff {
+        old: old_name.to_string(),
+        new: new_name.to_string(),
+        policy,
+        compared,
+        unknown,
+        new_builds: new_builds
+            .difference(&old_builds)
+            .map(|s| s.to_string())
+            .collect(),
+        cells,
+    }
+}
+
+fn cell_change(
+    old: Option<&RunResult>,
+    new: &RunResult,
+    flaky: bool,
+    policy: Policy,
+) -> CellChange {
+    let status_change = old.and_then(|o| StatusChange::of(o.status, new.status));
+    let same_build = old.is_some_and(|o| {
+        o.environment_id.is_some() && o.environment_id == new.environment_id && o.agent == new.agent
+    });
+    let new_build = old.and_then(|o| match (&o.build, &new.build) {
+        (Some(a), Some(b)) if o.environment_id != new.environment_id => {
+            Some((a.clone(), b.clone()))
+        }
+        _ => None,
+    });
+    let time = old
+        .filter(|o| same_build && o.status == Status::Pass && new.status == Status::Pass)
+        .map(|o| compare::compare(&o.samples_ms, &new.samples_ms, policy));
+    let accuracy = old.and_then(|o| match (o.accuracy_cosine, new.accuracy_cosine) {
+        (Some(a), Some(b)) if (a - b).abs() > COSINE_EPSILON => Some(AccuracyChange {
+            old_cosine: a,
+            new_cosine: b,
+        }),
+        _ => None,
+    });
+    let slower = time.is_some_and(|t| t.verdict == Verdict::Different && t.change > 0.0);
+    let faster = time.is_some_and(|t| t.verdict == Verdict::Different && t.change < 0.0);
+    let less_accurate = accuracy.is_some_and(|a| a.new_cosine < a.old_cosine);
+    let more_accurate = accuracy.is_some_and(|a| a.new_cosine > a.old_cosine);
+    CellChange {
+        cell_id: new.cell.id.clone(),
+        label: new.cell.label(),
+        family: new.cell.family.clone(),
+        old_status: old.map(|o| o.status),
+        new_status: new.status,
+        status_change,
+        time,
+        new_build,
+        accuracy,
+        flaky,
+        regression: status_change.is_some_and(StatusChange::is_regression)
+            || slower
+            || less_accurate,
+        improvement: status_change == Some(StatusChange::Fixed) || faster || more_accurate,
+    }
+}
+
+/// Whether one cell's recent results on one build and agent, oldest first, are flaky: they
+/// went between passing and not passing (failed, errored, crashed, timed out) at least twice.
+/// A single move is a step (a regression or a fix), not flakiness.
+pub fn flaky(statuses: &[Status]) -> bool {
+    let runs: Vec<bool> = statuses
+        .iter()
+        .filter_map(|s| match s {
+            Status::Pass => Some(true),
+            Status::Fail | Status::Error | Status::Crash | Status::Timeout => Some(false),
+            _ => None,
+        })
+        .collect();
+    runs.windows(2).filter(|w| w[0] != w[1]).count() >= 2
+}
+
+/// One line of a change, in words.
+pub fn describe(c: &CellChange) -> String {
+    let mut parts = Vec::new();
+    match (c.old_status, c.status_change) {
+        (None, _) => parts.push(format!("new cell: {}", c.new_status)),
+        (Some(old), Some(s)) => parts.push(format!("{} ({old} → {})", s.title(), c.new_status)),
+        _ => {}
+    }
+    if let Some(t) = c.time {
+        parts.push(format!(
+            "time {:+.1}% {} (p = {:.3}; different ≤ {}, same > {:.3})",
+            t.change * 100.0,
+            t.verdict,
+            t.p_value,
+            t.low_threshold,
+            t.high_threshold
+        ));
+    }
+    if let Some((a, b)) = &c.new_build {
+        parts.push(format!("new build: {a} → {b} (times not compared)"));
+    }
+    if let Some(a) = c.accuracy {
+        parts.push(format!("cosine {:.4} → {:.4}", a.old_cosine, a.new_cosine));
+    }
+    if c.flaky {
+        parts.push("flaky".into());
+    }
+    format!("{}: {}", c.label, parts.join("; "))
+}
+
+/// The diff as text: a summary line, then per family one line per cell that moved.
+pub fn render_text(d: &Diff) -> String {
+    let mut out = format!(
+        "{} → {}: {} regression(s), {} improvement(s); {} cell(s) timed on the same build and agent, {} of them undecided (more repetitions needed); minimum effect {:.0}%, α = {}\n",
+        d.old,
+        d.new,
+        d.regressions(),
+        d.improvements(),
+        d.compared,
+        d.unknown,
+        d.policy.min_effect * 100.0,
+        d.policy.alpha
+    );
+    for b in &d.new_builds {
+        let _ = writeln!(out, "new build: {b}");
+    }
+    let mut family = "";
+    for c in &d.cells {
+        if c.family != family {
+            family = &c.family;
+            let _ = writeln!(out, "\n{family}");
+        }
+        let tag = if c.regression {
+            "REGRESSION "
+        } else if c.improvement {
+            "improvement "
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {tag}{}", describe(c));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(cell: &Cell, status: Status, median: f64, env: &str) -> RunResult {
+        RunResult {
+            cell: cell.clone(),
+            status,
+            samples_ms: (0..10).map(|i| median + f64::from(i) * 0.01).collect(),
+            accuracy_cosine: Some(0.99),
+            environment_id: Some(env.into()),
+            build: Some(format!("build {env}")),
+            agent: Some("lab-1".into()),
+        }
+    }
+
+    fn cells() -> Vec<Cell> {
+        let yaml = "version: 1\nname: t\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4, 8]\n";
+        crate::spec::parse(yaml, "t.yaml").expect("spec").expand()
+    }
+
+    #[test]
+    fn a_slower_cell_on_the_same_build_is_a_regression() {
+        let cs = cells();
+        let old = vec![
+            run(&cs[0], Status::Pass, 10.0, "e1"),
+            run(&cs[1], Status::Pass, 10.0, "e1"),
+        ];
+        let new = vec![
+            run(&cs[0], Status::Pass, 10.5, "e1"),
+            run(&cs[1], Status::Pass, 10.0, "e1"),
+        ];
+        let d = diff("a", &old, "b", &new, &BTreeSet::new(), Policy::default());
+        assert_eq!(d.regressions(), 1, "{}", render_text(&d));
+        assert_eq!(d.compared, 2);
+        assert_eq!(d.cells.len(), 1, "an unchanged cell is not listed");
+        assert_eq!(d.arrow(&cs[0].id), Some("▲"));
+        assert!(render_text(&d).contains("REGRESSION"));
+    }
+
+    #[test]
+    fn the_same_run_against_itself_has_no_change() {
+        let cs = cells();
+        let old: Vec<RunResult> = cs
+            .iter()
+            .map(|c| run(c, Status::Pass, 10.0, "e1"))
+            .collect();
+        let d = diff("a", &old, "a", &old, &BTreeSet::new(), Policy::default());
+        assert_eq!(d.regressions(), 0);
+        assert!(d.cells.is_empty());
+    }
+
+    #[test]
+    fn a_new_build_is_not_compared_with_the_old_one() {
+        let cs = cells();
+        let old = vec![run(&cs[0], Status::Pass, 10.0, "e1")];
+        let new = vec![run(&cs[0], Status::Pass, 20.0, "e2")];
+        let d = diff("a", &old, "b", &new, &BTreeSet::new(), Policy::default());
+        assert_eq!(d.regressions(), 0);
+        assert_eq!(d.new_builds, ["build e2"]);
+        assert!(d.cells[0].time.is_none());
+        assert!(d.cells[0].new_build.is_some());
+    }
+
+    #[test]
+    fn status_moves_are_named() {
+        assert_eq!(
+            StatusChange::of(Status::Pass, Status::Fail),
+            Some(StatusChange::NewFailure)
+        );
+        assert_eq!(
+            StatusChange::of(Status::Pass, Status::Unsupported),
+            Some(StatusChange::NewlyUnsupported)
+        );
+        assert_eq!(
+            StatusChange::of(Status::Fail, Status::Crash),
+            Some(StatusChange::NewlyCrashing)
+        );
+        assert_eq!(
+            StatusChange::of(Status::Fail, Status::Pass),
+            Some(StatusChange::Fixed)
+        );
+        assert_eq!(StatusChange::of(Status::Pass, Status::Pass), None);
+        let cs = cells();
+        let old = vec![
+            run(&cs[0], Status::Pass, 10.0, "e1"),
+            run(&cs[1], Status::Fail, 10.0, "e1"),
+        ];
+        let new = vec![
+            run(&cs[0], Status::Crash, 10.0, "e1"),
+            run(&cs[1], Status::Pass, 10.0, "e1"),
+        ];
+        let d = diff("a", &old, "b", &new, &BTreeSet::new(), Policy::default());
+        assert_eq!((d.regressions(), d.improvements()), (1, 1));
+    }
+
+    #[test]
+    fn accuracy_moves_beyond_float_noise_count() {
+        let cs = cells();
+        let old = vec![run(&cs[0], Status::Pass, 10.0, "e1")];
+        let mut new = old.clone();
+        new[0].accuracy_cosine = Some(0.99 - COSINE_EPSILON / 2.0);
+        let d = diff("a", &old, "b", &new, &BTreeSet::new(), Policy::default());
+        assert_eq!(d.regressions(), 0);
+        new[0].accuracy_cosine = Some(0.95);
+        let d = diff("a", &old, "b", &new, &BTreeSet::new(), Policy::default());
+        assert_eq!(d.regressions(), 1);
+    }
+
+    #[test]
+    fn flaky_means_passed_and_failed() {
+        assert!(flaky(&[Status::Pass, Status::Crash, Status::Pass]));
+        assert!(flaky(&[Status::Fail, Status::Pass, Status::Timeout]));
+        assert!(!flaky(&[Status::Pass, Status::Pass]));
+        // one step is a regression or a fix, not flakiness
+        assert!(!flaky(&[Status::Pass, Status::Pass, Status::Fail]));
+        assert!(!flaky(&[Status::Fail, Status::Pass]));
+        assert!(!flaky(&[
+            Status::Unsupported,
+            Status::Pass,
+            Status::Unsupported
+        ]));
+        let cs = cells();
+        let old = vec![run(&cs[0], Status::Pass, 10.0, "e1")];
+        let flaky: BTreeSet<CellId> = [cs[0].id.clone()].into();
+        let d = diff("a", &old, "b", &old, &flaky, Policy::default());
+        assert!(d.cells[0].flaky);
+        assert_eq!(d.regressions(), 0);
+    }
+}
