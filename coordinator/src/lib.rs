@@ -2,6 +2,7 @@
 //! service and scheduler arrive with the grid issue.
 
 pub mod report;
+pub mod schedule;
 pub mod scheduler;
 pub mod service;
 pub mod store;
