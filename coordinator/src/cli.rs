@@ -140,6 +140,11 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Run a spec on a cron schedule, owned by the coordinator (durable across restarts).
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
     /// Cancel a running sweep.
     Cancel {
         sweep: String,
@@ -169,6 +174,87 @@ pub enum TokenAction {
     Revoke {
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleAction {
+    /// Add a schedule: SPEC runs at every time CRON names in the zone TZ.
+    Add {
+        name: String,
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        /// Five fields (minute hour day month weekday), or six with seconds first.
+        #[arg(long)]
+        cron: String,
+        /// IANA time zone the cron's wall clock is in.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// When a run is due while the previous one still runs.
+        #[arg(long, value_enum, default_value_t = OverlapArg::Skip)]
+        overlap: OverlapArg,
+        /// What to do about runs that fell due while the coordinator was down.
+        #[arg(long, value_enum, default_value_t = CatchUpArg::None)]
+        catch_up: CatchUpArg,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Every schedule with its next due time and its running sweep.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    Pause {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    Resume {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    Remove {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Start a run now (the schedule's overlap policy does not apply).
+    RunNow {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+impl ScheduleAction {
+    pub fn remote(&self) -> &Remote {
+        match self {
+            ScheduleAction::Add { remote, .. }
+            | ScheduleAction::List { remote }
+            | ScheduleAction::Pause { remote, .. }
+            | ScheduleAction::Resume { remote, .. }
+            | ScheduleAction::Remove { remote, .. }
+            | ScheduleAction::RunNow { remote, .. } => remote,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OverlapArg {
+    /// Start nothing; record an overrun.
+    Skip,
+    /// Start it when the previous run ends (at most one waits).
+    Queue,
+    /// Cancel the previous run and start this one.
+    CancelPrevious,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CatchUpArg {
+    /// Record them as missed.
+    None,
+    /// Start one run for the latest of them.
+    Once,
 }
 
 /// Where the coordinator is and how to prove who we are.

@@ -145,6 +145,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Agents { remote }) => remote::agents(&remote),
+        Some(Command::Schedule { action }) => remote::schedule(action),
         Some(Command::Cancel { sweep, remote }) => remote::cancel(&sweep, &remote),
         Some(Command::Drain {
             agent,

@@ -1,6 +1,6 @@
 //! The commands that talk to a running coordinator (`serve` runs one).
 
-use crate::cli::{Remote, ServeArgs};
+use crate::cli::{Remote, ScheduleAction, ServeArgs};
 use anyhow::{Context, Result, bail};
 use quantgrid_coordinator::scheduler::SchedulerConfig;
 use quantgrid_coordinator::service::{self, ServeConfig, TlsFiles};
@@ -344,6 +344,112 @@ pub fn drain(agent: &str, undo: bool, remote: &Remote) -> Result<ExitCode> {
                 "is draining"
             }
         );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The name clap shows for a value (`cancel-previous`): what the coordinator reads.
+fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
+pub fn schedule(action: ScheduleAction) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let mut admin = admin(action.remote()).await?;
+        match action {
+            ScheduleAction::Add {
+                name,
+                spec,
+                cron,
+                tz,
+                overlap,
+                catch_up,
+                ..
+            } => {
+                let yaml = std::fs::read_to_string(&spec)
+                    .with_context(|| format!("cannot read matrix spec {}", spec.display()))?;
+                let info = admin
+                    .add_schedule(pb::ScheduleSpec {
+                        name: name.clone(),
+                        spec_yaml: yaml,
+                        spec_name: spec.display().to_string(),
+                        cron,
+                        time_zone: tz,
+                        overlap: value_name(overlap),
+                        catch_up: value_name(catch_up),
+                    })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                eprintln!("schedule `{name}` added; next run {}", info.next_due);
+            }
+            ScheduleAction::List { .. } => {
+                let list = admin
+                    .list_schedules(pb::ListSchedulesRequest {})
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                println!(
+                    "{:<20} {:<18} {:<16} {:<15} {:<8} {:<26} running",
+                    "schedule", "cron", "zone", "overlap", "catch-up", "next due"
+                );
+                for s in list.schedules {
+                    let spec = s.spec.unwrap_or_default();
+                    let next = if s.paused {
+                        "paused".to_string()
+                    } else {
+                        s.next_due
+                    };
+                    println!(
+                        "{:<20} {:<18} {:<16} {:<15} {:<8} {:<26} {}",
+                        spec.name,
+                        spec.cron,
+                        spec.time_zone,
+                        spec.overlap,
+                        spec.catch_up,
+                        next,
+                        s.running_sweep
+                    );
+                }
+            }
+            ScheduleAction::Pause { name, .. } => {
+                admin
+                    .set_schedule_paused(pb::SetScheduleRequest {
+                        name: name.clone(),
+                        paused: true,
+                    })
+                    .await
+                    .map_err(status_error)?;
+                eprintln!("schedule `{name}` paused");
+            }
+            ScheduleAction::Resume { name, .. } => {
+                admin
+                    .set_schedule_paused(pb::SetScheduleRequest {
+                        name: name.clone(),
+                        paused: false,
+                    })
+                    .await
+                    .map_err(status_error)?;
+                eprintln!("schedule `{name}` resumed");
+            }
+            ScheduleAction::Remove { name, .. } => {
+                admin
+                    .remove_schedule(pb::ScheduleRef { name: name.clone() })
+                    .await
+                    .map_err(status_error)?;
+                eprintln!("schedule `{name}` removed (its runs stay in the store)");
+            }
+            ScheduleAction::RunNow { name, .. } => {
+                let r = admin
+                    .run_schedule_now(pb::ScheduleRef { name })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                println!("{}", r.sweep_id);
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

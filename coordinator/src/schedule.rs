@@ -137,6 +137,7 @@ struct State {
     /// The next due time not yet handled.
     next: Option<DateTime<Utc>>,
     running: Option<String>,
+    last_started: Option<String>,
     queued: Option<DateTime<Utc>>,
 }
 
@@ -176,6 +177,16 @@ impl Schedules {
         (!s.schedule.paused).then_some(s.next).flatten()
     }
 
+    /// `name`'s sweep still running, if any.
+    pub fn running(&self, name: &str) -> Option<String> {
+        self.states.get(name)?.running.clone()
+    }
+
+    /// The sweep `name` started last, if any.
+    pub fn last_started(&self, name: &str) -> Option<String> {
+        self.states.get(name)?.last_started.clone()
+    }
+
     pub fn handle(&mut self, event: Event, now: DateTime<Utc>) -> Vec<Action> {
         match event {
             Event::Added { schedule, last_due } => {
@@ -190,6 +201,7 @@ impl Schedules {
                         cron,
                         next,
                         running: None,
+                        last_started: None,
                         queued: None,
                     },
                 );
@@ -224,6 +236,7 @@ impl Schedules {
             },
             Event::Started { schedule, sweep_id } => {
                 if let Some(s) = self.states.get_mut(&schedule) {
+                    s.last_started = Some(sweep_id.clone());
                     s.running = Some(sweep_id);
                 }
                 Vec::new()

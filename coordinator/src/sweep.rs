@@ -34,6 +34,7 @@ pub fn sweep_record(
             run: spec.run,
             created_at_us: now_micros(),
             simulated,
+            schedule: None,
         }),
         cells,
     )

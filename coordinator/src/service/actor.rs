@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::Status;
 
+mod scheduled;
+
 pub type SessionTx = mpsc::Sender<Result<pb::CoordinatorMessage, Status>>;
 
 pub fn now_ms() -> Millis {
@@ -83,6 +85,26 @@ pub enum Command {
     },
     Agents {
         reply: oneshot::Sender<Vec<pb::AgentInfo>>,
+    },
+    ScheduleAdd {
+        record: crate::store::ScheduleRecord,
+        reply: oneshot::Sender<Result<pb::ScheduleInfo, ServiceError>>,
+    },
+    ScheduleList {
+        reply: oneshot::Sender<Vec<pb::ScheduleInfo>>,
+    },
+    SchedulePause {
+        name: String,
+        paused: bool,
+        reply: oneshot::Sender<Result<(), ServiceError>>,
+    },
+    ScheduleRemove {
+        name: String,
+        reply: oneshot::Sender<Result<(), ServiceError>>,
+    },
+    ScheduleRunNow {
+        name: String,
+        reply: oneshot::Sender<Result<String, ServiceError>>,
     },
     /// A queued write ended: `leases` names the lease of every lease-bearing record it held
     /// (one entry per record), `unstored` what could not be stored.
@@ -167,6 +189,10 @@ pub struct Coordinator {
     watchers: HashMap<String, watch::Sender<pb::SweepProgress>>,
     requests: HashMap<String, String>,
     tracker: TaskTracker,
+    schedules: crate::schedule::Schedules,
+    scheduled: std::collections::BTreeMap<String, scheduled::Scheduled>,
+    /// Sweeps that ended since the schedules last heard.
+    ended: Vec<String>,
 }
 
 fn progress_msg(sweep: &str, p: Progress, state: &str) -> pb::SweepProgress {
@@ -274,7 +300,26 @@ impl Coordinator {
             watchers,
             requests,
             tracker,
+            schedules: Default::default(),
+            scheduled: Default::default(),
+            ended: Vec::new(),
         }
+    }
+
+    /// A progress watcher for a new sweep of `total` cells.
+    fn watch(&mut self, id: &str, total: u32) {
+        let (tx, _) = watch::channel(progress_msg(
+            id,
+            Progress {
+                total,
+                done: 0,
+                passed: 0,
+                unsupported: 0,
+                simulated: 0,
+            },
+            "running",
+        ));
+        self.watchers.insert(id.to_string(), tx);
     }
 
     /// The component's loop: commands and ticks in, scheduler actions out.
@@ -310,6 +355,7 @@ impl Coordinator {
                     let now = now_ms();
                     let actions = self.scheduler.handle(Event::Tick, now);
                     self.execute(actions, Vec::new(), now);
+                    self.step_schedules(now);
                     self.retry_refused(now).await;
                 }
             }
@@ -604,18 +650,7 @@ impl Coordinator {
                 if let Some(r) = client_request_id {
                     self.requests.insert(r, id.clone());
                 }
-                let (tx, _) = watch::channel(progress_msg(
-                    &id,
-                    Progress {
-                        total,
-                        done: 0,
-                        passed: 0,
-                        unsupported: 0,
-                        simulated: 0,
-                    },
-                    "running",
-                ));
-                self.watchers.insert(id.clone(), tx);
+                self.watch(&id, total);
                 // the sweep row is queued before anything the scheduler does with it
                 let committed = self.writer.queue(vec![record]).await;
                 let reply_id = id.clone();
@@ -703,6 +738,53 @@ impl Coordinator {
                 self.execute(actions, Vec::new(), now);
                 let _ = reply.send(Ok(()));
             }
+            // a schedule change is answered once it is durable
+            Command::ScheduleAdd { record, reply } => match self.add_schedule(record, now) {
+                Ok((info, stored)) => self.reply_when_durable(stored, reply, info).await,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::ScheduleList { reply } => {
+                let _ = reply.send(self.schedule_infos());
+            }
+            Command::SchedulePause {
+                name,
+                paused,
+                reply,
+            } => match self.pause_schedule(name, paused, now) {
+                Ok(stored) => self.reply_when_durable(stored, reply, ()).await,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::ScheduleRemove { name, reply } => match self.remove_schedule(name, now) {
+                Ok(stored) => self.reply_when_durable(stored, reply, ()).await,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::ScheduleRunNow { name, reply } => match self.run_schedule_now(name, now) {
+                Ok(sweep) => {
+                    // its sweep row is in this batch: write it now, answer once it is stored
+                    self.flush().await;
+                    let writer = self.writer.clone();
+                    self.tracker.spawn(async move {
+                        let id = sweep.clone();
+                        let stored = writer.read(move |s| s.has_sweep(&id)).await;
+                        let _ = reply.send(match stored {
+                            Ok(Ok(true)) => Ok(sweep),
+                            Ok(Ok(false)) => Err(ServiceError::Unavailable(format!(
+                                "the store has not taken run {sweep} yet; it is retried"
+                            ))),
+                            Ok(Err(e)) | Err(e) => Err(e.into()),
+                        });
+                    });
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Agents { reply } => {
                 let list = self
                     .scheduler
@@ -818,6 +900,7 @@ impl Coordinator {
                         state,
                         at_us: (now * 1000) as i64,
                     });
+                    self.ended.push(sweep.clone());
                     if let Some(tx) = self.watchers.remove(&sweep) {
                         let mut last = tx.borrow().clone();
                         last.finished = true;
@@ -849,6 +932,23 @@ impl Coordinator {
         }
         self.outbox.records = records;
         self.outbox.acks.extend(acks);
+    }
+
+    /// Writes `record` on its own and answers `reply` with `value` once it is durable.
+    async fn reply_when_durable<T: Send + 'static>(
+        &mut self,
+        record: Record,
+        reply: oneshot::Sender<Result<T, ServiceError>>,
+        value: T,
+    ) {
+        let committed = self.writer.queue(vec![record]).await;
+        self.tracker.spawn(async move {
+            let outcome = match committed {
+                Ok(c) => c.wait().await.map(|()| value).map_err(ServiceError::from),
+                Err(e) => Err(e.into()),
+            };
+            let _ = reply.send(outcome);
+        });
     }
 
     /// Queues the batch's records; its reports are acknowledged, and finished sweeps announced,

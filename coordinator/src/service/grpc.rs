@@ -254,4 +254,82 @@ impl AdminService for Grid {
             .map_err(ServiceError::from)?;
         Ok(Response::new(pb::MatrixResponse { markdown }))
     }
+
+    async fn add_schedule(
+        &self,
+        req: Request<pb::ScheduleSpec>,
+    ) -> Result<Response<pb::ScheduleInfo>, Status> {
+        let body = req.into_inner();
+        if body.name.is_empty()
+            || !body
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ServiceError::InvalidArgument(format!(
+                "schedule name `{}` must be letters, digits, `-`, `_` or `.`",
+                body.name
+            ))
+            .into());
+        }
+        let or = |v: String, default: &str| if v.is_empty() { default.to_string() } else { v };
+        let record = crate::store::ScheduleRecord {
+            name: body.name,
+            spec_file: or(body.spec_name, "<submitted spec>"),
+            spec_yaml: body.spec_yaml,
+            cron: body.cron,
+            time_zone: or(body.time_zone, "UTC"),
+            overlap: or(body.overlap, "skip"),
+            catch_up: or(body.catch_up, "none"),
+            paused: false,
+            created_at_us: crate::store::now_micros(),
+        };
+        let info = self
+            .ask(|reply| Command::ScheduleAdd { record, reply })
+            .await??;
+        Ok(Response::new(info))
+    }
+
+    async fn list_schedules(
+        &self,
+        _: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        let schedules = self.ask(|reply| Command::ScheduleList { reply }).await?;
+        Ok(Response::new(pb::ListSchedulesResponse { schedules }))
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        req: Request<pb::SetScheduleRequest>,
+    ) -> Result<Response<pb::ScheduleResponse>, Status> {
+        let body = req.into_inner();
+        self.ask(|reply| Command::SchedulePause {
+            name: body.name,
+            paused: body.paused,
+            reply,
+        })
+        .await??;
+        Ok(Response::new(pb::ScheduleResponse {}))
+    }
+
+    async fn remove_schedule(
+        &self,
+        req: Request<pb::ScheduleRef>,
+    ) -> Result<Response<pb::ScheduleResponse>, Status> {
+        let name = req.into_inner().name;
+        self.ask(|reply| Command::ScheduleRemove { name, reply })
+            .await??;
+        Ok(Response::new(pb::ScheduleResponse {}))
+    }
+
+    async fn run_schedule_now(
+        &self,
+        req: Request<pb::ScheduleRef>,
+    ) -> Result<Response<pb::RunScheduleNowResponse>, Status> {
+        let name = req.into_inner().name;
+        let sweep_id = self
+            .ask(|reply| Command::ScheduleRunNow { name, reply })
+            .await??;
+        Ok(Response::new(pb::RunScheduleNowResponse { sweep_id }))
+    }
 }

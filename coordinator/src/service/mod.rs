@@ -88,13 +88,14 @@ async fn serve(
     store.limit_threads(1)?;
     let tokens = auth::Tokens::new(store.live_token_hashes()?);
     let running = store.running_sweeps()?;
+    let stored_schedules = store.schedules()?;
     let (scheduler, progress, requests) =
         actor::restore(running, config.scheduler, actor::now_ms());
     let (writer, writer_thread) = StoreWriter::spawn_with(store, faults);
     let tracker = TaskTracker::new();
     let (commands, rx) = tokio::sync::mpsc::channel(16 * 1024);
     let (health, health_service) = tonic_health::server::health_reporter();
-    let coordinator = actor::Coordinator::new(
+    let mut coordinator = actor::Coordinator::new(
         scheduler,
         writer.clone(),
         progress,
@@ -103,6 +104,7 @@ async fn serve(
         commands.clone(),
         Some(health.clone()),
     );
+    coordinator.restore_schedules(stored_schedules, actor::now_ms());
     let component = tracker.spawn(coordinator.run(rx, config.tick, shutdown.clone()));
 
     let grid = grpc::Grid {

@@ -196,11 +196,12 @@ impl Store {
         Ok(out)
     }
 
-    /// The sweep of the same name created last before `sweep` (a schedule's or a spec's
-    /// previous run), if any.
+    /// The previous run of `sweep`'s series, if any: the sweep created last before it by the
+    /// same schedule (or by none) with the same name.
     pub fn previous_sweep(&self, sweep: &str) -> Result<Option<String>, StoreError> {
         self.one_id(
             "SELECT p.sweep_id FROM sweeps s JOIN sweeps p ON p.name = s.name
+                AND p.schedule IS NOT DISTINCT FROM s.schedule
                 AND (p.created_at, p.sweep_id) < (s.created_at, s.sweep_id)
                 AND coalesce(p.simulated, false) = coalesce(s.simulated, false)
             WHERE s.sweep_id = $1

@@ -4,12 +4,14 @@
 
 mod history;
 mod read;
+mod schedules;
 mod schema;
 mod write;
 mod writer;
 
 pub use history::HistoryRow;
 pub use read::{ResultRow, StoredSweep, SweepSummary, TokenInfo};
+pub use schedules::StoredSchedule;
 pub use writer::{Faults, StoreWriter, Unstored};
 
 use duckdb::Connection;
@@ -95,6 +97,35 @@ pub struct SweepRecord {
     pub created_at_us: i64,
     /// A load test: only simulated agents take its cells.
     pub simulated: bool,
+    /// The schedule that started it, if one did.
+    pub schedule: Option<String>,
+}
+
+/// A schedule as stored: the spec verbatim, its cron, zone and policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRecord {
+    pub name: String,
+    pub spec_file: String,
+    pub spec_yaml: String,
+    pub cron: String,
+    pub time_zone: String,
+    /// `skip`, `queue` or `cancel-previous`.
+    pub overlap: String,
+    /// `none` or `once`.
+    pub catch_up: String,
+    pub paused: bool,
+    pub created_at_us: i64,
+}
+
+/// One decision of a schedule: a run started (`started`, `caught-up`, `queued`, `manual`) or
+/// a due time skipped (`overrun`, `missed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRunRecord {
+    pub schedule: String,
+    pub due_at_us: i64,
+    pub decided_at_us: i64,
+    pub outcome: &'static str,
+    pub sweep_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +189,17 @@ pub enum Record {
         state: &'static str,
         at_us: i64,
     },
+    /// A new schedule (its name is not in use).
+    Schedule(ScheduleRecord),
+    SchedulePaused {
+        name: String,
+        paused: bool,
+    },
+    /// The schedule is gone; its runs and sweeps stay.
+    ScheduleRemoved {
+        name: String,
+    },
+    ScheduleRun(ScheduleRunRecord),
 }
 
 /// A connection to the results database. Single-threaded: share it through [`StoreWriter`].

@@ -3,11 +3,43 @@
 
 /// Migrations run in order; `schema_version` records each one applied. Never edit a shipped
 /// migration: add the next one.
-pub(super) const MIGRATIONS: &[(i32, &str)] =
-    &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+    (7, V7),
+];
 
 /// The schema version this quantgrid writes and reads.
-pub(super) const LATEST: i32 = 6;
+pub(super) const LATEST: i32 = 7;
+
+/// Schedules owned by the coordinator (a spec on a cron in an IANA zone, with its overlap and
+/// catch-up policies), every decision they made (a run started, or skipped as an overrun or
+/// missed while the coordinator was down), and which schedule started a sweep (NULL: none).
+const V7: &str = r#"
+CREATE TABLE schedules (
+    name        VARCHAR PRIMARY KEY,
+    spec_file   VARCHAR NOT NULL,
+    spec_yaml   VARCHAR NOT NULL,
+    cron        VARCHAR NOT NULL,
+    time_zone   VARCHAR NOT NULL,
+    overlap     VARCHAR NOT NULL CHECK (overlap IN ('skip', 'queue', 'cancel-previous')),
+    catch_up    VARCHAR NOT NULL CHECK (catch_up IN ('none', 'once')),
+    paused      BOOLEAN NOT NULL,
+    created_at  TIMESTAMP NOT NULL
+);
+CREATE TABLE schedule_runs (
+    schedule    VARCHAR NOT NULL,
+    due_at      TIMESTAMP NOT NULL,
+    decided_at  TIMESTAMP NOT NULL,
+    outcome     VARCHAR NOT NULL,
+    sweep_id    VARCHAR
+);
+ALTER TABLE sweeps ADD COLUMN schedule VARCHAR;
+"#;
 
 /// Where a registry checkpoint's weights came from (package, version and file; the file's
 /// SHA-256 is `weights_sha256`; NULL: synthetic weights, a user's file, or stored before v6),

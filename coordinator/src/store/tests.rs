@@ -23,6 +23,7 @@ pub(crate) fn sweep(id: &str) -> (SweepRecord, Vec<Cell>) {
         run: s.run,
         created_at_us: 1_700_000_000_000_000,
         simulated: false,
+        schedule: None,
     };
     (rec, s.expand())
 }
@@ -326,7 +327,7 @@ fn a_newer_schema_is_refused_not_clobbered() {
             err,
             StoreError::TooNew {
                 found: 99,
-                supported: 6,
+                supported: super::schema::LATEST,
                 ..
             }
         ),
@@ -460,7 +461,7 @@ fn schema_3_file(path: &std::path::Path) -> Vec<Cell> {
 }
 
 #[test]
-fn a_version_3_file_keeps_its_results_through_migrations_4_to_6_and_claims_no_device() {
+fn a_version_3_file_keeps_its_results_through_every_migration_and_claims_no_device() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v3.duckdb");
     let cells = schema_3_file(&path);
@@ -471,7 +472,7 @@ fn a_version_3_file_keeps_its_results_through_migrations_4_to_6_and_claims_no_de
             err,
             StoreError::OlderSchema {
                 found: 3,
-                supported: 6,
+                supported: super::schema::LATEST,
                 ..
             }
         ),
@@ -482,7 +483,10 @@ fn a_version_3_file_keeps_its_results_through_migrations_4_to_6_and_claims_no_de
         "{err}"
     );
     let store = Store::open(&path).expect("migrate");
-    assert_eq!(store.schema_version().expect("version"), 6);
+    assert_eq!(
+        store.schema_version().expect("version"),
+        super::schema::LATEST
+    );
     let rows = store.results(Some("s1"), 10).expect("results");
     assert_eq!(rows.len(), 2, "the stored results survive");
     // measured before cosine was: none claimed, and the old sweep judges only its tolerance

@@ -33,7 +33,7 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
             match record {
                 Record::Sweep(s, cell_list) => {
                     tx.execute(
-                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL, ?, ?, ?, ?)",
+                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL, ?, ?, ?, ?, ?)",
                         params![
                             s.sweep_id,
                             s.name,
@@ -51,6 +51,7 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
                             s.accuracy.min_cosine,
                             s.accuracy.min_top1,
                             s.accuracy.max_kl,
+                            s.schedule,
                         ],
                     )
                     .doing("inserting a sweep")?;
@@ -126,6 +127,41 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
                         params![state, at_us, sweep_id],
                     )
                     .doing("ending a sweep")?;
+                }
+                Record::Schedule(s) => {
+                    tx.execute(
+                        "INSERT INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?))",
+                        params![
+                            s.name,
+                            s.spec_file,
+                            s.spec_yaml,
+                            s.cron,
+                            s.time_zone,
+                            s.overlap,
+                            s.catch_up,
+                            s.paused,
+                            s.created_at_us
+                        ],
+                    )
+                    .doing("inserting a schedule")?;
+                }
+                Record::SchedulePaused { name, paused } => {
+                    tx.execute(
+                        "UPDATE schedules SET paused = ? WHERE name = ?",
+                        params![paused, name],
+                    )
+                    .doing("pausing a schedule")?;
+                }
+                Record::ScheduleRemoved { name } => {
+                    tx.execute("DELETE FROM schedules WHERE name = ?", params![name])
+                        .doing("removing a schedule")?;
+                }
+                Record::ScheduleRun(r) => {
+                    tx.execute(
+                        "INSERT INTO schedule_runs VALUES (?, make_timestamp(?), make_timestamp(?), ?, ?)",
+                        params![r.schedule, r.due_at_us, r.decided_at_us, r.outcome, r.sweep_id],
+                    )
+                    .doing("recording a schedule's run")?;
                 }
                 Record::Result(r) => {
                     // a batch holds few distinct environments: hash each once

@@ -1,0 +1,210 @@
+//! A schedule owned by the coordinator, end to end: the real `quantgrid serve` and CLI, a
+//! hand-written gRPC agent, a cron that fires every two seconds. The schedule fires, the
+//! coordinator is killed with SIGKILL between runs and restarted, the schedule and its runs are
+//! still there, it fires again, and the second run's diff and matrix report the slowdown the
+//! agent planted in it. Waits are on progress messages, never on sleeps.
+
+use quantgrid_coordinator::store::Store;
+use quantgrid_proto::pb;
+use std::path::Path;
+use std::process::{Command, Output};
+
+mod support;
+use support::*;
+
+const SPEC: &str = "version: 1
+name: nightly-bert
+families: [bert]
+browsers: [chromium]
+platforms: webgpu
+bits: [4]
+repetitions: 20
+";
+
+fn quantgrid(args: &[&str]) -> Output {
+    Command::new(bin("quantgrid"))
+        .args(args)
+        .output()
+        .expect("run quantgrid")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A pass whose 20 samples lie around `median` ms (±2%).
+fn pass(offer: &pb::Offer, median: f64) -> pb::CellResult {
+    let mut r = measured_pass(offer);
+    if let Some(m) = r.measurement.as_mut() {
+        m.samples_ms = (0..offer.repetitions)
+            .map(|i| median * (1.0 + 0.02 * (f64::from(i) * 2.399).sin()))
+            .collect();
+    }
+    r
+}
+
+/// Connects as agent `lab`, answers the first offer with a pass around `median` ms, and
+/// waits until that offer's sweep has finished; returns the sweep id.
+async fn answer_one_run(url: &str, lab: &str, ops: &str, median: f64) -> String {
+    let (up, mut down) = fake_agent(url, lab, "lab", 1).await;
+    let offer = next_offers(&mut down, 1).await.remove(0);
+    let sweep = offer
+        .lease_id
+        .split('.')
+        .next()
+        .expect("lease ids start with the sweep id")
+        .to_string();
+    let report = pb::Report {
+        lease_id: offer.lease_id.clone(),
+        result: Some(pass(&offer, median)),
+    };
+    up.send(pb::AgentMessage {
+        agent_id: "lab".into(),
+        kind: Some(pb::agent_message::Kind::Report(report)),
+    })
+    .await
+    .expect("report");
+    let mut a = admin(url, ops).await;
+    let last = watch_until(&mut a, &sweep, |p| p.finished).await;
+    assert_eq!((last.passed, last.total), (1, 1), "{last:?}");
+    sweep
+}
+
+fn schedule_cli(url: &str, ops: &str, args: &[&str]) -> Output {
+    let mut all = vec!["schedule"];
+    all.extend(args);
+    all.extend(["--coordinator", url, "--token", ops]);
+    quantgrid(&all)
+}
+
+#[test]
+fn a_schedule_survives_a_kill_and_its_second_run_reports_the_planted_regression() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("lab.duckdb");
+    let spec = dir.path().join("nightly.yaml");
+    std::fs::write(&spec, SPEC).expect("spec");
+    let (ops, lab) = (token(&db, "ops", true), token(&db, "lab", false));
+    let (server, url) = serve(&db, "127.0.0.1:0");
+
+    // a bad zone is refused, naming it; a good schedule is added
+    let out = schedule_cli(
+        &url,
+        &ops,
+        &[
+            "add",
+            "bad",
+            spec.to_str().expect("utf-8"),
+            "--cron",
+            "* * * * *",
+            "--tz",
+            "Mars/Olympus",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("`Mars/Olympus` is not an IANA time zone"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = schedule_cli(
+        &url,
+        &ops,
+        &[
+            "add",
+            "nightly",
+            spec.to_str().expect("utf-8"),
+            "--cron",
+            "*/2 * * * * *",
+            "--tz",
+            "Europe/Berlin",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = schedule_cli(
+        &url,
+        &ops,
+        &[
+            "add",
+            "nightly",
+            spec.to_str().expect("utf-8"),
+            "--cron",
+            "* * * * *",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "a name is unique");
+
+    let first = rt().block_on(answer_one_run(&url, &lab, &ops, 10.0));
+
+    // SIGKILL between runs: nothing is flushed on the way out
+    server.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(server);
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    let out = schedule_cli(&url, &ops, &["list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("nightly") && text(&out.stdout).contains("*/2 * * * * *"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // the next run is 20% slower
+    let second = rt().block_on(answer_one_run(&url, &lab, &ops, 12.0));
+    assert_ne!(first, second);
+    let out = schedule_cli(&url, &ops, &["pause", "nightly"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    drop(server);
+
+    let db_arg = db.to_str().expect("utf-8");
+    let out = quantgrid(&["diff", &first, &second, "--db-path", db_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("REGRESSION bert chromium webgpu 4-bit") && stdout.contains("time +20."),
+        "{stdout}"
+    );
+    let out = quantgrid(&["matrix", "--sweep", &second, "--db-path", db_arg]);
+    let md = text(&out.stdout);
+    assert!(md.contains(&format!("## Changes since `{first}`")), "{md}");
+    assert!(md.contains(" ▲ |"), "{md}");
+    runs_are_all_there(&db, &[first, second]);
+}
+
+/// Every run the schedule started is a sweep of the schedule, and both answered runs are.
+fn runs_are_all_there(db: &Path, answered: &[String]) {
+    let store = Store::open(db).expect("open");
+    let schedules = store.schedules().expect("schedules");
+    assert_eq!(schedules.len(), 1);
+    assert!(schedules[0].record.paused);
+    let rows = store.history(None, &|_| true).expect("history");
+    for sweep in answered {
+        assert!(
+            rows.iter().any(|r| &r.sweep_id == sweep),
+            "{sweep} lost: {rows:#?}"
+        );
+    }
+    // every run the schedule started is a stored sweep; overruns and missed times are recorded
+    let runs = store.schedule_runs("nightly").expect("runs");
+    let sweeps: Vec<String> = store
+        .sweeps()
+        .expect("sweeps")
+        .into_iter()
+        .map(|s| s.sweep_id)
+        .collect();
+    let started: Vec<&String> = runs.iter().filter_map(|(_, _, s)| s.as_ref()).collect();
+    assert!(started.len() >= 2, "{runs:?}");
+    for s in &started {
+        assert!(sweeps.contains(s), "run {s} has no sweep: {runs:?}");
+    }
+    for a in answered {
+        assert!(
+            started.contains(&a),
+            "{a} not recorded as the schedule's: {runs:?}"
+        );
+    }
+}
