@@ -129,6 +129,18 @@ async fn a_bert_block_and_a_llama_decode_step_pass_in_chromium() {
     blocks_pass(&page(Browser::Chromium, what).await, Platform::Webgpu, what).await;
 }
 
+/// ResNet's convolutions read a ReLU's output: every input of one sign. A GEMV that sums
+/// x·code and then subtracts zero·Σx loses the answer to cancellation there (at 2 bits the
+/// models benchmark found it failing the kernel bound); one that sums x·(code − zero) passes.
+#[tokio::test]
+async fn a_resnet_block_reading_relu_outputs_passes_at_every_width_in_chromium() {
+    let p = page(Browser::Chromium, "Chromium and chromedriver").await;
+    for bits in [Bits::B2, Bits::B3, Bits::B4, Bits::B8] {
+        let v = verdict_on(&p, Platform::Webgpu, &case("resnet", 1, bits)).await;
+        assert_eq!(v.failure, None, "resnet {bits}-bit: {v:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_bert_block_and_a_llama_decode_step_pass_in_firefox() {
     let what = "Firefox ESR and geckodriver";

@@ -96,6 +96,13 @@ pub enum Command {
         #[arg(long, default_value_t = 7.0)]
         flaky_days: f64,
     },
+    /// Bring the runs of another results file (a contributor's `quantgrid run`) into this
+    /// one; a run already here is skipped, so merging twice adds nothing. Stop the
+    /// coordinator that holds --db-path first.
+    Merge {
+        #[arg(value_name = "OTHER")]
+        other: PathBuf,
+    },
     /// Write every table of the results database out for a warehouse.
     Export {
         #[arg(long, value_enum, default_value_t = ExportFormat::Parquet)]

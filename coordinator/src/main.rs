@@ -107,6 +107,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = open_existing(db_path.as_deref())?;
             runs::diff(&store, &sweeps, json, flaky_days)
         }
+        Some(Command::Merge { other }) => {
+            let Some(path) = db_path.as_deref() else {
+                bail!("--db-path is required")
+            };
+            runs::merge(path, &other)
+        }
         Some(Command::Export { format, dir }) => {
             let store = open_existing(db_path.as_deref())?;
             runs::export(&store, format, &dir)

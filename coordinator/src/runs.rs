@@ -62,7 +62,11 @@ fn history_line(r: &HistoryRow) -> String {
         fig(r.accuracy_rel_err, 4),
         build.join(" · "),
         if r.new_build { "  [new build]" } else { "" }
-    )
+    ) + &r
+        .origin
+        .as_ref()
+        .map(|o| format!("  [{o}]"))
+        .unwrap_or_default()
 }
 
 /// `quantgrid diff`: exit 1 when anything regressed, so CI can gate on it.
@@ -114,5 +118,36 @@ pub fn export(store: &Store, format: ExportFormat, dir: &Path) -> Result<ExitCod
         ExportFormat::Parquet => store.export_parquet(dir)?,
     }
     eprintln!("exported every table to {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `quantgrid merge`: `other`'s runs into the database at `path` (created if missing).
+pub fn merge(path: &Path, other: &Path) -> Result<ExitCode> {
+    if !other.exists() {
+        bail!("results file {} does not exist", other.display());
+    }
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(path, other) {
+        bail!("{} is --db-path itself", other.display());
+    }
+    let mut store = Store::open(path)?;
+    let origin = format!(
+        "merged from {} on {}",
+        other.display(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let m = store
+        .merge(other, &origin)
+        .with_context(|| format!("cannot merge {}", other.display()))?;
+    eprintln!(
+        "merged {} run(s) with {} result(s) from {}; runs already in {} were skipped",
+        m.sweeps,
+        m.results,
+        other.display(),
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -44,8 +44,10 @@ fn weight(row: u32, i: u32) -> f32 {
 
 // Batch 1 (GEMV): a workgroup of 64 per output, its threads striding along k and summing in
 // workgroup memory. For 2, 4 and 8 bits with groups of whole words, a thread takes a word at a
-// time: one load, one scale and zero point per word, and (x·code − zero·Σx)·scale, so the
-// weights stay packed until they are multiplied.
+// time: one load, one scale and zero point per word, and Σ x·(code − zero) then ·scale, so
+// the weights stay packed until they are multiplied. (code − zero) is a small integer, exact
+// in f32; summing x·code and subtracting zero·Σx instead cancels catastrophically when every x
+// has one sign (after a ReLU), which the kernel check caught at 2 bits in ResNet.
 var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)
@@ -68,14 +70,11 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       var z = f32(1u << (p.bits - 1u));
       if (p.asym == 1u) { z = f32((zeros[g / 4u] >> ((g % 4u) * 8u)) & 255u); }
       var dot = 0.0;
-      var xs = 0.0;
       let end = min(per, p.k - i0);
       for (var e = 0u; e < end; e++) {
-        let xv = x[i0 + e];
-        dot += xv * f32((word >> (e * p.bits)) & mask);
-        xs += xv;
+        dot += x[i0 + e] * (f32((word >> (e * p.bits)) & mask) - z);
       }
-      acc += (dot - z * xs) * s;
+      acc += dot * s;
     }
   } else {
     for (var i = lid.x; i < p.k; i += 64u) { acc += x[i] * weight(j, i); }

@@ -37,6 +37,8 @@ pub struct HistoryRow {
     pub environment_id: Option<String>,
     /// The first result of this cell on this build: times before it came from another one.
     pub new_build: bool,
+    /// Where the run was made when it was merged from another file (`quantgrid merge`).
+    pub origin: Option<String>,
 }
 
 /// The cell columns of `cell_at`, then the result's.
@@ -50,7 +52,7 @@ const HISTORY_COLUMNS: &str = "c.cell_id, c.model, c.browser, c.platform, c.requ
     nullif(concat_ws(' ', nullif(e.adapter_vendor, ''), nullif(e.adapter_architecture, ''), \
         nullif(e.adapter_description, '')), '') \
         || CASE WHEN e.adapter_is_software THEN ' (software)' ELSE '' END, \
-    g.name, r.environment_id";
+    g.name, r.environment_id, s.origin";
 
 /// A cell's label and stored cell of the row (its id checked).
 fn row_cell(row: &Row<'_>) -> Result<Cell, StoreError> {
@@ -104,6 +106,7 @@ fn history_row(
         agent: row.get(28)?,
         environment_id: row.get(29)?,
         new_build: false,
+        origin: row.get(30)?,
     }))
 }
 

@@ -3,6 +3,7 @@
 //! `quantgrid results`.
 
 mod history;
+mod merge;
 mod read;
 mod schedules;
 mod schema;
@@ -10,6 +11,7 @@ mod write;
 mod writer;
 
 pub use history::HistoryRow;
+pub use merge::Merged;
 pub use read::{ResultRow, StoredSweep, SweepSummary, TokenInfo};
 pub use schedules::StoredSchedule;
 pub use writer::{Faults, StoreWriter, Unstored};

@@ -18,7 +18,8 @@ pub(super) const LATEST: i32 = 7;
 
 /// Schedules owned by the coordinator (a spec on a cron in an IANA zone, with its overlap and
 /// catch-up policies), every decision they made (a run started, or skipped as an overrun or
-/// missed while the coordinator was down), and which schedule started a sweep (NULL: none).
+/// missed while the coordinator was down), which schedule started a sweep (NULL: none), and
+/// where a merged sweep was run (`quantgrid merge`; NULL: by this database's coordinator).
 const V7: &str = r#"
 CREATE TABLE schedules (
     name        VARCHAR PRIMARY KEY,
@@ -39,6 +40,7 @@ CREATE TABLE schedule_runs (
     sweep_id    VARCHAR
 );
 ALTER TABLE sweeps ADD COLUMN schedule VARCHAR;
+ALTER TABLE sweeps ADD COLUMN origin VARCHAR;
 "#;
 
 /// Where a registry checkpoint's weights came from (package, version and file; the file's

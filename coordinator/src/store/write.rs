@@ -33,7 +33,7 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
             match record {
                 Record::Sweep(s, cell_list) => {
                     tx.execute(
-                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL, ?, ?, ?, ?, ?)",
+                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL, ?, ?, ?, ?, ?, NULL)",
                         params![
                             s.sweep_id,
                             s.name,
