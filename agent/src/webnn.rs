@@ -20,16 +20,18 @@ pub fn operand_type(bits: Bits) -> Option<&'static str> {
     }
 }
 
-/// The code of weight `i` of row `r` and the zero point of its group, both as unsigned codes.
-fn codes_and_zeros(q: &Quantized) -> (Vec<u8>, Vec<u8>) {
+/// Every row's codes, padded with the midpoint code to `padded` columns, and the zero point
+/// of every group, both as unsigned codes.
+fn codes_and_zeros(q: &Quantized, padded: u32) -> (Vec<u8>, Vec<u8>) {
     let words = q.words_per_row();
-    let mut codes = Vec::with_capacity(q.n as usize * q.k as usize);
+    let mid = 1u8 << (q.params.bits.get() - 1);
+    let mut codes = Vec::with_capacity(q.n as usize * padded as usize);
     for row in q.packed.chunks(words) {
         for i in 0..q.k as usize {
             codes.push(unpack_code(row, q.params.bits, i));
         }
+        codes.extend(std::iter::repeat_n(mid, (padded - q.k) as usize));
     }
-    let mid = 1u8 << (q.params.bits.get() - 1);
     let zeros = match q.params.scheme {
         Scheme::Asymmetric if !q.zeros.is_empty() => q.zeros.clone(),
         _ => vec![mid; q.scales.len()],
@@ -52,6 +54,10 @@ fn int4_bytes(codes: &[u8]) -> Vec<u8> {
 pub struct WebnnWeights {
     pub bits: u32,
     pub groups_per_row: u32,
+    /// Columns of the code constant: `k` rounded up to whole groups. Block-wise
+    /// dequantizeLinear needs whole blocks, so a ragged last group is padded, and the page
+    /// slices the dequantized weight back to `k` columns before the gemm.
+    pub k_padded: u32,
     /// The operand type of the weights ([`operand_type`]); `None` where WebNN has none, which
     /// the page answers `unsupported` with the context's own `opSupportLimits()`.
     pub dtype: Option<&'static str>,
@@ -84,20 +90,18 @@ pub struct WebnnLayer {
     pub weights: WebnnWeights,
 }
 
-/// The tensors the page builds `q`'s constants from, served, and named. Block-wise
-/// dequantizeLinear needs whole blocks: `k` must be a multiple of the group size.
+/// The tensors the page builds `q`'s constants from, served, and named.
 pub fn weights(q: &Quantized, blobs: &Blobs) -> Result<(WebnnWeights, Vec<Blob>), LayerError> {
     let bits = q.params.bits;
     let group = q.params.group_size.max(1);
-    if bits != Bits::B16 && !q.k.is_multiple_of(group) {
-        return Err(LayerError::Malformed(format!(
-            "k = {} is not a multiple of the group size {group}",
-            q.k
-        )));
-    }
     let mut out = WebnnWeights {
         bits: bits.get(),
         groups_per_row: q.k.div_ceil(group),
+        k_padded: if bits == Bits::B16 {
+            q.k
+        } else {
+            q.k.div_ceil(group) * group
+        },
         dtype: operand_type(bits),
         w: None,
         scales: None,
@@ -119,7 +123,7 @@ pub fn weights(q: &Quantized, blobs: &Blobs) -> Result<(WebnnWeights, Vec<Blob>)
         // nothing to serve: the page answers from its opSupportLimits before building
         return Ok((out, Vec::new()));
     }
-    let (codes, zeros) = codes_and_zeros(q);
+    let (codes, zeros) = codes_and_zeros(q, out.k_padded);
     let (w, z) = match out.dtype {
         Some("int4") => (int4_bytes(&codes), int4_bytes(&zeros)),
         _ => (codes, zeros),
@@ -181,7 +185,7 @@ mod tests {
                 group_size: 16,
             },
         );
-        let (codes, zeros) = codes_and_zeros(&q);
+        let (codes, zeros) = codes_and_zeros(&q, 32);
         assert_eq!(codes.len(), 64);
         assert_eq!(zeros, vec![128; 4]);
         // dequantizing WebNN's way gives back what the kernel reference uses
@@ -190,6 +194,34 @@ mod tests {
             let g = i / 16;
             let v = (f32::from(*c) - 128.0) * q.scales[g].to_f32();
             assert_eq!(v, deq[i]);
+        }
+    }
+
+    #[test]
+    fn a_ragged_last_group_is_padded_to_a_whole_block() {
+        // k = 40 in groups of 16: the third group has 8 weights, padded with the midpoint
+        let w: Vec<f32> = (0..80).map(|i| (i as f32 - 40.0) / 50.0).collect();
+        let q = quantize(
+            &w,
+            2,
+            40,
+            QuantParams {
+                bits: Bits::B8,
+                scheme: Scheme::Symmetric,
+                group_size: 16,
+            },
+        );
+        let (codes, zeros) = codes_and_zeros(&q, 48);
+        assert_eq!((codes.len(), zeros.len()), (96, 6));
+        for row in codes.chunks(48) {
+            assert_eq!(&row[40..], &[128; 8], "padding dequantizes to zero");
+        }
+        let deq = q.dequantize();
+        for r in 0..2 {
+            for i in 0..40 {
+                let v = (f32::from(codes[r * 48 + i]) - 128.0) * q.scales[r * 3 + i / 16].to_f32();
+                assert_eq!(v, deq[r * 40 + i]);
+            }
         }
     }
 

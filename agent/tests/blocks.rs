@@ -141,6 +141,25 @@ async fn a_resnet_block_reading_relu_outputs_passes_at_every_width_in_chromium()
     }
 }
 
+/// Convolutions as GEMMs have k that is not a multiple of the group (ResNet's stem 7·7·3 =
+/// 147, Whisper's 3·80 = 240 in groups of 32): WebNN's block-wise dequantizeLinear needs
+/// whole blocks, so the last group is padded and the dequantized weight sliced back.
+#[tokio::test]
+async fn ragged_groups_run_on_webnn_in_chromium_153() {
+    let p = chromium_153().await;
+    for model in ["resnet", "whisper"] {
+        for bits in [Bits::B4, Bits::B8] {
+            let c = case(model, 1, bits);
+            assert!(
+                c.graph.layers.iter().any(|l| l.k % 32 != 0),
+                "{model} has a ragged k"
+            );
+            let v = verdict_on(&p, Platform::Webnn, &c).await;
+            assert_eq!(v.failure, None, "{model} {bits}-bit: {v:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_bert_block_and_a_llama_decode_step_pass_in_firefox() {
     let what = "Firefox ESR and geckodriver";

@@ -317,19 +317,35 @@ fn merge_brings_a_contributors_run_in_once_and_says_where_it_came_from() {
     {
         let mut store = Store::open(&laptop).expect("open");
         night(&mut store, "c4", 4, &|c| {
-            result(c, Status::Pass, samples(10.0 * f64::from(bits(c)), 4), "156.0.1.1")
+            result(
+                c,
+                Status::Pass,
+                samples(10.0 * f64::from(bits(c)), 4),
+                "156.0.1.1",
+            )
         });
     }
     let (db, laptop) = (db.display().to_string(), laptop.display().to_string());
     let out = quantgrid(dir.path(), &["merge", &laptop, "--db-path", &db]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("merged 1 run(s) with 3 result(s)"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("merged 1 run(s) with 3 result(s)"),
+        "{}",
+        text(&out.stderr)
+    );
     // idempotent: the run is there already
     let again = quantgrid(dir.path(), &["merge", &laptop, "--db-path", &db]);
     assert!(again.status.success());
-    assert!(text(&again.stderr).contains("merged 0 run(s) with 0 result(s)"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("merged 0 run(s) with 0 result(s)"),
+        "{}",
+        text(&again.stderr)
+    );
 
-    let out = quantgrid(dir.path(), &["history", "--bits", "4", "--json", "--db-path", &db]);
+    let out = quantgrid(
+        dir.path(),
+        &["history", "--bits", "4", "--json", "--db-path", &db],
+    );
     let rows: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
@@ -337,7 +353,10 @@ fn merge_brings_a_contributors_run_in_once_and_says_where_it_came_from() {
     assert_eq!(rows.len(), 4);
     assert!(rows[..3].iter().all(|r| r["origin"].is_null()));
     assert!(
-        rows[3]["origin"].as_str().unwrap_or("").starts_with(&format!("merged from {laptop}")),
+        rows[3]["origin"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&format!("merged from {laptop}")),
         "{:?}",
         rows[3]
     );
@@ -348,5 +367,9 @@ fn merge_brings_a_contributors_run_in_once_and_says_where_it_came_from() {
     assert!(text(&out.stderr).contains("nowhere.duckdb does not exist"));
     let out = quantgrid(dir.path(), &["merge", &db, "--db-path", &db]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("is --db-path itself"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is --db-path itself"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -21,7 +21,8 @@ const ACTIVATION_OPS = {
 function needs(op, layer) {
   switch (op.op) {
     case "linear":
-      return layer.bits === 16 ? ["cast", "gemm"] : ["dequantizeLinear", "gemm"];
+      if (layer.bits === 16) return ["cast", "gemm"];
+      return layer.kPadded === layer.k ? ["dequantizeLinear", "gemm"] : ["dequantizeLinear", "slice", "gemm"];
     case "layer_norm":
       return ["layerNormalization", "reshape"];
     case "rms_norm":
@@ -80,10 +81,12 @@ function linear({ b }, x, L, w, s, z) {
     weight = b.cast(b.constant({ dataType: "float16", shape: [L.n, L.k] }, new Uint16Array(w.buffer, w.byteOffset, w.byteLength / 2)), "float32");
   } else {
     weight = b.dequantizeLinear(
-      b.constant({ dataType: L.dtype, shape: [L.n, L.k] }, w),
+      b.constant({ dataType: L.dtype, shape: [L.n, L.kPadded] }, w),
       b.constant({ dataType: "float32", shape: [L.n, L.groupsPerRow] }, f32(s)),
       b.constant({ dataType: L.dtype, shape: [L.n, L.groupsPerRow] }, z),
     );
+    // a ragged last group was padded to a whole block: its padding is cut off again
+    if (L.kPadded !== L.k) weight = b.slice(weight, [0, 0], [L.n, L.k]);
   }
   return b.gemm(x, weight, { bTranspose: true });
 }

@@ -50,10 +50,12 @@ async function build(ctx, a, data) {
   } else {
     weight_bytes += sdata.byteLength + zdata.byteLength;
     w = b.dequantizeLinear(
-      b.constant({ dataType: a.dtype, shape: [a.n, a.k] }, wdata),
+      b.constant({ dataType: a.dtype, shape: [a.n, a.kPadded] }, wdata),
       b.constant({ dataType: "float32", shape: [a.n, a.groupsPerRow] }, new Float32Array(sdata.buffer)),
       b.constant({ dataType: a.dtype, shape: [a.n, a.groupsPerRow] }, zdata),
     );
+    // a ragged last group is padded to a whole block, and cut off again here
+    if (a.kPadded !== a.k) w = b.slice(w, [0, 0], [a.n, a.k]);
   }
   const graph = await b.build({ y: b.gemm(x, w, { bTranspose: true }) });
   const xt = await ctx.createTensor({ dataType: "float32", shape: [a.m, a.k], writable: true });
