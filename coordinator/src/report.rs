@@ -127,3 +127,68 @@ pub fn diff_runs(store: &Store, req: DiffRequest<'_>) -> Result<Diff, DiffError>
         policy,
     ))
 }
+
+/// How many times a run's undecided cells are repeated before the verdict stays UNKNOWN.
+pub const MAX_CONFIRMATIONS: u32 = 2;
+
+/// Cells of a run to repeat on one agent: their time verdict against the previous run is
+/// UNKNOWN, and more samples of the same build may decide it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirmation {
+    /// The run confirmed.
+    pub run: String,
+    /// Which repetition this is, from 1 to [`MAX_CONFIRMATIONS`].
+    pub round: u32,
+    pub spec_file: String,
+    pub spec_yaml: String,
+    /// `(agent, cell ids)`: each agent repeats the cells it measured.
+    pub per_agent: Vec<(String, Vec<String>)>,
+}
+
+/// After `ended` (a run or one of its confirmations) finished: what to repeat, if anything.
+/// Nothing for a run with no previous run, a load test, or one confirmed enough times.
+pub fn undecided(store: &Store, ended: &str) -> Result<Option<Confirmation>, DiffError> {
+    let (confirms, rounds) = store.confirmation_of(ended)?;
+    let run = confirms.unwrap_or_else(|| ended.to_string());
+    if rounds >= MAX_CONFIRMATIONS || store.previous_sweep(&run)?.is_none() {
+        return Ok(None);
+    }
+    let Some((spec_file, spec_yaml)) = store.sweep_spec(&run)? else {
+        return Ok(None);
+    };
+    let d = diff_runs(
+        store,
+        DiffRequest {
+            old: None,
+            new: Some(&run),
+            flaky_window_us: FLAKY_WINDOW_US,
+        },
+    )?;
+    let agents: std::collections::BTreeMap<String, String> = store
+        .run_results(&run)?
+        .into_iter()
+        .filter_map(|r| Some((r.cell.id.0, r.agent?)))
+        .collect();
+    let mut per_agent: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for c in &d.cells {
+        if c.time
+            .is_some_and(|t| t.verdict == quantgrid_matrix::compare::Verdict::Unknown)
+            && let Some(agent) = agents.get(&c.cell_id.0)
+        {
+            per_agent
+                .entry(agent.clone())
+                .or_default()
+                .push(c.cell_id.0.clone());
+        }
+    }
+    if per_agent.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Confirmation {
+        run,
+        round: rounds + 1,
+        spec_file,
+        spec_yaml,
+        per_agent: per_agent.into_iter().collect(),
+    }))
+}

@@ -35,6 +35,8 @@ pub fn sweep_record(
             created_at_us: now_micros(),
             simulated,
             schedule: None,
+            confirms: None,
+            pinned_agent: None,
         }),
         cells,
     )

@@ -208,3 +208,93 @@ fn runs_are_all_there(db: &Path, answered: &[String]) {
         );
     }
 }
+
+/// Reports a pass with `samples` for `offer` and waits until its sweep has finished.
+async fn answer(
+    up: &tokio::sync::mpsc::Sender<pb::AgentMessage>,
+    a: &mut Admin,
+    offer: &pb::Offer,
+    samples: &[f64],
+) -> String {
+    let mut result = measured_pass(offer);
+    if let Some(m) = result.measurement.as_mut() {
+        m.samples_ms = samples.to_vec();
+    }
+    up.send(pb::AgentMessage {
+        agent_id: "lab".into(),
+        kind: Some(pb::agent_message::Kind::Report(pb::Report {
+            lease_id: offer.lease_id.clone(),
+            result: Some(result),
+        })),
+    })
+    .await
+    .expect("report");
+    let sweep = offer
+        .lease_id
+        .split('.')
+        .next()
+        .expect("sweep id")
+        .to_string();
+    watch_until(a, &sweep, |p| p.finished).await;
+    sweep
+}
+
+/// Three samples a side can never decide a 5% step (the exact rank test's smallest p is 0.1):
+/// the coordinator repeats the cell on the agent that measured it, as confirmations of the
+/// run, until the pooled samples decide (here after two) or it has repeated it twice; the
+/// diff pools the samples and says so.
+#[test]
+fn an_undecided_time_verdict_is_repeated_on_the_same_agent_until_it_is_decided() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("lab.duckdb");
+    let (ops, lab) = (token(&db, "ops", true), token(&db, "lab", false));
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    let spec = SPEC.replace("repetitions: 20", "repetitions: 3");
+    let (old, new, confirmations) = rt().block_on(async {
+        let mut a = admin(&url, &ops).await;
+        let (up, mut down) = fake_agent(&url, &lab, "lab", 1).await;
+        let submit = async |a: &mut Admin| {
+            a.submit_sweep(pb::SubmitSweepRequest {
+                spec_yaml: spec.clone(),
+                spec_name: "nightly.yaml".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("submit")
+        };
+        submit(&mut a).await;
+        let offer = next_offers(&mut down, 1).await.remove(0);
+        let old = answer(&up, &mut a, &offer, &[10.0, 10.05, 9.95]).await;
+        submit(&mut a).await;
+        let offer = next_offers(&mut down, 1).await.remove(0);
+        let slower = [10.5, 10.55, 10.45];
+        let new = answer(&up, &mut a, &offer, &slower).await;
+        let mut confirmations = Vec::new();
+        for _ in 0..2 {
+            let offer = next_offers(&mut down, 1).await.remove(0);
+            confirmations.push(answer(&up, &mut a, &offer, &slower).await);
+        }
+        (old, new, confirmations)
+    });
+    drop(server);
+    assert!(!confirmations.contains(&new) && confirmations[0] != confirmations[1]);
+    let db_arg = db.to_str().expect("utf-8");
+    // the bare diff compares the run with its previous, never with a confirmation
+    let out = quantgrid(&["diff", "--db-path", db_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("{old} → {new}: 1 regression(s)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("different") && stdout.contains("after 2 more run(s) of the new build"),
+        "{stdout}"
+    );
+}

@@ -29,6 +29,9 @@ pub struct RunResult {
     /// That build in words, e.g. `chromium 156.0.8078.114 · SwiftShader`.
     pub build: Option<String>,
     pub agent: Option<String>,
+    /// Confirmation runs whose samples were added to `samples_ms` (same build and agent):
+    /// the extra repetitions an undecided time verdict asked for.
+    pub repeated: u32,
 }
 
 /// How a cell's status moved.
@@ -98,6 +101,8 @@ pub struct CellChange {
     pub status_change: Option<StatusChange>,
     /// Both passed on the same build and agent: their samples compared.
     pub time: Option<Comparison>,
+    /// Confirmation runs of the new run pooled into its samples.
+    pub repeated: u32,
     /// The build changed: `(old, new)`; times are not compared across builds.
     pub new_build: Option<(String, String)>,
     pub accuracy: Option<AccuracyChange>,
@@ -232,6 +237,7 @@ fn cell_change(
     let more_accurate = accuracy.is_some_and(|a| a.new_cosine > a.old_cosine);
     CellChange {
         cell_id: new.cell.id.clone(),
+        repeated: new.repeated,
         label: new.cell.label(),
         family: new.cell.family.clone(),
         old_status: old.map(|o| o.status),
@@ -272,8 +278,13 @@ pub fn describe(c: &CellChange) -> String {
         _ => {}
     }
     if let Some(t) = c.time {
+        let more = if c.repeated > 0 {
+            format!(", after {} more run(s) of the new build", c.repeated)
+        } else {
+            String::new()
+        };
         parts.push(format!(
-            "time {:+.1}% {} (p = {:.3}; different ≤ {}, same > {:.3})",
+            "time {:+.1}% {} (p = {:.3}; different ≤ {}, same > {:.3}{more})",
             t.change * 100.0,
             t.verdict,
             t.p_value,
@@ -340,6 +351,7 @@ mod tests {
             environment_id: Some(env.into()),
             build: Some(format!("build {env}")),
             agent: Some("lab-1".into()),
+            repeated: 0,
         }
     }
 

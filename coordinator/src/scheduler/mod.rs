@@ -50,6 +50,9 @@ pub struct SweepInput {
     pub agent_wait_ms: u64,
     /// A load test: only simulated agents take its cells (and they take no other).
     pub simulated: bool,
+    /// The only agent its cells go to (a confirmation of an undecided time verdict repeats
+    /// cells on the agent that measured them).
+    pub agent: Option<String>,
 }
 
 /// A sweep rebuilt from the store after a restart.
@@ -271,6 +274,7 @@ struct Sweep {
     agent_wait_ms: u64,
     waiting_since: Millis,
     simulated: bool,
+    agent: Option<String>,
     slots: Vec<Slot>,
     index: HashMap<CellId, usize>,
     pending: BTreeMap<Queue, VecDeque<usize>>,
@@ -495,6 +499,7 @@ impl Scheduler {
                 // a restarted coordinator gives agents the whole window to come back
                 waiting_since: now,
                 simulated: input.simulated,
+                agent: input.agent,
                 slots,
                 index,
                 pending,
@@ -548,6 +553,9 @@ impl Scheduler {
             }
             // load tests go to simulated agents only, and simulated agents take nothing else
             if s.simulated != agent.caps.simulated {
+                continue;
+            }
+            if s.agent.as_deref().is_some_and(|pinned| pinned != name) {
                 continue;
             }
             // the scarcest kind of cell first: what few agents can run should not wait for

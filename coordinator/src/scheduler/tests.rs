@@ -29,6 +29,7 @@ fn sweep(id: &str, priority: i32, yaml_tail: &str) -> SweepInput {
         run,
         agent_wait_ms: 60_000,
         simulated: false,
+        agent: None,
     }
 }
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::Status;
 
+mod confirm;
 mod scheduled;
 
 pub type SessionTx = mpsc::Sender<Result<pb::CoordinatorMessage, Status>>;
@@ -105,6 +106,10 @@ pub enum Command {
     ScheduleRunNow {
         name: String,
         reply: oneshot::Sender<Result<String, ServiceError>>,
+    },
+    /// What an ended run left undecided, read off the loop.
+    Confirm {
+        found: Result<Option<crate::report::Confirmation>, String>,
     },
     /// A queued write ended: `leases` names the lease of every lease-bearing record it held
     /// (one entry per record), `unstored` what could not be stored.
@@ -227,8 +232,10 @@ pub fn restore(
         if let Some(r) = &s.client_request_id {
             requests.insert(r.clone(), s.sweep_id.clone());
         }
+        let mut input = sweep_input(&s.sweep_id, &spec, s.cells, s.simulated);
+        input.agent = s.pinned_agent;
         restored.push(RestoredSweep {
-            input: sweep_input(&s.sweep_id, &spec, s.cells, s.simulated),
+            input,
             done: s.done,
             passed: s.passed,
             unsupported: s.unsupported,
@@ -268,6 +275,7 @@ fn sweep_input(id: &str, spec: &MatrixSpec, cells: Vec<Cell>, simulated: bool) -
         requirements: spec.requirements.clone(),
         run: spec.run,
         agent_wait_ms: u64::from(spec.agent_wait_secs) * 1000,
+        agent: None,
     }
 }
 
@@ -743,6 +751,13 @@ impl Coordinator {
                 Ok((info, stored)) => self.reply_when_durable(stored, reply, info).await,
                 Err(e) => {
                     let _ = reply.send(Err(e));
+                }
+            },
+            Command::Confirm { found } => match found {
+                Ok(Some(c)) => self.confirm(c, now),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read what a finished run left undecided")
                 }
             },
             Command::ScheduleList { reply } => {

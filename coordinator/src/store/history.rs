@@ -194,9 +194,71 @@ impl Store {
                 environment_id: h.environment_id,
                 build,
                 agent: h.agent,
+                repeated: 0,
             });
         }
+        self.pool_confirmations(sweep, &mut out)?;
         Ok(out)
+    }
+
+    /// Adds to each passed result of `sweep` the samples its confirmation runs took of the
+    /// same cell on the same build and agent.
+    fn pool_confirmations(&self, sweep: &str, run: &mut [RunResult]) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.cell_id, r.environment_id, g.name, r.samples_ms
+                FROM results r
+                JOIN sweeps s ON s.sweep_id = r.sweep_id
+                LEFT JOIN attempts a USING (attempt_id)
+                LEFT JOIN agents g ON g.agent_id = a.agent_id
+                WHERE s.confirms = $1 AND r.accepted AND NOT r.simulated AND r.status = 'pass'
+                ORDER BY r.recorded_at, r.attempt_id",
+            )
+            .doing("preparing the confirmations query")?;
+        let mut rows = stmt
+            .query(duckdb::params![sweep])
+            .doing("running the confirmations query")?;
+        while let Some(row) = rows.next().doing("reading confirmations")? {
+            let cell: String = row.get(0).doing("reading a confirmation")?;
+            let env: Option<String> = row.get(1).doing("reading a confirmation")?;
+            let agent: Option<String> = row.get(2).doing("reading a confirmation")?;
+            let extra = samples(row.get(3).doing("reading a confirmation")?);
+            if let Some(r) = run.iter_mut().find(|r| {
+                r.cell.id.0 == cell
+                    && r.status == Status::Pass
+                    && r.environment_id.is_some()
+                    && r.environment_id == env
+                    && r.agent == agent
+            }) {
+                r.samples_ms.extend(extra);
+                r.repeated += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The run `sweep` confirms, if it is a confirmation, and how many confirmations `sweep`
+    /// (as a run) already has.
+    pub fn confirmation_of(&self, sweep: &str) -> Result<(Option<String>, u32), StoreError> {
+        let confirms: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT confirms FROM sweeps WHERE sweep_id = $1",
+                duckdb::params![sweep],
+                |r| r.get(0),
+            )
+            .doing("looking up a confirmation")?;
+        let root = confirms.clone().unwrap_or_else(|| sweep.to_string());
+        let rounds: u32 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sweeps WHERE confirms = $1",
+                duckdb::params![root],
+                |r| r.get(0),
+            )
+            .doing("counting confirmations")?;
+        Ok((confirms, rounds))
     }
 
     /// The previous run of `sweep`'s series, if any: the sweep created last before it by the
@@ -205,6 +267,7 @@ impl Store {
         self.one_id(
             "SELECT p.sweep_id FROM sweeps s JOIN sweeps p ON p.name = s.name
                 AND p.schedule IS NOT DISTINCT FROM s.schedule
+                AND p.confirms IS NULL
                 AND (p.created_at, p.sweep_id) < (s.created_at, s.sweep_id)
                 AND coalesce(p.simulated, false) = coalesce(s.simulated, false)
             WHERE s.sweep_id = $1
@@ -225,10 +288,11 @@ impl Store {
         }
     }
 
-    /// The newest real (not load-test) sweep, if any.
+    /// The newest real run (not a load test, not a confirmation), if any.
     pub fn latest_sweep(&self) -> Result<Option<String>, StoreError> {
         self.one_id(
-            "SELECT sweep_id FROM sweeps WHERE NOT coalesce(simulated, false) AND $1 = $1
+            "SELECT sweep_id FROM sweeps
+            WHERE NOT coalesce(simulated, false) AND confirms IS NULL AND $1 = $1
             ORDER BY created_at DESC, sweep_id DESC LIMIT 1",
             "",
         )

@@ -101,6 +101,11 @@ pub struct SweepRecord {
     pub simulated: bool,
     /// The schedule that started it, if one did.
     pub schedule: Option<String>,
+    /// The run whose undecided time verdicts this sweep repeats cells of, if it does.
+    pub confirms: Option<String>,
+    /// The only agent its cells go to (a confirmation runs on the agent of the run it
+    /// confirms).
+    pub pinned_agent: Option<String>,
 }
 
 /// A schedule as stored: the spec verbatim, its cron, zone and policies.

@@ -385,6 +385,8 @@ pub struct StoredSweep {
     pub simulated: bool,
     /// Of `done`, the cells whose accepted result is simulated.
     pub simulated_done: std::collections::HashSet<quantgrid_matrix::CellId>,
+    /// The only agent its cells go to, if any.
+    pub pinned_agent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -402,20 +404,28 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT sweep_id, spec_file, spec_yaml, client_request_id, coalesce(simulated, false)
+                "SELECT sweep_id, spec_file, spec_yaml, client_request_id, coalesce(simulated, false),
+                    pinned_agent
                  FROM sweeps WHERE state = 'running' ORDER BY created_at, sweep_id",
             )
             .doing("preparing the running sweeps query")?;
-        type Head = (String, String, String, Option<String>, bool);
+        type Head = (String, String, String, Option<String>, bool, Option<String>);
         let heads: Vec<Head> = stmt
             .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .doing("reading running sweeps")?
             .collect::<Result<_, _>>()
             .doing("reading running sweeps")?;
         let mut out = Vec::new();
-        for (sweep_id, spec_file, spec_yaml, client_request_id, simulated) in heads {
+        for (sweep_id, spec_file, spec_yaml, client_request_id, simulated, pinned_agent) in heads {
             let sql = format!(
                 "SELECT {CELL_COLUMNS} FROM cells c WHERE c.sweep_id = ? ORDER BY c.family, c.cell_id"
             );
@@ -512,6 +522,7 @@ impl Store {
                 reported,
                 simulated,
                 simulated_done,
+                pinned_agent,
             });
         }
         Ok(out)

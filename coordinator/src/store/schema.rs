@@ -19,7 +19,9 @@ pub(super) const LATEST: i32 = 7;
 /// Schedules owned by the coordinator (a spec on a cron in an IANA zone, with its overlap and
 /// catch-up policies), every decision they made (a run started, or skipped as an overrun or
 /// missed while the coordinator was down), which schedule started a sweep (NULL: none), and
-/// where a merged sweep was run (`quantgrid merge`; NULL: by this database's coordinator).
+/// where a merged sweep was run (`quantgrid merge`; NULL: by this database's coordinator), and
+/// the extra repetitions a run's undecided time verdicts asked for: a confirmation sweep names
+/// the run it confirms and the one agent its cells go to.
 const V7: &str = r#"
 CREATE TABLE schedules (
     name        VARCHAR PRIMARY KEY,
@@ -41,6 +43,8 @@ CREATE TABLE schedule_runs (
 );
 ALTER TABLE sweeps ADD COLUMN schedule VARCHAR;
 ALTER TABLE sweeps ADD COLUMN origin VARCHAR;
+ALTER TABLE sweeps ADD COLUMN confirms VARCHAR;
+ALTER TABLE sweeps ADD COLUMN pinned_agent VARCHAR;
 "#;
 
 /// Where a registry checkpoint's weights came from (package, version and file; the file's

@@ -24,6 +24,8 @@ pub(crate) fn sweep(id: &str) -> (SweepRecord, Vec<Cell>) {
         created_at_us: 1_700_000_000_000_000,
         simulated: false,
         schedule: None,
+        confirms: None,
+        pinned_agent: None,
     };
     (rec, s.expand())
 }

@@ -33,7 +33,7 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
             match record {
                 Record::Sweep(s, cell_list) => {
                     tx.execute(
-                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL, ?, ?, ?, ?, ?, NULL)",
+                        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', make_timestamp(?), NULL, ?, ?, ?, ?, ?, NULL, ?, ?)",
                         params![
                             s.sweep_id,
                             s.name,
@@ -52,6 +52,8 @@ pub(super) fn write(store: &mut Store, records: &[Record]) -> Result<(), StoreEr
                             s.accuracy.min_top1,
                             s.accuracy.max_kl,
                             s.schedule,
+                            s.confirms,
+                            s.pinned_agent,
                         ],
                     )
                     .doing("inserting a sweep")?;

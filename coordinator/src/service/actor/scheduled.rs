@@ -108,9 +108,11 @@ impl Coordinator {
         }
     }
 
-    /// Ticks the schedules, and tells them which of their sweeps ended.
+    /// Ticks the schedules, tells them which of their sweeps ended, and looks for what the
+    /// ended runs left undecided.
     pub(super) fn step_schedules(&mut self, now: Millis) {
         for sweep_id in std::mem::take(&mut self.ended) {
+            self.look_for_undecided(&sweep_id);
             self.schedule_event(Event::SweepEnded { sweep_id }, now);
         }
         self.schedule_event(Event::Tick, now);
