@@ -429,48 +429,43 @@ mod tests {
         }
     }
 
-    #[test]
-    fn spring_forward_runs_a_missing_time_once_right_after_the_gap() {
-        // Berlin, 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist that night
+    /// The local due times a nightly `30 2 * * *` in Berlin starts on, ticking every 30 s
+    /// from noon of the day `d` before to noon of the day after.
+    fn berlin_nightly(month: u32, d: u32) -> Vec<String> {
         let tz = "Europe/Berlin";
-        let from = local(tz, 2026, 3, 28, 12, 0);
+        let from = local(tz, 2026, month, d, 12, 0);
         let mut all = added(
             schedule("30 2 * * *", tz, Overlap::Skip, CatchUp::None),
             from,
         );
-        let s = starts(&run(&mut all, from, local(tz, 2026, 3, 30, 12, 0), 30));
+        let to = local(tz, 2026, month, d + 2, 12, 0);
         let berlin = zone(tz).expect("tz");
-        let times: Vec<String> = s
+        starts(&run(&mut all, from, to, 30))
             .iter()
             .map(|(due, _)| {
                 due.with_timezone(&berlin)
                     .format("%m-%d %H:%M %Z")
                     .to_string()
             })
-            .collect();
-        assert_eq!(times, ["03-29 03:00 CEST", "03-30 02:30 CEST"]);
+            .collect()
+    }
+
+    #[test]
+    fn spring_forward_runs_a_missing_time_once_right_after_the_gap() {
+        // Berlin, 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist that night
+        assert_eq!(
+            berlin_nightly(3, 28),
+            ["03-29 03:00 CEST", "03-30 02:30 CEST"]
+        );
     }
 
     #[test]
     fn fall_back_runs_a_repeated_time_once() {
         // Berlin, 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice
-        let tz = "Europe/Berlin";
-        let from = local(tz, 2026, 10, 24, 12, 0);
-        let mut all = added(
-            schedule("30 2 * * *", tz, Overlap::Skip, CatchUp::None),
-            from,
+        assert_eq!(
+            berlin_nightly(10, 24),
+            ["10-25 02:30 CEST", "10-26 02:30 CET"]
         );
-        let s = starts(&run(&mut all, from, local(tz, 2026, 10, 26, 12, 0), 30));
-        let berlin = zone(tz).expect("tz");
-        let times: Vec<String> = s
-            .iter()
-            .map(|(due, _)| {
-                due.with_timezone(&berlin)
-                    .format("%m-%d %H:%M %Z")
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(times, ["10-25 02:30 CEST", "10-26 02:30 CET"]);
     }
 
     #[test]

@@ -32,42 +32,15 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A pass whose 20 samples lie around `median` ms (±2%).
-fn pass(offer: &pb::Offer, median: f64) -> pb::CellResult {
-    let mut r = measured_pass(offer);
-    if let Some(m) = r.measurement.as_mut() {
-        m.samples_ms = (0..offer.repetitions)
-            .map(|i| median * (1.0 + 0.02 * (f64::from(i) * 2.399).sin()))
-            .collect();
-    }
-    r
-}
-
-/// Connects as agent `lab`, answers the first offer with a pass around `median` ms, and
-/// waits until that offer's sweep has finished; returns the sweep id.
+/// Connects as agent `lab`, answers the first offer with a pass whose samples lie around
+/// `median` ms (±2%), and waits until that offer's sweep has finished; returns the sweep id.
 async fn answer_one_run(url: &str, lab: &str, ops: &str, median: f64) -> String {
     let (up, mut down) = fake_agent(url, lab, "lab", 1).await;
     let offer = next_offers(&mut down, 1).await.remove(0);
-    let sweep = offer
-        .lease_id
-        .split('.')
-        .next()
-        .expect("lease ids start with the sweep id")
-        .to_string();
-    let report = pb::Report {
-        lease_id: offer.lease_id.clone(),
-        result: Some(pass(&offer, median)),
-    };
-    up.send(pb::AgentMessage {
-        agent_id: "lab".into(),
-        kind: Some(pb::agent_message::Kind::Report(report)),
-    })
-    .await
-    .expect("report");
-    let mut a = admin(url, ops).await;
-    let last = watch_until(&mut a, &sweep, |p| p.finished).await;
-    assert_eq!((last.passed, last.total), (1, 1), "{last:?}");
-    sweep
+    let samples: Vec<f64> = (0..offer.repetitions)
+        .map(|i| median * (1.0 + 0.02 * (f64::from(i) * 2.399).sin()))
+        .collect();
+    answer(&up, &mut admin(url, ops).await, &offer, &samples).await
 }
 
 fn schedule_cli(url: &str, ops: &str, args: &[&str]) -> Output {
@@ -233,9 +206,10 @@ async fn answer(
         .lease_id
         .split('.')
         .next()
-        .expect("sweep id")
+        .expect("lease ids start with the sweep id")
         .to_string();
-    watch_until(a, &sweep, |p| p.finished).await;
+    let last = watch_until(a, &sweep, |p| p.finished).await;
+    assert_eq!(last.passed, last.total, "{last:?}");
     sweep
 }
 
