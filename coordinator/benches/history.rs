@@ -1,31 +1,32 @@
 //! History benchmark (docs/BENCHMARKS.md), side by side in one run:
 //!
 //! 1. **A/A and a planted step on replayed real samples.** Each cell's real page-clock samples
-//!    (every accepted pass in the file `QUANTGRID_REPLAY_DB` names, e.g. a `quantgrid run`
-//!    with many repetitions) are a pool; a night draws `repetitions` of them (seeded). Pairs
-//!    of consecutive nights of an unchanged build must give at most one false regression in
-//!    1,000 cell-nights; the same nights with the new one 3% slower must be found. Both with
-//!    the samples one run has, and with up to three more rounds of samples for the pairs the
-//!    first round could not decide (the bounded re-runs an UNKNOWN verdict asks for).
+//!    (the latest run in the file `QUANTGRID_REPLAY_DB` names, e.g. a `quantgrid run` with
+//!    many repetitions) are a pool; a night draws 10 of them per cell (seeded), and two
+//!    nights are compared as `quantgrid diff` compares two runs (every cell at once). An
+//!    unchanged build must give at most one false regression in 1,000 cell-nights; the same
+//!    nights with the new one 3% slower must be found. Both with the samples one run has, and
+//!    after the coordinator's confirmations (undecided cells measured again, up to twice).
 //! 2. **A year of all-families.** 365 nightly runs of `configs/all-families.yaml` (3,850
 //!    cells) with 7 results per cell per night: 9,852,500 stored results. Then the history of
 //!    one cell (target < 50 ms) and the matrix with its Changes section (target < 1 s).
 //!
 //! `QUANTGRID_REPLAY_DB=replay.duckdb cargo bench -p quantgrid-coordinator --bench history`
+//! (`QUANTGRID_YEAR_DB=FILE` keeps the year's database there, and reuses it next time)
 
-use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
+use quantgrid_coordinator::report::{MAX_CONFIRMATIONS, MatrixOptions, matrix_markdown};
 use quantgrid_coordinator::store::{Record, ResultRecord, Store};
 use quantgrid_coordinator::sweep::sweep_record;
+use quantgrid_matrix::changes::{self, RunResult};
 use quantgrid_matrix::compare::{self, Policy, Verdict};
 use quantgrid_matrix::result::Environment;
-use quantgrid_matrix::{Cell, CellResult, Status, spec};
+use quantgrid_matrix::{Cell, CellId, CellResult, Status, spec};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 const NIGHTS: usize = 365;
 const REPLICATES: usize = 7;
 const CELL_NIGHTS: usize = 1000;
-const EXTRA_ROUNDS: usize = 3;
 
 /// xorshift64*: a seeded stream for drawing nights from a pool.
 struct Draw(u64);
@@ -43,79 +44,122 @@ impl Draw {
     }
 }
 
-/// How one comparison of two nights ends: the verdict after the first round, and after up
-/// to `EXTRA_ROUNDS` more rounds of samples where the first could not decide.
-fn judge(
-    draw: &mut Draw,
-    pool: &[f64],
-    n: usize,
-    step: f64,
-    policy: Policy,
-) -> (Verdict, f64, Verdict, usize) {
-    let mut old = draw.night(pool, n);
-    let mut new: Vec<f64> = draw.night(pool, n).iter().map(|v| v * step).collect();
-    let first = compare::compare(&old, &new, policy);
-    let mut last = first;
-    let mut rounds = 0;
-    while last.verdict == Verdict::Unknown && rounds < EXTRA_ROUNDS {
-        old.extend(draw.night(pool, n));
-        new.extend(draw.night(pool, n).iter().map(|v| v * step));
-        last = compare::compare(&old, &new, policy);
-        rounds += 1;
+/// One night of every replayed cell: `n` samples drawn from each cell's pool, × `step`.
+fn night(draw: &mut Draw, pools: &[RunResult], n: usize, step: f64) -> Vec<RunResult> {
+    pools
+        .iter()
+        .map(|p| RunResult {
+            samples_ms: draw
+                .night(&p.samples_ms, n)
+                .iter()
+                .map(|v| v * step)
+                .collect(),
+            ..p.clone()
+        })
+        .collect()
+}
+
+/// Counts over the nights of one comparison scenario.
+#[derive(Default)]
+struct Tally {
+    verdicts: BTreeMap<&'static str, usize>,
+    slower: usize,
+    nights_flagged: usize,
+}
+
+impl Tally {
+    fn add(&mut self, d: &changes::Diff, cells: usize) {
+        let different = d
+            .cells
+            .iter()
+            .filter(|c| c.time.is_some_and(|t| t.verdict == Verdict::Different))
+            .count();
+        let unknown = d.unknown;
+        *self.verdicts.entry("different").or_default() += different;
+        *self.verdicts.entry("unknown").or_default() += unknown;
+        *self.verdicts.entry("same").or_default() += cells - different - unknown;
+        let slower = d.cells.iter().filter(|c| c.arrow() == Some("▲")).count();
+        self.slower += slower;
+        self.nights_flagged += usize::from(slower > 0);
     }
-    (first.verdict, first.change, last.verdict, rounds)
 }
 
 fn replay(path: &str) -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open_read_only(std::path::Path::new(path))?;
-    let mut pools: BTreeMap<String, (String, Vec<f64>)> = BTreeMap::new();
-    let mut repetitions = usize::MAX;
-    for r in store.history(None, &|_| true)? {
-        if r.status == Status::Pass && !r.samples_ms.is_empty() {
-            repetitions = repetitions.min(r.samples_ms.len());
-            let e = pools
-                .entry(r.cell_id.clone())
-                .or_insert((r.label.clone(), Vec::new()));
-            e.1.extend(r.samples_ms);
-        }
-    }
-    let pools: Vec<(String, Vec<f64>)> =
-        pools.into_values().filter(|(_, p)| p.len() >= 20).collect();
+    let sweep = store
+        .latest_sweep()?
+        .ok_or_else(|| format!("{path} has no run"))?;
+    let pools: Vec<RunResult> = store
+        .run_results(&sweep)?
+        .into_iter()
+        .filter(|r| r.status == Status::Pass && r.samples_ms.len() >= 20)
+        .collect();
     if pools.is_empty() {
         return Err(format!("{path} has no cell with 20 or more real samples").into());
     }
-    let n = repetitions.min(10);
+    let n = 10;
+    let nights = CELL_NIGHTS.div_ceil(pools.len());
     println!(
-        "replayed: {} cells of {path}, {} real samples in all; a night is {n} samples drawn from its cell's pool",
+        "replayed: run {sweep} of {path}, {} cells, {} real samples in all; a night draws {n} samples per cell from its pool; {nights} nights × {} cells = {} cell-nights",
         pools.len(),
-        pools.iter().map(|(_, p)| p.len()).sum::<usize>()
+        pools.iter().map(|r| r.samples_ms.len()).sum::<usize>(),
+        pools.len(),
+        nights * pools.len()
     );
-    for (label, p) in &pools {
-        let med = compare::median(p);
+    for r in &pools {
+        let med = compare::median(&r.samples_ms);
         println!(
-            "  {label}: {} samples, median {med:.3} ms, IQR {:.1}% of it",
-            p.len(),
-            compare::iqr(p) / med * 100.0
+            "  {}: {} samples, median {med:.3} ms, IQR {:.1}% of it",
+            r.cell.label(),
+            r.samples_ms.len(),
+            compare::iqr(&r.samples_ms) / med * 100.0
         );
     }
     let policy = Policy::default();
+    let none = std::collections::BTreeSet::new();
     for (what, step) in [("A/A (same build)", 1.0), ("3% slower", 1.03)] {
         let mut draw = Draw(0x9E37_79B9_7F4A_7C15);
-        let (mut first, mut last) = (BTreeMap::new(), BTreeMap::new());
-        let mut slower_first = 0;
-        let mut slower_last = 0;
+        let (mut first, mut last) = (Tally::default(), Tally::default());
         let mut rounds = 0;
-        for i in 0..CELL_NIGHTS {
-            let (_, pool) = &pools[i % pools.len()];
-            let (v1, change, v2, r) = judge(&mut draw, pool, n, step, policy);
-            *first.entry(v1.as_str()).or_insert(0) += 1;
-            *last.entry(v2.as_str()).or_insert(0) += 1;
-            slower_first += usize::from(v1 == Verdict::Different && change > 0.0);
-            slower_last += usize::from(v2 == Verdict::Different);
-            rounds += r;
+        for _ in 0..nights {
+            let old = night(&mut draw, &pools, n, 1.0);
+            let mut new = night(&mut draw, &pools, n, step);
+            let mut d = changes::diff("old", &old, "new", &new, &none, policy);
+            first.add(&d, pools.len());
+            // the coordinator's confirmations: undecided cells measured again on the new build
+            for _ in 0..MAX_CONFIRMATIONS {
+                let undecided: Vec<CellId> = d
+                    .cells
+                    .iter()
+                    .filter(|c| c.time.is_some_and(|t| t.verdict == Verdict::Unknown))
+                    .map(|c| c.cell_id.clone())
+                    .collect();
+                if undecided.is_empty() {
+                    break;
+                }
+                rounds += 1;
+                for r in new.iter_mut().filter(|r| undecided.contains(&r.cell.id)) {
+                    let pool = &pools
+                        .iter()
+                        .find(|p| p.cell.id == r.cell.id)
+                        .expect("pool")
+                        .samples_ms;
+                    r.samples_ms
+                        .extend(draw.night(pool, n).iter().map(|v| v * step));
+                    r.repeated += 1;
+                }
+                d = changes::diff("old", &old, "new", &new, &none, policy);
+            }
+            last.add(&d, pools.len());
         }
         println!(
-            "{what}: {CELL_NIGHTS} cell-nights; first round {first:?}, {slower_first} reported slower; with up to {EXTRA_ROUNDS} more rounds for undecided pairs ({rounds} rounds run) {last:?}, {slower_last} different"
+            "{what}: first round {:?}, {} cells reported slower, on {} of {nights} nights; after up to {MAX_CONFIRMATIONS} confirmations ({rounds} rounds) {:?}, {} cells reported slower, on {} nights",
+            first.verdicts,
+            first.slower,
+            first.nights_flagged,
+            last.verdicts,
+            last.slower,
+            last.nights_flagged
         );
     }
     Ok(())
@@ -181,11 +225,15 @@ fn year() -> Result<(), Box<dyn std::error::Error>> {
     ))?;
     let spec = spec::parse(&yaml, "all-families.yaml")?;
     let cells = spec.expand();
+    // QUANTGRID_YEAR_DB keeps the year's file (and reuses it when it exists) for profiling
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("year.duckdb");
+    let path = std::env::var("QUANTGRID_YEAR_DB")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().join("year.duckdb"));
+    let fresh = !path.exists();
     let mut store = Store::open(&path)?;
     let t = Instant::now();
-    for night in 0..NIGHTS {
+    for night in (0..NIGHTS).filter(|_| fresh) {
         let records = night_records(&format!("n{night:03}"), night, &cells, &spec, &yaml);
         store.write(&records)?;
     }
@@ -203,7 +251,7 @@ fn year() -> Result<(), Box<dyn std::error::Error>> {
     let mut rows = 0;
     for _ in 0..20 {
         let t = Instant::now();
-        rows = store.history(Some(&id), &|_| true)?.len();
+        rows = store.history(Some(&id), &|_| true, false)?.len();
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     println!(
@@ -231,6 +279,22 @@ fn year() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "matrix with its Changes section over {total} results: median {:.0} ms (5 renders, target < 1 s)",
         compare::median(&times)
+    );
+    let time = |f: &dyn Fn() -> Result<usize, Box<dyn std::error::Error>>| -> Result<String, Box<dyn std::error::Error>> {
+        let t = Instant::now();
+        let n = f()?;
+        Ok(format!("{:.0} ms ({n})", t.elapsed().as_secs_f64() * 1e3))
+    };
+    let request = quantgrid_coordinator::report::DiffRequest {
+        old: None,
+        new: None,
+        flaky_window_us: quantgrid_coordinator::report::FLAKY_WINDOW_US,
+    };
+    println!(
+        "  of which: the latest result of every cell {}, one run's results {}, the diff of two runs {}",
+        time(&|| Ok(store.matrix_entries(None, false)?.len()))?,
+        time(&|| Ok(store.run_results("n364")?.len()))?,
+        time(&|| Ok(quantgrid_coordinator::report::diff_runs(&store, request)?.compared))?,
     );
     Ok(())
 }

@@ -19,14 +19,10 @@ pub struct MatrixOptions<'a> {
 /// The compatibility matrix of `store`, as Markdown.
 pub fn matrix_markdown(store: &Store, opts: &MatrixOptions<'_>) -> Result<String, StoreError> {
     let entries = store.matrix_entries(opts.sweep, opts.include_simulated)?;
-    let sweeps = store.sweeps()?;
-    let chosen: Vec<_> = sweeps
-        .iter()
-        .filter(|s| opts.sweep.is_none_or(|id| id == s.sweep_id))
-        .collect();
+    let chosen = store.sweep_thresholds(opts.sweep)?;
     let mut accuracy = chosen
         .iter()
-        .map(|s| s.accuracy)
+        .copied()
         .fold(Thresholds::rel_err(1.0), Thresholds::strictest);
     if let Some(t) = opts.accuracy_tolerance {
         accuracy.max_rel_err = t;

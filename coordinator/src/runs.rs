@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// `quantgrid history`: a cell's results across runs, or those of the cells the flags pick.
 pub fn history(store: &Store, cell: Option<&str>, narrow: &Narrow, json: bool) -> Result<ExitCode> {
     let filter = narrow.filter()?;
-    let rows = store.history(cell, &|c| filter.matches(c))?;
+    let rows = store.history(cell, &|c| filter.matches(c), json)?;
     if rows.is_empty() {
         match cell {
             Some(id) => bail!("no stored result for cell `{id}`; `quantgrid results` lists cells"),

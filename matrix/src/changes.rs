@@ -175,13 +175,27 @@ pub fn diff(
     let before: BTreeMap<&CellId, &RunResult> = old.iter().map(|r| (&r.cell.id, r)).collect();
     let old_builds: BTreeSet<&str> = old.iter().filter_map(|r| r.build.as_deref()).collect();
     let new_builds: BTreeSet<&str> = new.iter().filter_map(|r| r.build.as_deref()).collect();
+    // one run compares many cells: the error is controlled over all of them (Benjamini–
+    // Hochberg at α), so an unchanged build does not show a few "different" cells by chance
+    // (a cell looked at 1 + repeated times is held to α / looks: its p-value counts as p·looks)
+    let p_values: Vec<f64> = new
+        .iter()
+        .filter_map(|n| {
+            let c = timed(before.get(&n.cell.id).copied()?, n, policy)?;
+            Some(c.p_value * f64::from(1 + n.repeated))
+        })
+        .collect();
+    let held = Policy {
+        alpha: benjamini_hochberg(&p_values, policy.alpha),
+        ..policy
+    };
     let mut compared = 0;
     let mut unknown = 0;
     let mut cells: Vec<CellChange> = new
         .iter()
         .map(|n| {
             let o = before.get(&n.cell.id).copied();
-            let c = cell_change(o, n, flaky.contains(&n.cell.id), policy);
+            let c = cell_change(o, n, flaky.contains(&n.cell.id), held);
             if let Some(t) = c.time {
                 compared += 1;
                 unknown += usize::from(t.verdict == Verdict::Unknown);
@@ -205,6 +219,39 @@ pub fn diff(
     }
 }
 
+/// The largest p-value Benjamini–Hochberg rejects at level `q` among `p` (the k-th smallest
+/// with p₍ₖ₎ ≤ k·q/m), or 0 when it rejects none: the low threshold every comparison of the
+/// run is then held to.
+pub fn benjamini_hochberg(p: &[f64], q: f64) -> f64 {
+    let mut sorted = p.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let m = sorted.len() as f64;
+    sorted
+        .iter()
+        .enumerate()
+        .filter(|(k, v)| **v <= (*k as f64 + 1.0) * q / m)
+        .map(|(_, v)| *v)
+        .next_back()
+        .unwrap_or(0.0)
+}
+
+/// The two results' samples compared, when both passed on the same build and agent. A
+/// comparison that pooled confirmations is the cell's (1 + repeated)-th look at the same
+/// question: each look spends an equal share of α, so looking again cannot make an unchanged
+/// build look different more often.
+fn timed(old: &RunResult, new: &RunResult, policy: Policy) -> Option<Comparison> {
+    let same_build = old.environment_id.is_some()
+        && old.environment_id == new.environment_id
+        && old.agent == new.agent;
+    let looks = f64::from(1 + new.repeated);
+    let spent = Policy {
+        alpha: policy.alpha / looks,
+        ..policy
+    };
+    (same_build && old.status == Status::Pass && new.status == Status::Pass)
+        .then(|| compare::compare(&old.samples_ms, &new.samples_ms, spent))
+}
+
 fn cell_change(
     old: Option<&RunResult>,
     new: &RunResult,
@@ -212,18 +259,13 @@ fn cell_change(
     policy: Policy,
 ) -> CellChange {
     let status_change = old.and_then(|o| StatusChange::of(o.status, new.status));
-    let same_build = old.is_some_and(|o| {
-        o.environment_id.is_some() && o.environment_id == new.environment_id && o.agent == new.agent
-    });
     let new_build = old.and_then(|o| match (&o.build, &new.build) {
         (Some(a), Some(b)) if o.environment_id != new.environment_id => {
             Some((a.clone(), b.clone()))
         }
         _ => None,
     });
-    let time = old
-        .filter(|o| same_build && o.status == Status::Pass && new.status == Status::Pass)
-        .map(|o| compare::compare(&o.samples_ms, &new.samples_ms, policy));
+    let time = old.and_then(|o| timed(o, new, policy));
     let accuracy = old.and_then(|o| match (o.accuracy_cosine, new.accuracy_cosine) {
         (Some(a), Some(b)) if (a - b).abs() > COSINE_EPSILON => Some(AccuracyChange {
             old_cosine: a,
@@ -284,7 +326,7 @@ pub fn describe(c: &CellChange) -> String {
             String::new()
         };
         parts.push(format!(
-            "time {:+.1}% {} (p = {:.3}; different ≤ {}, same > {:.3}{more})",
+            "time {:+.1}% {} (p = {:.4}; different ≤ {:.4}, same > {:.3}{more})",
             t.change * 100.0,
             t.verdict,
             t.p_value,
@@ -446,6 +488,24 @@ mod tests {
         new[0].accuracy_cosine = Some(0.95);
         let d = diff("a", &old, "b", &new, &BTreeSet::new(), Policy::default());
         assert_eq!(d.regressions(), 1);
+    }
+
+    #[test]
+    fn benjamini_hochberg_holds_a_run_to_its_false_discovery_rate() {
+        // m = 4, q = 0.01: thresholds 0.0025, 0.005, 0.0075, 0.01
+        assert_eq!(
+            benjamini_hochberg(&[0.007, 0.3, 0.0001, 0.004], 0.01),
+            0.007
+        );
+        // 0.009 is above its 0.0075: only the two smallest are rejected
+        assert_eq!(
+            benjamini_hochberg(&[0.004, 0.3, 0.0001, 0.009], 0.01),
+            0.004
+        );
+        assert_eq!(benjamini_hochberg(&[0.009, 0.3], 0.01), 0.0);
+        assert_eq!(benjamini_hochberg(&[], 0.01), 0.0);
+        // one cell alone is held to α itself
+        assert_eq!(benjamini_hochberg(&[0.008], 0.01), 0.008);
     }
 
     #[test]

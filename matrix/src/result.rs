@@ -408,6 +408,9 @@ impl Measurement {
     pub fn p50_ms(&self) -> Option<f64> {
         percentile(&self.samples_ms, 0.5)
     }
+    pub fn p10_ms(&self) -> Option<f64> {
+        percentile(&self.samples_ms, 0.1)
+    }
     pub fn p90_ms(&self) -> Option<f64> {
         percentile(&self.samples_ms, 0.9)
     }

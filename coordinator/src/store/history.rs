@@ -41,18 +41,31 @@ pub struct HistoryRow {
     pub origin: Option<String>,
 }
 
-/// The cell columns of `cell_at`, then the result's.
+/// The cell columns of `cell_at`, then the result's; `{samples}` is the raw samples or none.
 const HISTORY_COLUMNS: &str = "c.cell_id, c.model, c.browser, c.platform, c.requested_bits, \
     c.mixed_precision, c.experimental_precision, c.scheme, c.group_size, c.layers, c.seq_len, c.head, \
     c.weights, \
     r.sweep_id, s.name, r.attempt_id, strftime(r.recorded_at, '%Y-%m-%d %H:%M:%S'), r.status, \
-    r.samples_ms, r.p50_ms, r.p90_ms, r.accuracy_cosine, r.accuracy_rel_err, r.accuracy_top1, \
+    {samples}, r.p50_ms, r.p90_ms, r.accuracy_cosine, r.accuracy_rel_err, r.accuracy_top1, \
     e.browser || ' ' || e.browser_version, e.driver || ' ' || e.driver_version, \
     e.os || ' ' || e.os_version, \
     nullif(concat_ws(' ', nullif(e.adapter_vendor, ''), nullif(e.adapter_architecture, ''), \
         nullif(e.adapter_description, '')), '') \
         || CASE WHEN e.adapter_is_software THEN ' (software)' ELSE '' END, \
-    g.name, r.environment_id, s.origin";
+    g.name, r.environment_id, s.origin, r.p10_ms";
+
+/// [`HISTORY_COLUMNS`] with the raw samples where a caller needs them: reading them costs most
+/// of a year's history (their lists are scattered over every night's row groups).
+fn history_columns(samples: bool) -> String {
+    HISTORY_COLUMNS.replace(
+        "{samples}",
+        if samples {
+            "r.samples_ms"
+        } else {
+            "NULL::DOUBLE[]"
+        },
+    )
+}
 
 /// A cell's label and stored cell of the row (its id checked).
 fn row_cell(row: &Row<'_>) -> Result<Cell, StoreError> {
@@ -92,7 +105,7 @@ fn history_row(
         attempt_id: row.get(15)?,
         recorded_at: row.get(16)?,
         status,
-        p10_ms: quantgrid_matrix::result::percentile(&samples_ms, 0.1),
+        p10_ms: row.get(31)?,
         samples_ms,
         p50_ms: row.get(19)?,
         p90_ms: row.get(20)?,
@@ -112,25 +125,33 @@ fn history_row(
 
 impl Store {
     /// Every accepted, real (not simulated) result of the cells `keep` picks, oldest first,
-    /// each cell's rows together; `cell_id` narrows the query to one cell.
+    /// each cell's rows together; `cell_id` narrows the query to one cell; the raw samples
+    /// only `with_samples` (else empty).
     pub fn history(
         &self,
         cell_id: Option<&str>,
         keep: &dyn Fn(&Cell) -> bool,
+        with_samples: bool,
     ) -> Result<Vec<HistoryRow>, StoreError> {
+        let columns = history_columns(with_samples);
+        // a plain equality (not `$1 IS NULL OR ...`) lets DuckDB push the filter into both scans
+        let one = if cell_id.is_some() {
+            "cell_id = $1"
+        } else {
+            "$1 IS NULL"
+        };
         let sql = format!(
             "WITH cell AS (
-                SELECT DISTINCT ON (cell_id) * FROM cells
-                WHERE ($1 IS NULL OR cell_id = $1) ORDER BY cell_id, sweep_id
+                SELECT DISTINCT ON (cell_id) * FROM cells WHERE {one} ORDER BY cell_id, sweep_id
             )
-            SELECT {HISTORY_COLUMNS}
-            FROM results r
+            SELECT {columns}
+            FROM (SELECT * FROM results WHERE {one}) r
             JOIN cell c USING (cell_id)
             JOIN sweeps s ON s.sweep_id = r.sweep_id
             LEFT JOIN attempts a USING (attempt_id)
             LEFT JOIN agents g ON g.agent_id = a.agent_id
             LEFT JOIN environments e USING (environment_id)
-            WHERE r.accepted AND NOT r.simulated AND ($1 IS NULL OR r.cell_id = $1)
+            WHERE r.accepted AND NOT r.simulated
             ORDER BY c.family, r.cell_id, r.recorded_at, r.attempt_id"
         );
         let mut stmt = self
@@ -158,9 +179,10 @@ impl Store {
 
     /// The accepted, real result of every cell of `sweep` (its latest, where retried).
     pub fn run_results(&self, sweep: &str) -> Result<Vec<RunResult>, StoreError> {
+        let columns = history_columns(true);
         let sql = format!(
             "WITH cell AS (SELECT * FROM cells WHERE sweep_id = $1)
-            SELECT {HISTORY_COLUMNS}
+            SELECT {columns}
             FROM results r
             JOIN cell c USING (cell_id, sweep_id)
             JOIN sweeps s USING (sweep_id)

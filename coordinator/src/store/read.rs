@@ -123,10 +123,17 @@ impl Store {
             "WITH cell AS (
                 SELECT DISTINCT ON (cell_id) * FROM cells WHERE ($1 IS NULL OR sweep_id = $1)
                 ORDER BY cell_id, sweep_id
-            ), latest AS (
-                SELECT * FROM results
+            ), newest AS (
+                -- an aggregate finds each cell's newest time in one pass; the window below
+                -- then only breaks ties among a few rows instead of sorting every result
+                -- (the filter is written twice: a CTE read twice would be materialized whole)
+                SELECT cell_id, max(recorded_at) AS at FROM results
                 WHERE accepted AND ($1 IS NULL OR sweep_id = $1) AND (NOT simulated OR $2)
-                QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY recorded_at DESC, attempt_id DESC) = 1
+                GROUP BY cell_id
+            ), latest AS (
+                SELECT r.* FROM results r JOIN newest n ON r.cell_id = n.cell_id AND r.recorded_at = n.at
+                WHERE r.accepted AND ($1 IS NULL OR r.sweep_id = $1) AND (NOT r.simulated OR $2)
+                QUALIFY row_number() OVER (PARTITION BY r.cell_id ORDER BY r.attempt_id DESC) = 1
             )
             SELECT {CELL_COLUMNS},
                 r.status, r.error_text, r.effective_bits, r.p50_ms, len(r.samples_ms),
@@ -271,6 +278,28 @@ impl Store {
             })
             .doing("running the sweeps query")?;
         rows.collect::<Result<_, _>>().doing("reading sweeps")
+    }
+
+    /// The accuracy thresholds of `sweep` (or of every sweep), without counting anything.
+    pub fn sweep_thresholds(&self, sweep: Option<&str>) -> Result<Vec<Thresholds>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT accuracy_tolerance, min_cosine, min_top1, max_kl FROM sweeps
+                WHERE $1 IS NULL OR sweep_id = $1",
+            )
+            .doing("preparing the thresholds query")?;
+        let rows = stmt
+            .query_map(duckdb::params![sweep], |r| {
+                Ok(Thresholds {
+                    max_rel_err: r.get(0)?,
+                    min_cosine: r.get(1)?,
+                    min_top1: r.get(2)?,
+                    max_kl: r.get(3)?,
+                })
+            })
+            .doing("running the thresholds query")?;
+        rows.collect::<Result<_, _>>().doing("reading thresholds")
     }
 
     pub fn result_count(&self) -> Result<u64, StoreError> {

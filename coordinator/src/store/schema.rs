@@ -21,7 +21,8 @@ pub(super) const LATEST: i32 = 7;
 /// missed while the coordinator was down), which schedule started a sweep (NULL: none), and
 /// where a merged sweep was run (`quantgrid merge`; NULL: by this database's coordinator), and
 /// the extra repetitions a run's undecided time verdicts asked for: a confirmation sweep names
-/// the run it confirms and the one agent its cells go to.
+/// the run it confirms and the one agent its cells go to; and every result's p10 beside its
+/// p50 and p90, so a cell's history reads no raw samples (NULL before v7).
 const V7: &str = r#"
 CREATE TABLE schedules (
     name        VARCHAR PRIMARY KEY,
@@ -45,6 +46,7 @@ ALTER TABLE sweeps ADD COLUMN schedule VARCHAR;
 ALTER TABLE sweeps ADD COLUMN origin VARCHAR;
 ALTER TABLE sweeps ADD COLUMN confirms VARCHAR;
 ALTER TABLE sweeps ADD COLUMN pinned_agent VARCHAR;
+ALTER TABLE results ADD COLUMN p10_ms DOUBLE;
 "#;
 
 /// Where a registry checkpoint's weights came from (package, version and file; the file's

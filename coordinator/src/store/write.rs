@@ -408,6 +408,8 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
             "weights_source",
             strings(&|r| meas(r).and_then(|m| m.weights_source.as_deref())),
         ),
+        // migration 7
+        ("p10_ms", floats(&|r| meas(r).and_then(Measurement::p10_ms))),
     ];
     RecordBatch::try_from_iter(columns)
         .map_err(|e| StoreError::Corrupt(format!("results batch: {e}")))
