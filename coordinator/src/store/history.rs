@@ -134,16 +134,19 @@ impl Store {
         with_samples: bool,
     ) -> Result<Vec<HistoryRow>, StoreError> {
         let columns = history_columns(with_samples);
-        // a plain equality (not `$1 IS NULL OR ...`) lets DuckDB push the filter into both scans
-        let one = if cell_id.is_some() {
-            "cell_id = $1"
+        // a plain equality (not `$1 IS NULL OR ...`) lets DuckDB push the filter into both scans;
+        // every sweep stores a cell with the same content (its id is a hash of it), so one row
+        // will do and the scan of the cells can stop at the first
+        let (one, cells) = if cell_id.is_some() {
+            ("cell_id = $1", "SELECT * FROM cells WHERE cell_id = $1 LIMIT 1")
         } else {
-            "$1 IS NULL"
+            (
+                "$1 IS NULL",
+                "SELECT DISTINCT ON (cell_id) * FROM cells ORDER BY cell_id, sweep_id",
+            )
         };
         let sql = format!(
-            "WITH cell AS (
-                SELECT DISTINCT ON (cell_id) * FROM cells WHERE {one} ORDER BY cell_id, sweep_id
-            )
+            "WITH cell AS ({cells})
             SELECT {columns}
             FROM (SELECT * FROM results WHERE {one}) r
             JOIN cell c USING (cell_id)
