@@ -138,7 +138,10 @@ impl Store {
         // every sweep stores a cell with the same content (its id is a hash of it), so one row
         // will do and the scan of the cells can stop at the first
         let (one, cells) = if cell_id.is_some() {
-            ("cell_id = $1", "SELECT * FROM cells WHERE cell_id = $1 LIMIT 1")
+            (
+                "cell_id = $1",
+                "SELECT * FROM cells WHERE cell_id = $1 LIMIT 1",
+            )
         } else {
             (
                 "$1 IS NULL",
