@@ -35,14 +35,22 @@ pub fn matrix_markdown(store: &Store, opts: &MatrixOptions<'_>) -> Result<String
         Some(id) => format!("sweep `{id}` in `{file}`"),
         None => format!("latest results of {} sweep(s) in `{file}`", chosen.len()),
     };
-    // the run shown (the chosen sweep, else the newest) against the previous of its name
-    let changes = match store.previous_sweep_of(opts.sweep)? {
-        Some(_) => Some(
+    // the run shown (the chosen sweep, else the newest) against the previous of its series
+    let new = match opts.sweep {
+        Some(s) => Some(s.to_string()),
+        None => store.latest_sweep()?,
+    };
+    let previous = match &new {
+        Some(new) => store.previous_sweep(new)?.map(|old| (old, new)),
+        None => None,
+    };
+    let changes = match previous {
+        Some((old, new)) => Some(
             diff_runs(
                 store,
                 DiffRequest {
-                    old: None,
-                    new: opts.sweep,
+                    old: Some(&old),
+                    new: Some(new),
                     flaky_window_us: FLAKY_WINDOW_US,
                 },
             )
@@ -160,16 +168,11 @@ pub fn undecided(store: &Store, ended: &str) -> Result<Option<Confirmation>, Dif
             flaky_window_us: FLAKY_WINDOW_US,
         },
     )?;
-    let agents: std::collections::BTreeMap<String, String> = store
-        .run_results(&run)?
-        .into_iter()
-        .filter_map(|r| Some((r.cell.id.0, r.agent?)))
-        .collect();
     let mut per_agent: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for c in &d.cells {
         if c.time
             .is_some_and(|t| t.verdict == quantgrid_matrix::compare::Verdict::Unknown)
-            && let Some(agent) = agents.get(&c.cell_id.0)
+            && let Some(agent) = &c.agent
         {
             per_agent
                 .entry(agent.clone())

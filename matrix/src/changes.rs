@@ -103,6 +103,8 @@ pub struct CellChange {
     pub time: Option<Comparison>,
     /// Confirmation runs of the new run pooled into its samples.
     pub repeated: u32,
+    /// The agent that measured the new result (the one a confirmation must run on).
+    pub agent: Option<String>,
     /// The build changed: `(old, new)`; times are not compared across builds.
     pub new_build: Option<(String, String)>,
     pub accuracy: Option<AccuracyChange>,
@@ -280,6 +282,7 @@ fn cell_change(
     CellChange {
         cell_id: new.cell.id.clone(),
         repeated: new.repeated,
+        agent: new.agent.clone(),
         label: new.cell.label(),
         family: new.cell.family.clone(),
         old_status: old.map(|o| o.status),

@@ -304,18 +304,6 @@ impl Store {
         )
     }
 
-    /// The run before `sweep` (else before the newest real run), if both exist.
-    pub fn previous_sweep_of(&self, sweep: Option<&str>) -> Result<Option<String>, StoreError> {
-        let new = match sweep {
-            Some(s) => Some(s.to_string()),
-            None => self.latest_sweep()?,
-        };
-        match new {
-            Some(new) => self.previous_sweep(&new),
-            None => Ok(None),
-        }
-    }
-
     /// The newest real run (not a load test, not a confirmation), if any.
     pub fn latest_sweep(&self) -> Result<Option<String>, StoreError> {
         self.one_id(
