@@ -7,6 +7,9 @@
 //!    unchanged build must give at most one false regression in 1,000 cell-nights; the same
 //!    nights with the new one 3% slower must be found. Both with the samples one run has, and
 //!    after the coordinator's confirmations (undecided cells measured again, up to twice).
+//!    Then the build as a whole (every cell of the build on the agent judged together, as the
+//!    diff does): over 1,000 nights, how often an unchanged build is called slower and how
+//!    often the 3% slower one is found on its first night, with 8, 20 and every replayed cell.
 //! 2. **A year of all-families.** 365 nightly runs of `configs/all-families.yaml` (3,850
 //!    cells) with 7 results per cell per night: 9,852,500 stored results. Then the history of
 //!    one cell (target < 50 ms) and the matrix with its Changes section (target < 1 s).
@@ -27,6 +30,7 @@ use std::time::Instant;
 const NIGHTS: usize = 365;
 const REPLICATES: usize = 7;
 const CELL_NIGHTS: usize = 1000;
+const BUILD_NIGHTS: usize = 1000;
 
 /// xorshift64*: a seeded stream for drawing nights from a pool.
 struct Draw(u64);
@@ -162,7 +166,33 @@ fn replay(path: &str) -> Result<(), Box<dyn std::error::Error>> {
             last.nights_flagged
         );
     }
+    for cells in [8, 20, pools.len()] {
+        for (what, step) in [("A/A (same build)", 1.0), ("3% slower", 1.03)] {
+            let (slower, faster, p) = build_nights(&pools, cells, step);
+            println!(
+                "the build as a whole, {cells} cells, {what}: called slower on {slower} and faster on {faster} of {BUILD_NIGHTS} first nights (median p {p:.2e})"
+            );
+        }
+    }
     Ok(())
+}
+
+/// The build as a whole over [`BUILD_NIGHTS`] first nights of the first `cells` pools: how
+/// many nights it was called slower and faster, with the median of its p-values.
+fn build_nights(pools: &[RunResult], cells: usize, step: f64) -> (usize, usize, f64) {
+    let pools = &pools[..cells.min(pools.len())];
+    let none = std::collections::BTreeSet::new();
+    let mut draw = Draw(0xD1B5_4A32_D192_ED03);
+    let (mut slower, mut faster, mut p) = (0, 0, Vec::new());
+    for _ in 0..BUILD_NIGHTS {
+        let old = night(&mut draw, pools, 10, 1.0);
+        let new = night(&mut draw, pools, 10, step);
+        let d = changes::diff("old", &old, "new", &new, &none, Policy::default());
+        slower += d.build_regressions();
+        faster += d.builds.iter().filter(|b| b.improvement()).count();
+        p.extend(d.builds.iter().map(|b| b.pooled.p_value));
+    }
+    (slower, faster, compare::median(&p))
 }
 
 fn env() -> Environment {

@@ -94,7 +94,7 @@ pub fn diff(store: &Store, sweeps: &[String], json: bool, flaky_days: f64) -> Re
     } else {
         write!(out, "{}", changes::render_text(&d))?;
     }
-    Ok(if d.regressions() > 0 {
+    Ok(if d.has_regression() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -4,10 +4,14 @@
 //! a regression. A cell measured on another build than before is said to be on a new build:
 //! its times are not compared with the old build's.
 //!
+//! A run's cells are also judged together, per build and agent ([`BuildShift`]): a build that
+//! got 3% slower is slower in every cell, and pooling the cells' rank tests finds a step that
+//! no single cell's samples resolve.
+//!
 //! Pure: the store reads both runs' accepted results ([`RunResult`]) and which cells were
 //! flaky; [`diff`] decides.
 
-use crate::compare::{self, Comparison, Policy, Verdict};
+use crate::compare::{self, Comparison, Policy, Pooled, Verdict};
 use crate::{Cell, CellId, Status};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +19,10 @@ use std::fmt::Write;
 
 /// Cosine moves smaller than this are float noise of a new build, not a change of accuracy.
 pub const COSINE_EPSILON: f64 = 1e-4;
+
+/// The fewest cells of one build on one agent whose times are judged together: with fewer,
+/// a build-wide verdict would be one or two cells' verdicts told again.
+pub const MIN_POOLED_CELLS: usize = 5;
 
 /// One cell's accepted result in a run, as a diff needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +140,51 @@ impl CellChange {
     }
 }
 
+/// Every cell timed on one build and agent in both runs, judged together for one shift they
+/// share (van Elteren's stratified rank-sum test, [`compare::compare_pooled`]). Held to α
+/// shared among the builds of the diff and among the looks (confirmations pooled in).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuildShift {
+    /// The build in words.
+    pub build: String,
+    pub agent: Option<String>,
+    #[serde(flatten)]
+    pub pooled: Pooled,
+}
+
+impl BuildShift {
+    pub fn regression(&self) -> bool {
+        self.pooled.verdict == Verdict::Different && self.pooled.change > 0.0
+    }
+
+    pub fn improvement(&self) -> bool {
+        self.pooled.verdict == Verdict::Different && self.pooled.change < 0.0
+    }
+
+    /// The shift in words.
+    pub fn describe(&self) -> String {
+        let p = &self.pooled;
+        let on = self
+            .agent
+            .as_deref()
+            .map(|a| format!(" on {a}"))
+            .unwrap_or_default();
+        format!(
+            "{}{on}: the typical cell {:+.1}% ({:+.1}% to {:+.1}%), {} across its {} cells (van Elteren z = {:+.2}, p = {:.2e}; different ≤ {:.4}, same > {:.3})",
+            self.build,
+            p.change * 100.0,
+            p.change_low * 100.0,
+            p.change_high * 100.0,
+            p.verdict,
+            p.strata,
+            p.z,
+            p.p_value,
+            p.low_threshold,
+            p.high_threshold
+        )
+    }
+}
+
 /// The new run against the old.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diff {
@@ -146,6 +199,8 @@ pub struct Diff {
     pub new_builds: Vec<String>,
     /// Cells that moved (every cell of the new run that is noteworthy), per family, in order.
     pub cells: Vec<CellChange>,
+    /// Each build and agent with at least [`MIN_POOLED_CELLS`] timed cells, judged as a whole.
+    pub builds: Vec<BuildShift>,
 }
 
 impl Diff {
@@ -155,6 +210,17 @@ impl Diff {
 
     pub fn improvements(&self) -> usize {
         self.cells.iter().filter(|c| c.improvement).count()
+    }
+
+    /// Builds whose cells together got slower.
+    pub fn build_regressions(&self) -> usize {
+        self.builds.iter().filter(|b| b.regression()).count()
+    }
+
+    /// Whether anything regressed: a cell, or a build as a whole (what `quantgrid diff`'s exit
+    /// status says).
+    pub fn has_regression(&self) -> bool {
+        self.regressions() > 0 || self.build_regressions() > 0
     }
 
     /// The arrow to show beside a cell of the new run, where its time verdict is DIFFERENT.
@@ -207,6 +273,7 @@ pub fn diff(
         .filter(CellChange::noteworthy)
         .collect();
     cells.sort_by(|a, b| (&a.family, &a.label).cmp(&(&b.family, &b.label)));
+    let builds = build_shifts(&before, new, policy);
     Diff {
         old: old_name.to_string(),
         new: new_name.to_string(),
@@ -218,7 +285,53 @@ pub fn diff(
             .map(|s| s.to_string())
             .collect(),
         cells,
+        builds,
     }
+}
+
+/// The cells timed on the same build and agent in both runs, grouped per build and agent, each
+/// group with enough cells judged as a whole. α is shared (Bonferroni) among the groups and
+/// among a group's looks: the most confirmations any of its cells pooled, plus one.
+fn build_shifts(
+    before: &BTreeMap<&CellId, &RunResult>,
+    new: &[RunResult],
+    policy: Policy,
+) -> Vec<BuildShift> {
+    type Key<'a> = (&'a str, Option<&'a str>);
+    let mut groups: BTreeMap<Key, Vec<(&RunResult, &RunResult)>> = BTreeMap::new();
+    for n in new {
+        let Some(o) = before.get(&n.cell.id).copied() else {
+            continue;
+        };
+        if let (Some(env), Some(_)) = (&n.environment_id, timed(o, n, policy)) {
+            groups
+                .entry((env.as_str(), n.agent.as_deref()))
+                .or_default()
+                .push((o, n));
+        }
+    }
+    groups.retain(|_, pairs| pairs.len() >= MIN_POOLED_CELLS);
+    let judged = groups.len().max(1) as f64;
+    groups
+        .into_values()
+        .map(|pairs| {
+            let looks = pairs.iter().map(|(_, n)| n.repeated).max().unwrap_or(0) + 1;
+            let held = Policy {
+                alpha: policy.alpha / judged / f64::from(looks),
+                ..policy
+            };
+            let strata: Vec<(&[f64], &[f64])> = pairs
+                .iter()
+                .map(|(o, n)| (o.samples_ms.as_slice(), n.samples_ms.as_slice()))
+                .collect();
+            let (_, n) = pairs[0];
+            BuildShift {
+                build: n.build.clone().unwrap_or_else(|| "unnamed build".into()),
+                agent: n.agent.clone(),
+                pooled: compare::compare_pooled(&strata, held),
+            }
+        })
+        .collect()
 }
 
 /// The largest p-value Benjamini–Hochberg rejects at level `q` among `p` (the k-th smallest
@@ -365,6 +478,16 @@ pub fn render_text(d: &Diff) -> String {
     for b in &d.new_builds {
         let _ = writeln!(out, "new build: {b}");
     }
+    for b in &d.builds {
+        let tag = if b.regression() {
+            "REGRESSION "
+        } else if b.improvement() {
+            "improvement "
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "build as a whole: {tag}{}", b.describe());
+    }
     let mut family = "";
     for c in &d.cells {
         if c.family != family {
@@ -446,6 +569,61 @@ mod tests {
         assert_eq!(d.new_builds, ["build e2"]);
         assert!(d.cells[0].time.is_none());
         assert!(d.cells[0].new_build.is_some());
+    }
+
+    /// Every cell of bert × bits × mixed precision on one build: enough cells to pool.
+    fn many_cells() -> Vec<Cell> {
+        let yaml = "version: 1\nname: t\nfamilies: [bert, gpt2, vit]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [2, 3, 4, 8, 16]\n";
+        crate::spec::parse(yaml, "t.yaml").expect("spec").expand()
+    }
+
+    /// Noisy samples (8%) around `median`, seeded per cell and run.
+    fn noisy(cell: &Cell, median: f64, seed: &str) -> RunResult {
+        let mut r = crate::reference::rng(3, seed, &cell.id.0);
+        let samples_ms = (0..10)
+            .map(|_| median * (1.0 + 0.08 * crate::reference::normal(&mut r)))
+            .collect();
+        RunResult {
+            samples_ms,
+            ..run(cell, Status::Pass, median, "e1")
+        }
+    }
+
+    #[test]
+    fn a_build_slower_in_every_cell_is_found_when_no_cell_is() {
+        let cs = many_cells();
+        assert!(cs.len() >= 15, "{}", cs.len());
+        let old: Vec<RunResult> = cs.iter().map(|c| noisy(c, 100.0, "old")).collect();
+        let slower: Vec<RunResult> = cs.iter().map(|c| noisy(c, 103.0, "new")).collect();
+        let d = diff("a", &old, "b", &slower, &BTreeSet::new(), Policy::default());
+        assert_eq!(d.builds.len(), 1);
+        let b = &d.builds[0];
+        assert!(b.regression(), "{}", render_text(&d));
+        assert_eq!(b.pooled.strata, cs.len());
+        assert!(d.has_regression());
+        assert!(render_text(&d).contains("build as a whole: REGRESSION build e1 on lab-1"));
+        // the same build unchanged: no build-wide change
+        let same: Vec<RunResult> = cs.iter().map(|c| noisy(c, 100.0, "new")).collect();
+        let d = diff("a", &old, "b", &same, &BTreeSet::new(), Policy::default());
+        assert!(!d.builds[0].regression() && !d.builds[0].improvement());
+        assert!(!d.has_regression(), "{}", render_text(&d));
+    }
+
+    #[test]
+    fn too_few_cells_or_another_agent_are_not_pooled() {
+        let cs = many_cells();
+        let old: Vec<RunResult> = cs.iter().map(|c| noisy(c, 100.0, "old")).collect();
+        let few = &old[..MIN_POOLED_CELLS - 1];
+        let d = diff("a", few, "b", few, &BTreeSet::new(), Policy::default());
+        assert!(d.builds.is_empty());
+        // half the cells moved to another agent: two groups, each judged on its own
+        let mut moved = old.clone();
+        for r in moved.iter_mut().step_by(2) {
+            r.agent = Some("lab-2".into());
+        }
+        let d = diff("a", &old, "b", &moved, &BTreeSet::new(), Policy::default());
+        assert_eq!(d.builds.len(), 1, "only the cells still on lab-1 are timed");
+        assert_eq!(d.builds[0].pooled.strata, cs.len() / 2);
     }
 
     #[test]

@@ -132,6 +132,130 @@ pub fn compare(old: &[f64], new: &[f64], policy: Policy) -> Comparison {
     }
 }
 
+/// Many cells compared at once for one shift they share: a build (or an agent) that got
+/// slower is slower in every cell it runs, and no single cell's samples may resolve it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Pooled {
+    pub verdict: Verdict,
+    /// How many comparisons (cells) were pooled.
+    pub strata: usize,
+    /// The standardized statistic: positive when the new samples are larger (slower).
+    pub z: f64,
+    /// Two-sided p-value of van Elteren's test.
+    pub p_value: f64,
+    pub low_threshold: f64,
+    pub high_threshold: f64,
+    /// The typical cell's change: the median over the strata of new median / old median, − 1.
+    pub change: f64,
+    /// A distribution-free interval for it at confidence 1 − α (order statistics of the
+    /// strata's changes).
+    pub change_low: f64,
+    pub change_high: f64,
+}
+
+/// van Elteren's stratified rank-sum test over `strata` of (old, new) samples: each stratum's
+/// Wilcoxon rank sum of the new samples, centred, weighted by 1/(N + 1) (the locally most
+/// powerful weights for one shift shared by every stratum) and summed; normal approximation,
+/// with each stratum's tie correction. The verdict follows [`compare`]'s rules, the high
+/// threshold from the pooled statistic's expected value under a shift of the minimum effect.
+/// A change found is SAME when it is shown to be smaller than the minimum effect: its interval
+/// stops short of it. (A point estimate alone would miss a real step of exactly the minimum
+/// effect on every other night; the interval keeps the filter from hiding what the samples
+/// cannot rule out, while α alone decides whether anything changed.) Strata with fewer than
+/// two samples on a side carry nothing and are left out.
+pub fn compare_pooled(strata: &[(&[f64], &[f64])], policy: Policy) -> Pooled {
+    let (mut centred, mut var, mut expected) = (0.0, 0.0, 0.0);
+    let mut changes = Vec::new();
+    for (old, new) in strata.iter().filter(|(o, n)| o.len() >= 2 && n.len() >= 2) {
+        let (n, m) = (new.len() as f64, old.len() as f64);
+        let total = n + m;
+        let w = 1.0 / (total + 1.0);
+        let ranked = ranks(new, old);
+        let rank_sum: f64 = ranked.ranks[..new.len()].iter().sum();
+        centred += w * (rank_sum - n * (total + 1.0) / 2.0);
+        var += w * w * n * m / 12.0 * ((total + 1.0) - ranked.tie_term / (total * (total - 1.0)));
+        let old_median = median(old);
+        let spread = (iqr(old) + iqr(new)) / 2.0 / 1.349;
+        let theta = if spread > 0.0 {
+            normal_cdf(policy.min_effect * old_median.abs() / spread / std::f64::consts::SQRT_2)
+        } else {
+            1.0
+        };
+        expected += w * n * m * (theta - 0.5);
+        if old_median > 0.0 {
+            changes.push(median(new) / old_median);
+        }
+    }
+    let change = if changes.is_empty() {
+        0.0
+    } else {
+        median(&changes) - 1.0
+    };
+    let (change_low, change_high) = median_interval(&mut changes, policy.alpha);
+    if var <= 0.0 {
+        return Pooled {
+            verdict: Verdict::Unknown,
+            strata: changes.len(),
+            z: 0.0,
+            p_value: 1.0,
+            low_threshold: policy.alpha,
+            high_threshold: 1.0,
+            change,
+            change_low,
+            change_high,
+        };
+    }
+    let sd = var.sqrt();
+    let z = centred / sd;
+    let p_value = (2.0 * (1.0 - normal_cdf(z.abs()))).min(1.0);
+    let beyond = expected / sd - normal_quantile(policy.power);
+    let high_threshold = if beyond <= 0.0 {
+        1.0
+    } else {
+        (2.0 * (1.0 - normal_cdf(beyond))).max(policy.alpha)
+    };
+    let reaches = if z > 0.0 {
+        change_high >= policy.min_effect
+    } else {
+        change_low <= -policy.min_effect
+    };
+    let verdict = if p_value <= policy.alpha {
+        if reaches {
+            Verdict::Different
+        } else {
+            Verdict::Same
+        }
+    } else if p_value > high_threshold {
+        Verdict::Same
+    } else {
+        Verdict::Unknown
+    };
+    Pooled {
+        verdict,
+        strata: changes.len(),
+        z,
+        p_value,
+        low_threshold: policy.alpha,
+        high_threshold,
+        change,
+        change_low,
+        change_high,
+    }
+}
+
+/// The order statistics around the median of `ratios` that hold it with confidence 1 − α (the
+/// binomial sign-test interval, normal approximation), as changes (ratio − 1); (0, 0) for none.
+fn median_interval(ratios: &mut [f64], alpha: f64) -> (f64, f64) {
+    if ratios.is_empty() {
+        return (0.0, 0.0);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let m = ratios.len() as f64;
+    let half_width = normal_quantile(1.0 - alpha / 2.0) * m.sqrt() / 2.0;
+    let k = ((m / 2.0 - half_width).floor().max(0.0) as usize).min(ratios.len() - 1);
+    (ratios[k] - 1.0, ratios[ratios.len() - 1 - k] - 1.0)
+}
+
 /// The p-value a real location shift of `shift` standard deviations would exceed with
 /// probability 1 − `power`, for samples of `n` and `m` values (normal approximation of the
 /// rank-sum statistic: its mean moves by n·m·(θ − ½), θ = Φ(shift/√2) for normal data).
@@ -444,6 +568,76 @@ mod tests {
             })
             .count();
         assert!(different <= 1, "{different}");
+    }
+
+    #[test]
+    fn van_elteren_matches_a_known_answer() {
+        // one stratum, no ties: the rank-sum z of 5 vs 5 fully separated is
+        // (40 − 27.5)/√(25·11/12) = 2.611, p = 0.00902 (the normal approximation, no
+        // continuity correction)
+        let old = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let new = [6.0, 7.0, 8.0, 9.0, 10.0];
+        let one = compare_pooled(&[(&old, &new)], Policy::default());
+        assert!(close(one.z, 2.611, 0.001), "{one:?}");
+        assert!(close(one.p_value, 0.00902, 0.00002), "{one:?}");
+        // two identical strata: the statistic adds up, its deviation grows by √2
+        let two = compare_pooled(&[(&old, &new), (&old, &new)], Policy::default());
+        assert!(close(two.z, one.z * std::f64::consts::SQRT_2, 1e-9), "{two:?}");
+        assert_eq!(two.strata, 2);
+        // the sign says which way: faster is negative
+        let faster = compare_pooled(&[(&new, &old)], Policy::default());
+        assert!(close(faster.z, -one.z, 1e-12));
+        // nothing to pool
+        let none = compare_pooled(&[(&[1.0], &[2.0])], Policy::default());
+        assert_eq!((none.verdict, none.strata), (Verdict::Unknown, 0));
+    }
+
+    #[test]
+    fn a_shared_step_no_cell_resolves_is_found_across_cells() {
+        // 60 cells, 10 samples a side, 8% noise, every cell 3% slower: one cell cannot tell,
+        // the cells together can; the same cells unchanged are the same
+        let p = Policy::default();
+        let cells: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = (0..60)
+            .map(|i| {
+                (
+                    normal_samples(&format!("old{i}"), 10, 100.0, 8.0),
+                    normal_samples(&format!("slow{i}"), 10, 103.0, 8.0),
+                    normal_samples(&format!("same{i}"), 10, 100.0, 8.0),
+                )
+            })
+            .collect();
+        let one = compare(&cells[0].0, &cells[0].1, p);
+        assert_ne!(one.verdict, Verdict::Different, "{one:?}");
+        let slower: Vec<(&[f64], &[f64])> = cells
+            .iter()
+            .map(|(o, s, _)| (o.as_slice(), s.as_slice()))
+            .collect();
+        let pooled = compare_pooled(&slower, p);
+        assert_eq!(pooled.verdict, Verdict::Different, "{pooled:?}");
+        assert!(pooled.z > 0.0 && close(pooled.change, 0.03, 0.015), "{pooled:?}");
+        let same: Vec<(&[f64], &[f64])> = cells
+            .iter()
+            .map(|(o, _, s)| (o.as_slice(), s.as_slice()))
+            .collect();
+        let pooled = compare_pooled(&same, p);
+        assert_eq!(pooled.verdict, Verdict::Same, "{pooled:?}");
+        // 1% slower with almost no noise: found, and shown to be under the minimum effect
+        let quiet: Vec<(Vec<f64>, Vec<f64>)> = (0..60)
+            .map(|i| {
+                (
+                    normal_samples(&format!("qo{i}"), 10, 100.0, 0.1),
+                    normal_samples(&format!("qn{i}"), 10, 101.0, 0.1),
+                )
+            })
+            .collect();
+        let quiet: Vec<(&[f64], &[f64])> = quiet
+            .iter()
+            .map(|(o, n)| (o.as_slice(), n.as_slice()))
+            .collect();
+        let pooled = compare_pooled(&quiet, p);
+        assert!(pooled.p_value < 1e-10, "{pooled:?}");
+        assert!(pooled.change_high < 0.03, "{pooled:?}");
+        assert_eq!(pooled.verdict, Verdict::Same, "{pooled:?}");
     }
 
     #[test]

@@ -561,7 +561,7 @@ fn changes_section(out: &mut String, d: &Diff) {
     let _ = writeln!(out, "## Changes since `{}`\n", d.old);
     let _ = writeln!(
         out,
-        "`{}` against `{}`: {} regression(s), {} improvement(s). Times are compared only between results of the same build on the same agent, from their raw samples (Mann–Whitney U and Kolmogorov–Smirnov, different at p ≤ {}; changes under {:.0}% never reported); {} of {} compared cells could not be decided from their samples. ▲ slower, ▼ faster in the tables below.\n",
+        "`{}` against `{}`: {} regression(s), {} improvement(s). Times are compared only between results of the same build on the same agent, from their raw samples (Mann–Whitney U and Kolmogorov–Smirnov, different at p ≤ {}; changes under {:.0}% never reported), and each build's cells on one agent together (van Elteren's stratified rank-sum test), which finds a step shared by every cell that no one cell resolves; {} of {} compared cells could not be decided from their samples. ▲ slower, ▼ faster in the tables below.\n",
         d.new,
         d.old,
         d.regressions(),
@@ -571,6 +571,18 @@ fn changes_section(out: &mut String, d: &Diff) {
         d.unknown,
         d.compared,
     );
+    let builds: Vec<String> = d
+        .builds
+        .iter()
+        .filter(|b| b.regression() || b.improvement())
+        .map(|b| {
+            let what = if b.regression() { "slower" } else { "faster" };
+            format!("- {what}: {}", escape(&b.describe()))
+        })
+        .collect();
+    if !builds.is_empty() {
+        let _ = writeln!(out, "**Builds as a whole**\n\n{}\n", builds.join("\n"));
+    }
     type Group<'g> = (&'g str, &'g dyn Fn(&CellChange) -> bool);
     let groups: [Group<'_>; 5] = [
         ("Regressions", &|c| c.regression),
