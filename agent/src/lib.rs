@@ -9,6 +9,7 @@ pub mod config;
 pub mod discovery;
 pub mod executor;
 pub mod host;
+pub mod install;
 pub mod layers;
 pub mod probe;
 pub mod runtime;

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use quantgrid_agent::config;
+use quantgrid_agent::{config, install};
 use quantgrid_agent::executor::{Executor, SimulatedExecutor};
 use quantgrid_agent::runtime::{self, AgentConfig, Shutdown};
 use quantgrid_proto::client::Tls;
@@ -57,9 +57,14 @@ enum Command {
         /// Coordinator URL, e.g. http://127.0.0.1:7700.
         #[arg(long, env = "QUANTGRID_COORDINATOR")]
         coordinator: Option<String>,
-        /// Agent token (quantgrid token create NAME).
+        /// Agent token (quantgrid token create NAME). Prefer --token-file or the environment:
+        /// an argument is visible to every user in `ps`.
         #[arg(long, env = "QUANTGRID_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// File holding the agent token (what `install` writes, readable by its owner only).
+        /// Wins over --token and QUANTGRID_TOKEN.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
         /// Agent name; must match the token's name.
         #[arg(long)]
         name: Option<String>,
@@ -92,6 +97,55 @@ enum Command {
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
+    /// Install the agent as a service that starts with the machine and runs in the user's
+    /// session (systemd user unit with lingering, a LaunchAgent, a task at logon).
+    Install {
+        /// Coordinator URL the service dials.
+        #[arg(long)]
+        coordinator: String,
+        /// File holding the agent token; it is copied beside the agent's state, readable by
+        /// this user only, and never put on a command line.
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// More `run` arguments for the service, after `--`, e.g. `-- --labels pool=nightly`.
+        #[arg(last = true)]
+        run_args: Vec<String>,
+    },
+    /// Stop and remove the service.
+    Uninstall {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Remove the stored token and key too.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Say whether the service is installed and running, and whether its token is private.
+    Status {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ScopeArgs {
+    /// The user's own service manager (the default: the browsers get the user's GPU session).
+    #[arg(long, conflicts_with = "system")]
+    user: bool,
+    /// The machine's service manager, for lab machines.
+    #[arg(long)]
+    system: bool,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> install::Scope {
+        if self.system {
+            install::Scope::System
+        } else {
+            install::Scope::User
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -105,6 +159,37 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Install {
+            coordinator,
+            token_file,
+            scope,
+            run_args,
+        } => {
+            let token = install::read_token(&token_file)?;
+            let program = std::env::current_exe()
+                .context("cannot find this program's path")?
+                .canonicalize()
+                .context("cannot resolve this program's path")?;
+            let plan = install::host_plan(scope.scope(), program, coordinator, run_args)?;
+            for step in install::install(&plan, &token)? {
+                println!("{step}");
+            }
+            Ok(())
+        }
+        Command::Uninstall { scope, purge } => {
+            let plan = install::host_plan(scope.scope(), PathBuf::new(), String::new(), vec![])?;
+            for step in install::uninstall(&plan, purge)? {
+                println!("{step}");
+            }
+            Ok(())
+        }
+        Command::Status { scope } => {
+            let plan = install::host_plan(scope.scope(), PathBuf::new(), String::new(), vec![])?;
+            for line in install::status(&plan) {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Discover { config } => {
             let raw = read_config(config.as_ref())?;
             let machine = quantgrid_agent::discovery::machine(
@@ -152,6 +237,7 @@ fn main() -> Result<()> {
         Command::Run {
             coordinator,
             token,
+            token_file,
             name,
             labels,
             slots,
@@ -170,13 +256,13 @@ fn main() -> Result<()> {
             let coordinator = coordinator
                 .or(raw.coordinator)
                 .context("--coordinator (or `coordinator:` in --config) is required")?;
-            let token = match (token, raw.token, raw.token_file) {
-                (Some(t), _, _) | (None, Some(t), _) => t,
-                (None, None, Some(f)) => std::fs::read_to_string(&f)
+            let token = match (token_file, token, raw.token, raw.token_file) {
+                (None, Some(t), _, _) | (None, None, Some(t), _) => t,
+                (Some(f), ..) | (None, None, None, Some(f)) => std::fs::read_to_string(&f)
                     .with_context(|| format!("cannot read token file {}", f.display()))?
                     .trim()
                     .to_string(),
-                (None, None, None) => {
+                (None, None, None, None) => {
                     bail!("--token (or QUANTGRID_TOKEN, or `token_file:` in --config) is required")
                 }
             };

@@ -101,11 +101,11 @@ async fn sweep(
         "run",
         "--coordinator",
         &url,
-        "--token",
-        agent_token,
         "--executor",
         "browser",
     ]);
+    // in the environment, not on the command line, where `ps` shows it to every user
+    agent.env("QUANTGRID_TOKEN", agent_token);
     if job.headed {
         agent.arg("--headed");
     }

@@ -1,0 +1,171 @@
+//! Agents on contributor machines, end to end with real processes: `quantgrid-agent install`
+//! writes a private token and a unit that `systemd-analyze` accepts, the agent started the way
+//! the unit starts it reaches the coordinator, and `uninstall --purge` takes it all away.
+
+mod support;
+
+use quantgrid_proto::pb;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use support::*;
+
+/// The unit's `ExecStart=` split into words as systemd splits it (double quotes, `\"`, `%%`).
+fn exec_start(unit: &str) -> Vec<String> {
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart line");
+    let (mut words, mut word, mut quoted, mut chars) =
+        (Vec::new(), String::new(), false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' if quoted => word.extend(chars.next()),
+            '%' if chars.peek() == Some(&'%') => {
+                chars.next();
+                word.push('%');
+            }
+            ' ' if !quoted => words.push(std::mem::take(&mut word)),
+            c => word.push(c),
+        }
+    }
+    words.push(word);
+    words.retain(|w| !w.is_empty());
+    words
+}
+
+fn agent_cli(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("quantgrid-agent"))
+        .args(args)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("USER", "contributor")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("QUANTGRID_TOKEN")
+        .output()
+        .expect("quantgrid-agent")
+}
+
+#[test]
+fn install_writes_a_private_token_and_a_unit_that_starts_the_agent_and_uninstall_removes_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    let db = dir.path().join("grid.duckdb");
+    let agent_token = token(&db, "laptop-1", false);
+    let ops = token(&db, "ops", true);
+    let given = dir.path().join("given-token");
+    std::fs::write(&given, format!("{agent_token}\n")).expect("token file");
+    let (_server, url) = serve(&db, "127.0.0.1:0");
+
+    let out = agent_cli(
+        &home,
+        &[
+            "install",
+            "--coordinator",
+            &url,
+            "--token-file",
+            given.to_str().expect("utf-8"),
+            "--",
+            "--executor",
+            "simulated",
+            "--labels",
+            "desk=3 west",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unit_path = home.join(".config/systemd/user/quantgrid-agent.service");
+    let token_path = home.join(".config/quantgrid/token");
+    let unit = std::fs::read_to_string(&unit_path).expect("the unit is written");
+    assert!(!unit.contains(&agent_token), "the token is never in the unit");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&token_path).expect("the token is kept");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&token_path).expect("token").trim(),
+        agent_token
+    );
+    // where systemd-analyze is installed, install ran it on the unit and said so
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok()
+    {
+        assert!(said.contains("systemd-analyze verify: ok"), "{said}");
+    }
+    if !Path::new("/run/systemd/system").is_dir() {
+        assert!(said.contains("systemd is not running"), "{said}");
+    }
+
+    // started the way the unit starts it: its ExecStart, word for word, no token argument
+    let words = exec_start(&unit);
+    assert!(!words.iter().any(|w| w == "--token"), "{words:?}");
+    assert!(words.contains(&"desk=3 west".to_string()), "{words:?}");
+    let started = Proc(
+        Command::new(&words[0])
+            .args(&words[1..])
+            .env_remove("QUANTGRID_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the unit's command"),
+    );
+    rt().block_on(async {
+        let mut a = admin(&url, &ops).await;
+        loop {
+            let agents = a
+                .list_agents(pb::ListAgentsRequest {})
+                .await
+                .expect("agents")
+                .into_inner()
+                .agents;
+            if agents.iter().any(|x| x.name == "laptop-1" && x.connected) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    drop(started);
+
+    let out = agent_cli(&home, &["status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("(present)"), "{status}");
+    assert!(status.contains("mode 600"), "{status}");
+
+    let out = agent_cli(&home, &["uninstall", "--purge"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!unit_path.exists() && !token_path.exists());
+    let out = agent_cli(&home, &["status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("(absent)"), "{status}");
+    // uninstalling twice is fine
+    assert!(agent_cli(&home, &["uninstall"]).status.success());
+}
+
+#[test]
+fn install_refuses_a_file_that_holds_no_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let given = dir.path().join("notes.txt");
+    std::fs::write(&given, "remember to buy milk\n").expect("file");
+    let out = agent_cli(
+        dir.path(),
+        &[
+            "install",
+            "--coordinator",
+            "http://127.0.0.1:1",
+            "--token-file",
+            given.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("notes.txt holds no agent token"), "{err}");
+    assert!(!dir.path().join(".config/systemd").exists(), "nothing written");
+}
