@@ -283,8 +283,9 @@ struct Sweep {
     passed: u32,
     unsupported: u32,
     simulated_done: u32,
-    /// Leases of this sweep that ended without a stored result (late reports are kept).
-    ended: HashSet<String>,
+    /// Leases of this sweep that ended without a stored result, with the agent that held each:
+    /// a late report is kept, from that agent only.
+    ended: HashMap<String, String>,
     reported: HashSet<String>,
 }
 
@@ -508,7 +509,7 @@ impl Scheduler {
                 passed: 0,
                 unsupported: 0,
                 simulated_done: 0,
-                ended: HashSet::new(),
+                ended: HashMap::new(),
                 reported: HashSet::new(),
             },
         );

@@ -15,12 +15,21 @@ impl Scheduler {
     ) {
         let owned = self.leases.get(&lease_id).is_some_and(|l| l.agent == agent);
         if !owned {
-            // a late or repeated report: keep a late one as an attempt, drop a repeat
+            // a late or repeated report: keep a late one as an attempt, drop a repeat; a lease
+            // is only ever reported on by the agent that held it, so no other agent can file a
+            // result on it (and have the holder's real late report dropped as a duplicate)
             let sweep = self
                 .sweeps
                 .iter_mut()
-                .find(|(_, s)| s.ended.contains(&lease_id) || s.reported.contains(&lease_id));
+                .find(|(_, s)| s.ended.contains_key(&lease_id) || s.reported.contains(&lease_id));
             match sweep {
+                Some((_, s)) if s.ended.get(&lease_id).is_some_and(|holder| *holder != agent) => {
+                    out.push(Action::Ignored {
+                        agent,
+                        lease_id,
+                        why: "a report on a lease another agent held",
+                    })
+                }
                 Some((id, s)) if !s.reported.contains(&lease_id) => {
                     s.ended.remove(&lease_id);
                     s.reported.insert(lease_id.clone());

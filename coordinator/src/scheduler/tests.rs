@@ -364,6 +364,17 @@ fn a_lost_agent_gives_its_cells_to_another() {
         (moved[0].0.as_str(), &moved[0].1.cell.id),
         ("b", &o.cell.id)
     );
+    // another agent cannot file a result on the ended lease: nothing stored, and the
+    // holder's own late report still counts
+    let forged = report(&mut s, "b", &o, Status::Fail, 10_150);
+    assert!(stored(&forged).is_empty());
+    assert!(matches!(
+        forged[0],
+        Action::Ignored {
+            why: "a report on a lease another agent held",
+            ..
+        }
+    ));
     // the lost agent's late result is kept, not accepted; the new one is accepted
     let late = report(&mut s, "a", &o, Status::Pass, 10_200);
     assert_eq!(

@@ -53,7 +53,7 @@ impl Scheduler {
                 self.cell_done(&lease.sweep, lease.slot, Status::Timeout, false, out);
             } else {
                 // a late report for this lease is still kept, as an unaccepted attempt
-                sweep.ended.insert(id.clone());
+                sweep.ended.insert(id.clone(), lease.agent.clone());
                 let text = format!(
                     "the agent running this cell was lost on all {tries} attempts (last: {})",
                     reason.as_str()
