@@ -169,12 +169,8 @@ pub fn systemd_unit(plan: &Plan) -> String {
 /// One word of a unit's command line: quoted where systemd would split or expand it.
 fn systemd_quote(arg: &str) -> String {
     let escaped = arg.replace('%', "%%").replace('$', "$$");
-    if escaped.is_empty() || escaped.contains(|c: char| c.is_whitespace() || "\"'\\;".contains(c))
-    {
-        format!(
-            "\"{}\"",
-            escaped.replace('\\', "\\\\").replace('"', "\\\"")
-        )
+    if escaped.is_empty() || escaped.contains(|c: char| c.is_whitespace() || "\"'\\;".contains(c)) {
+        format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
         escaped
     }
@@ -350,10 +346,7 @@ pub fn host_plan(
     run_args: Vec<String>,
 ) -> Result<Plan, InstallError> {
     let os = Os::host().ok_or_else(|| {
-        InstallError::Unsupported(format!(
-            "no service install for {}",
-            std::env::consts::OS
-        ))
+        InstallError::Unsupported(format!("no service install for {}", std::env::consts::OS))
     })?;
     let home = std::env::var_os("HOME")
         .or_else(|| std::env::var_os("USERPROFILE"))
@@ -432,10 +425,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), InstallError> {
         std::io::Write::write_all(&mut f, contents)?;
         f.sync_all()?;
         #[cfg(unix)]
-        std::fs::set_permissions(
-            &tmp,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )?;
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| InstallError::Write(path.into(), e))
@@ -667,7 +657,11 @@ pub fn status(plan: &Plan) -> Steps {
             #[cfg(unix)]
             let mode = std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777;
             #[cfg(not(unix))]
-            let mode = if m.permissions().readonly() { 0o400 } else { 0o600 };
+            let mode = if m.permissions().readonly() {
+                0o400
+            } else {
+                0o600
+            };
             format!(
                 "token: {} (mode {mode:03o}{})",
                 token.display(),

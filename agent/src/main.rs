@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use quantgrid_agent::{config, install};
 use quantgrid_agent::executor::{Executor, SimulatedExecutor};
 use quantgrid_agent::runtime::{self, AgentConfig, Shutdown};
+use quantgrid_agent::{config, install};
 use quantgrid_proto::client::Tls;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -119,7 +119,9 @@ pub enum Command {
     Migrate,
     /// Run the coordinator: agents and admin commands connect to it.
     Serve(ServeArgs),
-    /// Manage agent and admin tokens (only hashes are stored; stop the coordinator first).
+    /// Manage agent and admin tokens (only hashes are stored): on a running coordinator with
+    /// --coordinator and an admin token, else directly in --db-path (coordinator stopped; how
+    /// the first admin token is made).
     Token {
         #[command(subcommand)]
         action: TokenAction,
@@ -170,17 +172,64 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenAction {
-    /// Create a token and print it once, alone on the last line.
+    /// Create a token and print it once, alone on the last line. A name in use is refused
+    /// unless --rotate is given.
     Create {
         name: String,
         /// A token for admin commands instead of an agent.
         #[arg(long)]
         admin: bool,
+        /// Give the existing token of this name a new secret (same kind); the old secret stops
+        /// working and its agent's session is closed.
+        #[arg(long)]
+        rotate: bool,
+        #[command(flatten)]
+        via: MaybeRemote,
     },
-    List,
+    List {
+        #[command(flatten)]
+        via: MaybeRemote,
+    },
+    /// Revoke a token: on a running coordinator it stops working at once and its agent's
+    /// session is closed.
     Revoke {
         name: String,
+        #[command(flatten)]
+        via: MaybeRemote,
     },
+}
+
+/// A running coordinator to ask, or none (the database is changed directly).
+#[derive(Debug, Args)]
+pub struct MaybeRemote {
+    /// Coordinator URL; without it, --db-path is changed directly.
+    #[arg(long, env = "QUANTGRID_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// Admin token of --coordinator.
+    #[arg(long, env = "QUANTGRID_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) that signed the coordinator's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl MaybeRemote {
+    /// The coordinator to ask, when one was named.
+    pub fn remote(&self) -> anyhow::Result<Option<Remote>> {
+        let Some(coordinator) = &self.coordinator else {
+            return Ok(None);
+        };
+        let Some(token) = &self.token else {
+            anyhow::bail!("--coordinator needs an admin --token (or QUANTGRID_TOKEN)")
+        };
+        Ok(Some(Remote {
+            coordinator: coordinator.clone(),
+            token: token.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: None,
+            tls_key: None,
+        }))
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -36,7 +36,8 @@ pub fn run(job: LocalRun<'_>) -> Result<ExitCode> {
         );
     }
     // one-off credentials for this run; revoked when it ends
-    let suffix = std::process::id();
+    // random, not the process id: ids repeat (a container's first processes), names may not
+    let suffix = &auth::generate_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?[4..16];
     let (agent_name, admin_name) = (
         format!("local-agent-{suffix}"),
         format!("local-admin-{suffix}"),
@@ -55,8 +56,9 @@ pub fn run(job: LocalRun<'_>) -> Result<ExitCode> {
         .build()?;
     let outcome = rt.block_on(sweep(&job, &agent_bin, &agent_token, &admin_token));
     let mut store = Store::open(job.db_path)?;
-    store.revoke_token(&agent_name)?;
-    store.revoke_token(&admin_name)?;
+    // both were created above: "not live" cannot happen, and would need no undoing
+    let _ = store.revoke_token(&agent_name)?;
+    let _ = store.revoke_token(&admin_name)?;
     let (sweep_id, all_answered) = outcome?;
     if let Some(out) = job.output {
         let md = matrix_markdown(
@@ -97,13 +99,7 @@ async fn sweep(
         shutdown.clone(),
     ));
     let mut agent = tokio::process::Command::new(agent_bin);
-    agent.args([
-        "run",
-        "--coordinator",
-        &url,
-        "--executor",
-        "browser",
-    ]);
+    agent.args(["run", "--coordinator", &url, "--executor", "browser"]);
     // in the environment, not on the command line, where `ps` shows it to every user
     agent.env("QUANTGRID_TOKEN", agent_token);
     if job.headed {

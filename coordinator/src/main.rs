@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use cli::{Cli, Command, MatrixArgs, RunArgs, TokenAction};
 use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
-use quantgrid_coordinator::store::Store;
+use quantgrid_coordinator::service::auth;
+use quantgrid_coordinator::store::{Store, TokenCreated};
 use quantgrid_matrix::spec::{self, MatrixSpec};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -162,51 +163,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn token(db_path: Option<&Path>, action: TokenAction) -> Result<ExitCode> {
-    use quantgrid_coordinator::service::auth;
-    let Some(path) = db_path else {
-        bail!("--db-path is required")
+    let via = match &action {
+        TokenAction::Create { via, .. }
+        | TokenAction::List { via }
+        | TokenAction::Revoke { via, .. } => via,
     };
+    if let Some(remote) = via.remote()? {
+        return remote::token(action, &remote);
+    }
+    let Some(path) = db_path else {
+        bail!("--db-path is required (or --coordinator, for a running one)")
+    };
+    let running =
+        "token commands on a running coordinator take --coordinator URL and an admin --token";
     match action {
-        TokenAction::Create { name, admin } => {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                bail!("token name `{name}` must be letters, digits, `-`, `_` or `.`");
-            }
-            let mut store = Store::open(path)?;
+        TokenAction::Create {
+            name,
+            admin,
+            rotate,
+            ..
+        } => {
+            quantgrid_coordinator::service::auth::check_token_name(&name)?;
+            let mut store = Store::open(path).context(running)?;
             let token =
                 auth::generate_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-            store.put_token(&name, &auth::hash_token(&token), admin)?;
-            eprintln!(
-                "{} token `{name}` created; it is shown once, only its hash is stored",
-                if admin { "admin" } else { "agent" }
-            );
+            let created = store.create_token(&name, &auth::hash_token(&token), admin, rotate)??;
+            remote::say_created(&name, admin, created == TokenCreated::Rotated, None);
             println!("{token}");
         }
-        TokenAction::List => {
-            let store = open_existing(Some(path))?;
-            println!("{:<24} {:<6} {:<20} state", "name", "kind", "created");
-            for t in store.tokens()? {
-                println!(
-                    "{:<24} {:<6} {:<20} {}",
-                    t.name,
-                    if t.admin { "admin" } else { "agent" },
-                    t.created_at,
-                    if t.revoked { "revoked" } else { "live" }
-                );
-            }
+        TokenAction::List { .. } => {
+            let store = open_existing(Some(path)).context(running)?;
+            remote::print_tokens(
+                store
+                    .tokens()?
+                    .into_iter()
+                    .map(|t| (t.name, t.admin, t.created_at, t.revoked)),
+            );
         }
-        TokenAction::Revoke { name } => {
+        TokenAction::Revoke { name, .. } => {
             if !path.exists() {
                 bail!("results database {} does not exist", path.display());
             }
-            let mut store = Store::open(path)?;
-            if !store.revoke_token(&name)? {
-                bail!("no live token named `{name}`");
-            }
-            eprintln!("token `{name}` revoked (a running coordinator keeps it until restarted)");
+            let mut store = Store::open(path).context(running)?;
+            store.revoke_token(&name)??;
+            eprintln!("token `{name}` revoked");
         }
     }
     Ok(ExitCode::SUCCESS)

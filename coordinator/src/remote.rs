@@ -1,6 +1,6 @@
 //! The commands that talk to a running coordinator (`serve` runs one).
 
-use crate::cli::{Remote, ScheduleAction, ServeArgs};
+use crate::cli::{Remote, ScheduleAction, ServeArgs, TokenAction};
 use anyhow::{Context, Result, bail};
 use quantgrid_coordinator::scheduler::SchedulerConfig;
 use quantgrid_coordinator::service::{self, ServeConfig, TlsFiles};
@@ -310,6 +310,83 @@ pub fn agents(remote: &Remote) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `quantgrid token …` through a running coordinator's admin RPCs.
+pub fn token(action: TokenAction, remote: &Remote) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let mut admin = admin(remote).await?;
+        match action {
+            TokenAction::Create {
+                name,
+                admin: is_admin,
+                rotate,
+                ..
+            } => {
+                let r = admin
+                    .create_token(pb::CreateTokenRequest {
+                        name: name.clone(),
+                        admin: is_admin,
+                        rotate,
+                    })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                say_created(&name, is_admin, r.rotated, Some(r.sessions_closed));
+                println!("{}", r.token);
+            }
+            TokenAction::List { .. } => {
+                let list = admin
+                    .list_tokens(pb::ListTokensRequest {})
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                print_tokens(
+                    list.tokens
+                        .into_iter()
+                        .map(|t| (t.name, t.admin, t.created_at, t.revoked)),
+                );
+            }
+            TokenAction::Revoke { name, .. } => {
+                let r = admin
+                    .revoke_token(pb::RevokeTokenRequest { name: name.clone() })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                eprintln!(
+                    "token `{name}` revoked; {} live session(s) closed",
+                    r.sessions_closed
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// What a token create says on stderr (the token itself goes alone on stdout).
+pub fn say_created(name: &str, admin: bool, rotated: bool, closed: Option<u32>) {
+    let kind = if admin { "admin" } else { "agent" };
+    let what = if rotated {
+        "rotated: its old secret no longer works"
+    } else {
+        "created"
+    };
+    let closed = closed
+        .filter(|n| *n > 0)
+        .map(|n| format!(" ({n} session(s) of the old secret closed)"))
+        .unwrap_or_default();
+    eprintln!("{kind} token `{name}` {what}{closed}; it is shown once, only its hash is stored");
+}
+
+pub fn print_tokens(tokens: impl Iterator<Item = (String, bool, String, bool)>) {
+    println!("{:<24} {:<6} {:<20} state", "name", "kind", "created");
+    for (name, admin, created, revoked) in tokens {
+        println!(
+            "{name:<24} {:<6} {created:<20} {}",
+            if admin { "admin" } else { "agent" },
+            if revoked { "revoked" } else { "live" }
+        );
+    }
 }
 
 pub fn cancel(sweep: &str, remote: &Remote) -> Result<ExitCode> {

@@ -81,7 +81,10 @@ fn install_writes_a_private_token_and_a_unit_that_starts_the_agent_and_uninstall
     let unit_path = home.join(".config/systemd/user/quantgrid-agent.service");
     let token_path = home.join(".config/quantgrid/token");
     let unit = std::fs::read_to_string(&unit_path).expect("the unit is written");
-    assert!(!unit.contains(&agent_token), "the token is never in the unit");
+    assert!(
+        !unit.contains(&agent_token),
+        "the token is never in the unit"
+    );
     {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(&token_path).expect("the token is kept");
@@ -140,7 +143,11 @@ fn install_writes_a_private_token_and_a_unit_that_starts_the_agent_and_uninstall
     assert!(status.contains("mode 600"), "{status}");
 
     let out = agent_cli(&home, &["uninstall", "--purge"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!unit_path.exists() && !token_path.exists());
     let out = agent_cli(&home, &["status"]);
     let status = String::from_utf8_lossy(&out.stdout);
@@ -167,5 +174,161 @@ fn install_refuses_a_file_that_holds_no_token() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("notes.txt holds no agent token"), "{err}");
-    assert!(!dir.path().join(".config/systemd").exists(), "nothing written");
+    assert!(
+        !dir.path().join(".config/systemd").exists(),
+        "nothing written"
+    );
+}
+
+fn quantgrid(args: &[&str]) -> std::process::Output {
+    Command::new(bin("quantgrid"))
+        .args(args)
+        .env_remove("QUANTGRID_TOKEN")
+        .env_remove("QUANTGRID_COORDINATOR")
+        .output()
+        .expect("quantgrid")
+}
+
+#[test]
+fn a_token_name_is_created_once_and_a_revoked_one_stays_revoked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let db = db.to_str().expect("utf-8");
+    token(Path::new(db), "lab-1", false);
+    let again = quantgrid(&["token", "create", "lab-1", "--admin", "--db-path", db]);
+    assert!(!again.status.success(), "an agent token never turns admin");
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("a token named `lab-1` exists"), "{err}");
+    assert!(
+        quantgrid(&["token", "revoke", "lab-1", "--db-path", db])
+            .status
+            .success()
+    );
+    let revived = quantgrid(&["token", "create", "lab-1", "--db-path", db]);
+    assert!(
+        !revived.status.success(),
+        "a revoked token does not come back"
+    );
+    let rotated = quantgrid(&["token", "create", "lab-1", "--rotate", "--db-path", db]);
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let list = String::from_utf8_lossy(&quantgrid(&["token", "list", "--db-path", db]).stdout)
+        .into_owned();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("lab-1") && l.contains("agent") && l.ends_with("live")),
+        "{list}"
+    );
+}
+
+#[test]
+fn a_token_revoked_on_a_running_coordinator_closes_its_session_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let ops = token(&db, "ops", true);
+    let (_server, url) = serve(&db, "127.0.0.1:0");
+    // created through the running coordinator: its database is locked, the RPC is the way
+    let locked = quantgrid(&[
+        "token",
+        "create",
+        "lab-1",
+        "--db-path",
+        db.to_str().expect("utf-8"),
+    ]);
+    assert!(!locked.status.success());
+    assert!(String::from_utf8_lossy(&locked.stderr).contains("take --coordinator"));
+    let created = quantgrid(&[
+        "token",
+        "create",
+        "lab-1",
+        "--coordinator",
+        &url,
+        "--token",
+        &ops,
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let agent_token = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    let twice = quantgrid(&[
+        "token",
+        "create",
+        "lab-1",
+        "--coordinator",
+        &url,
+        "--token",
+        &ops,
+    ]);
+    assert!(!twice.status.success(), "ALREADY_EXISTS over the RPC too");
+    rt().block_on(async {
+        let (_up, mut down) = fake_agent(&url, &agent_token, "lab-1", 1).await;
+        let revoke = quantgrid(&[
+            "token",
+            "revoke",
+            "lab-1",
+            "--coordinator",
+            &url,
+            "--token",
+            &ops,
+        ]);
+        assert!(
+            revoke.status.success(),
+            "{}",
+            String::from_utf8_lossy(&revoke.stderr)
+        );
+        assert!(String::from_utf8_lossy(&revoke.stderr).contains("1 live session(s) closed"));
+        let revoked_at = std::time::Instant::now();
+        let ended = loop {
+            match down.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the session ended without a status"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
+        assert!(ended.message().contains("revoked"), "{ended:?}");
+        assert!(revoked_at.elapsed() < std::time::Duration::from_secs(1));
+        // its next call is refused
+        let ch = quantgrid_proto::client::connect(&url, &quantgrid_proto::client::Tls::default())
+            .await
+            .expect("connect");
+        let mut again = pb::agent_service_client::AgentServiceClient::with_interceptor(
+            ch,
+            quantgrid_proto::client::Bearer::new(&agent_token).expect("token"),
+        );
+        let e = again
+            .register(pb::RegisterRequest {
+                slots: 1,
+                ..Default::default()
+            })
+            .await
+            .expect_err("revoked");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    });
+}
+
+#[test]
+fn a_second_session_of_one_agent_replaces_the_first_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let agent_token = token(&db, "lab-1", false);
+    let (_server, url) = serve(&db, "127.0.0.1:0");
+    rt().block_on(async {
+        let (_up1, mut first) = fake_agent(&url, &agent_token, "lab-1", 1).await;
+        let (_up2, _second) = fake_agent(&url, &agent_token, "lab-1", 1).await;
+        let ended = loop {
+            match first.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the first session ended without a status"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(ended.code(), tonic::Code::Aborted, "{ended:?}");
+        assert!(ended.message().contains("a newer session"), "{ended:?}");
+    });
 }

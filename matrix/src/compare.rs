@@ -582,7 +582,10 @@ mod tests {
         assert!(close(one.p_value, 0.00902, 0.00002), "{one:?}");
         // two identical strata: the statistic adds up, its deviation grows by √2
         let two = compare_pooled(&[(&old, &new), (&old, &new)], Policy::default());
-        assert!(close(two.z, one.z * std::f64::consts::SQRT_2, 1e-9), "{two:?}");
+        assert!(
+            close(two.z, one.z * std::f64::consts::SQRT_2, 1e-9),
+            "{two:?}"
+        );
         assert_eq!(two.strata, 2);
         // the sign says which way: faster is negative
         let faster = compare_pooled(&[(&new, &old)], Policy::default());
@@ -614,7 +617,10 @@ mod tests {
             .collect();
         let pooled = compare_pooled(&slower, p);
         assert_eq!(pooled.verdict, Verdict::Different, "{pooled:?}");
-        assert!(pooled.z > 0.0 && close(pooled.change, 0.03, 0.015), "{pooled:?}");
+        assert!(
+            pooled.z > 0.0 && close(pooled.change, 0.03, 0.015),
+            "{pooled:?}"
+        );
         let same: Vec<(&[f64], &[f64])> = cells
             .iter()
             .map(|(o, _, s)| (o.as_slice(), s.as_slice()))

@@ -23,7 +23,11 @@ impl Scheduler {
                 .iter_mut()
                 .find(|(_, s)| s.ended.contains_key(&lease_id) || s.reported.contains(&lease_id));
             match sweep {
-                Some((_, s)) if s.ended.get(&lease_id).is_some_and(|holder| *holder != agent) => {
+                Some((_, s))
+                    if s.ended
+                        .get(&lease_id)
+                        .is_some_and(|holder| *holder != agent) =>
+                {
                     out.push(Action::Ignored {
                         agent,
                         lease_id,

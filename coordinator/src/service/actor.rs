@@ -50,15 +50,28 @@ pub enum Command {
         agent: String,
         session: u64,
     },
+    /// The agent's token was revoked or rotated: its live session ends with `why`
+    /// (UNAUTHENTICATED); replies how many were closed.
+    CloseSessions {
+        agent: String,
+        why: String,
+        reply: oneshot::Sender<u32>,
+    },
+    /// Heartbeats, leavings and reports name the session they came on: only the agent's live
+    /// session speaks for it (a replaced or revoked one is ignored, and its unacknowledged
+    /// reports come again on the new session).
     Heartbeat {
         agent: String,
+        session: u64,
         leases: Vec<String>,
     },
     Leaving {
         agent: String,
+        session: u64,
     },
     Report {
         agent: String,
+        session: u64,
         lease: String,
         result: CellResult,
     },
@@ -562,6 +575,14 @@ impl Coordinator {
                     )));
                     return;
                 };
+                // one live session per agent: the newer one wins, and the older is told why
+                if let Some((_, old)) = self.sessions.get(&agent) {
+                    tracing::warn!(agent, "a newer session replaced the agent's open one");
+                    let _ = old.try_send(Err(ServiceError::Aborted(format!(
+                        "a newer session of agent {agent} replaced this one (is the agent running twice with one token?)"
+                    ))
+                    .into()));
+                }
                 self.sessions.insert(agent.clone(), (session, tx));
                 let actions = self.scheduler.handle(Event::AgentUp { agent, caps }, now);
                 self.execute(actions, Vec::new(), now);
@@ -577,13 +598,35 @@ impl Coordinator {
                     self.execute(actions, Vec::new(), now);
                 }
             }
-            Command::Heartbeat { agent, leases } => {
+            Command::CloseSessions { agent, why, reply } => {
+                let mut closed = 0;
+                if let Some((_, tx)) = self.sessions.remove(&agent) {
+                    let _ = tx.try_send(Err(ServiceError::Unauthenticated(why).into()));
+                    self.registered.remove(&agent);
+                    let actions = self.scheduler.handle(Event::AgentDown { agent }, now);
+                    self.execute(actions, Vec::new(), now);
+                    closed = 1;
+                }
+                let _ = reply.send(closed);
+            }
+            Command::Heartbeat { agent, session, .. }
+            | Command::Leaving { agent, session }
+            | Command::Report { agent, session, .. }
+                if !self.is_live(&agent, session) =>
+            {
+                tracing::info!(
+                    agent,
+                    session,
+                    "a message on a session that is no longer live"
+                );
+            }
+            Command::Heartbeat { agent, leases, .. } => {
                 let actions = self
                     .scheduler
                     .handle(Event::Heartbeat { agent, leases }, now);
                 self.execute(actions, Vec::new(), now);
             }
-            Command::Leaving { agent } => {
+            Command::Leaving { agent, .. } => {
                 let actions = self.scheduler.handle(Event::Leaving { agent }, now);
                 self.execute(actions, Vec::new(), now);
             }
@@ -596,6 +639,7 @@ impl Coordinator {
                 agent,
                 lease,
                 result,
+                ..
             } => {
                 if let Some(error) = &self.durability.failing {
                     // not stored, not acked: the agent keeps it and resends it when told
@@ -824,6 +868,11 @@ impl Coordinator {
                 let _ = reply.send(list);
             }
         }
+    }
+
+    /// Whether `session` is `agent`'s live session.
+    fn is_live(&self, agent: &str, session: u64) -> bool {
+        self.sessions.get(agent).is_some_and(|(s, _)| *s == session)
     }
 
     fn send(&self, agent: &str, kind: pb::coordinator_message::Kind) {

@@ -4,7 +4,7 @@
 use super::error::ServiceError;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tonic::{Request, Status};
 
 /// Who a verified token belongs to; inserted into the request's extensions.
@@ -24,6 +24,20 @@ pub fn generate_token() -> Result<String, getrandom::Error> {
     ))
 }
 
+/// A token name: letters, digits, `-`, `_` or `.` (it is the agent's id, shown everywhere).
+pub fn check_token_name(name: &str) -> Result<(), ServiceError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ServiceError::InvalidArgument(format!(
+            "token name `{name}` must be letters, digits, `-`, `_` or `.`"
+        )));
+    }
+    Ok(())
+}
+
 pub fn hash_token(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
@@ -31,21 +45,44 @@ pub fn hash_token(token: &str) -> String {
         .collect()
 }
 
-/// Live token hashes, loaded when the coordinator starts.
+/// Live token hashes: loaded when the coordinator starts, changed by the token RPCs once the
+/// store has the change, read by every call.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    by_hash: Arc<HashMap<String, Identity>>,
+    by_hash: Arc<RwLock<HashMap<String, Identity>>>,
 }
 
 impl Tokens {
     pub fn new(live: Vec<(String, String, bool)>) -> Tokens {
         Tokens {
-            by_hash: Arc::new(
+            by_hash: Arc::new(RwLock::new(
                 live.into_iter()
                     .map(|(name, hash, admin)| (hash, Identity { name, admin }))
                     .collect(),
-            ),
+            )),
         }
+    }
+
+    /// `name`'s secret is now `hash` (a new token, or a rotation: the old secret stops
+    /// working).
+    pub fn set(&self, name: &str, hash: String, admin: bool) {
+        let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, id| id.name != name);
+        map.insert(
+            hash,
+            Identity {
+                name: name.to_string(),
+                admin,
+            },
+        );
+    }
+
+    /// `name`'s token stops working.
+    pub fn revoke(&self, name: &str) {
+        self.by_hash
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, id| id.name != name);
     }
 
     fn verify(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Identity, ServiceError> {
@@ -64,6 +101,8 @@ impl Tokens {
             ServiceError::Unauthenticated("authorization header must be `Bearer <token>`".into())
         })?;
         self.by_hash
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .get(&hash_token(token.trim()))
             .cloned()
             .ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked token".into()))

@@ -17,6 +17,8 @@ pub enum ServiceError {
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
+    Aborted(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
@@ -31,6 +33,7 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound(m) => Status::not_found(m),
             ServiceError::AlreadyExists(m) => Status::already_exists(m),
             ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ServiceError::Aborted(m) => Status::aborted(m),
             ServiceError::Unavailable(m) => Status::unavailable(m),
             ServiceError::Internal(m) => Status::internal(m),
         }
@@ -53,5 +56,18 @@ impl From<crate::store::StoreError> for ServiceError {
 impl From<quantgrid_proto::ConvertError> for ServiceError {
     fn from(e: quantgrid_proto::ConvertError) -> ServiceError {
         ServiceError::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<crate::store::TokenRefused> for ServiceError {
+    fn from(e: crate::store::TokenRefused) -> ServiceError {
+        use crate::store::TokenRefused;
+        match e {
+            TokenRefused::Exists(_) => ServiceError::AlreadyExists(e.to_string()),
+            TokenRefused::NoSuchToken(_) | TokenRefused::NotLive(_) => {
+                ServiceError::NotFound(e.to_string())
+            }
+            TokenRefused::KindChange { .. } => ServiceError::InvalidArgument(e.to_string()),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! answers back. Identity comes from the auth interceptors.
 
 use super::actor::{Command, SessionTx};
-use super::auth::Identity;
+use super::auth::{self, Identity, Tokens};
 use super::error::ServiceError;
 use crate::report::{MatrixOptions, matrix_markdown};
 use crate::store::StoreWriter;
@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 #[derive(Clone)]
 pub struct Grid {
     pub commands: mpsc::Sender<Command>,
+    pub tokens: Tokens,
     pub writer: StoreWriter,
     pub tracker: TaskTracker,
     pub sessions: Arc<AtomicU64>,
@@ -41,6 +42,12 @@ impl Grid {
         self.commands.send(cmd).await.map_err(|_| {
             ServiceError::Unavailable("the coordinator is shutting down".into()).into()
         })
+    }
+
+    async fn close_sessions(&self, agent: &str, why: String) -> Result<u32, Status> {
+        let agent = agent.to_string();
+        self.ask(|reply| Command::CloseSessions { agent, why, reply })
+            .await
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Status> {
@@ -102,13 +109,18 @@ impl AgentService for Grid {
         let grid = self.clone();
         self.tracker.spawn(async move {
             loop {
-                let msg = match inbound.message().await {
-                    Ok(Some(m)) => m,
-                    Ok(None) | Err(_) => break,
+                // a session the coordinator closed (revoked, replaced) stops being read
+                let msg = tokio::select! {
+                    m = inbound.message() => match m {
+                        Ok(Some(m)) => m,
+                        Ok(None) | Err(_) => break,
+                    },
+                    _ = tx.closed() => break,
                 };
                 let cmd = match msg.kind {
                     Some(pb::agent_message::Kind::Heartbeat(h)) => Command::Heartbeat {
                         agent: agent.clone(),
+                        session,
                         leases: h.lease_ids,
                     },
                     Some(pb::agent_message::Kind::Report(r)) => {
@@ -120,6 +132,7 @@ impl AgentService for Grid {
                         match parsed {
                             Ok(result) => Command::Report {
                                 agent: agent.clone(),
+                                session,
                                 lease: r.lease_id,
                                 result,
                             },
@@ -131,6 +144,7 @@ impl AgentService for Grid {
                     }
                     Some(pb::agent_message::Kind::Leaving(_)) => Command::Leaving {
                         agent: agent.clone(),
+                        session,
                     },
                     Some(pb::agent_message::Kind::Progress(_)) | None => continue,
                 };
@@ -320,6 +334,85 @@ impl AdminService for Grid {
         self.ask(|reply| Command::ScheduleRemove { name, reply })
             .await??;
         Ok(Response::new(pb::ScheduleResponse {}))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let pb::CreateTokenRequest {
+            name,
+            admin,
+            rotate,
+        } = req.into_inner();
+        auth::check_token_name(&name)?;
+        let token = auth::generate_token()
+            .map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
+        let hash = auth::hash_token(&token);
+        let (n, h) = (name.clone(), hash.clone());
+        let created = self
+            .writer
+            .read(move |store| store.create_token(&n, &h, admin, rotate))
+            .await
+            .map_err(ServiceError::from)?
+            .map_err(ServiceError::from)?
+            .map_err(ServiceError::from)?;
+        // durable: the new secret works from now on, the old one (a rotation) no longer
+        self.tokens.set(&name, hash, admin);
+        let rotated = created == crate::store::TokenCreated::Rotated;
+        let sessions_closed = if rotated {
+            self.close_sessions(&name, format!("token `{name}` was rotated"))
+                .await?
+        } else {
+            0
+        };
+        Ok(Response::new(pb::CreateTokenResponse {
+            token,
+            rotated,
+            sessions_closed,
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        _: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let tokens = self
+            .writer
+            .read(|store| store.tokens())
+            .await
+            .map_err(ServiceError::from)?
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: tokens
+                .into_iter()
+                .map(|t| pb::TokenInfo {
+                    name: t.name,
+                    admin: t.admin,
+                    created_at: t.created_at,
+                    revoked: t.revoked,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let name = req.into_inner().name;
+        let n = name.clone();
+        self.writer
+            .read(move |store| store.revoke_token(&n))
+            .await
+            .map_err(ServiceError::from)?
+            .map_err(ServiceError::from)?
+            .map_err(ServiceError::from)?;
+        self.tokens.revoke(&name);
+        let sessions_closed = self
+            .close_sessions(&name, format!("token `{name}` was revoked"))
+            .await?;
+        Ok(Response::new(pb::RevokeTokenResponse { sessions_closed }))
     }
 
     async fn run_schedule_now(

@@ -109,6 +109,7 @@ async fn serve(
 
     let grid = grpc::Grid {
         commands,
+        tokens: tokens.clone(),
         writer: writer.clone(),
         tracker: tracker.clone(),
         sessions: Arc::new(AtomicU64::new(0)),

@@ -144,11 +144,11 @@ async fn a_failing_store_loses_nothing_and_acknowledges_only_what_is_durable() {
     {
         let mut store = Store::open(&db).expect("open");
         store
-            .put_token("a1", &auth::hash_token(&agent_token), false)
-            .expect("token");
-        store
-            .put_token("ops", &auth::hash_token(&admin_token), true)
-            .expect("token");
+            .put_tokens(&[
+                ("a1".into(), auth::hash_token(&agent_token), false),
+                ("ops".into(), auth::hash_token(&admin_token), true),
+            ])
+            .expect("tokens");
     }
     let plan = Arc::new(Mutex::new(Plan::default()));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

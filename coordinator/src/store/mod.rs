@@ -7,13 +7,15 @@ mod merge;
 mod read;
 mod schedules;
 mod schema;
+mod tokens;
 mod write;
 mod writer;
 
 pub use history::HistoryRow;
 pub use merge::Merged;
-pub use read::{ResultRow, StoredSweep, SweepSummary, TokenInfo};
+pub use read::{ResultRow, StoredSweep, SweepSummary};
 pub use schedules::StoredSchedule;
+pub use tokens::{TokenCreated, TokenInfo, TokenRefused};
 pub use writer::{Faults, StoreWriter, Unstored};
 
 use duckdb::Connection;

@@ -418,14 +418,6 @@ pub struct StoredSweep {
     pub pinned_agent: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TokenInfo {
-    pub name: String,
-    pub admin: bool,
-    pub created_at: String,
-    pub revoked: bool,
-}
-
 impl Store {
     /// Sweeps still running, for the scheduler to resume.
     pub fn running_sweeps(&self) -> Result<Vec<StoredSweep>, StoreError> {
@@ -570,77 +562,5 @@ impl Store {
             Some(r) => Ok(Some(r.get(0).doing("reading a sweep id")?)),
             None => Ok(None),
         }
-    }
-
-    pub fn put_token(
-        &mut self,
-        name: &str,
-        token_hash: &str,
-        admin: bool,
-    ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, current_timestamp::TIMESTAMP, NULL)",
-                duckdb::params![name, token_hash, admin],
-            )
-            .doing("storing a token")?;
-        Ok(())
-    }
-
-    /// Stores many tokens in one transaction (lab provisioning, benchmarks).
-    pub fn put_tokens(&mut self, tokens: &[(String, String, bool)]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().doing("starting a token batch")?;
-        {
-            let mut stmt = tx
-                .prepare("INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, current_timestamp::TIMESTAMP, NULL)")
-                .doing("preparing a token insert")?;
-            for (name, hash, admin) in tokens {
-                stmt.execute(duckdb::params![name, hash, admin])
-                    .doing("storing a token")?;
-            }
-        }
-        tx.commit().doing("committing tokens")
-    }
-
-    /// Returns whether a live token of that name existed.
-    pub fn revoke_token(&mut self, name: &str) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE tokens SET revoked_at = current_timestamp::TIMESTAMP WHERE name = ? AND revoked_at IS NULL",
-                [name],
-            )
-            .doing("revoking a token")?;
-        Ok(n > 0)
-    }
-
-    pub fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, admin, strftime(created_at, '%Y-%m-%d %H:%M:%S'), revoked_at IS NOT NULL FROM tokens ORDER BY name")
-            .doing("preparing the tokens query")?;
-        stmt.query_map([], |r| {
-            Ok(TokenInfo {
-                name: r.get(0)?,
-                admin: r.get(1)?,
-                created_at: r.get(2)?,
-                revoked: r.get(3)?,
-            })
-        })
-        .doing("reading tokens")?
-        .collect::<Result<_, _>>()
-        .doing("reading tokens")
-    }
-
-    /// `(name, token_hash, admin)` of every live token.
-    pub fn live_token_hashes(&self) -> Result<Vec<(String, String, bool)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, token_hash, admin FROM tokens WHERE revoked_at IS NULL")
-            .doing("preparing the token hash query")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .doing("reading token hashes")?
-            .collect::<Result<_, _>>()
-            .doing("reading token hashes")
     }
 }
