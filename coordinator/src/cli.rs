@@ -337,6 +337,10 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub listen: String,
+    /// Serve plaintext on an address other machines can reach (tokens then cross the network
+    /// readable by anyone on it); without it such an address needs --tls-cert.
+    #[arg(long)]
+    pub insecure: bool,
     /// Serve TLS with this certificate chain (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -73,6 +73,11 @@ pub fn serve(db_path: Option<PathBuf>, args: &ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        if !addr.ip().is_loopback() && args.tls_cert.is_none() && !args.insecure {
+            bail!(
+                "{addr} is reachable from other machines and would carry tokens in plaintext: give --tls-cert and --tls-key, or --insecure to accept that"
+            );
+        }
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
@@ -89,7 +94,13 @@ pub fn serve(db_path: Option<PathBuf>, args: &ServeArgs) -> Result<ExitCode> {
             println!("listening {addr}");
             eprintln!(
                 "quantgrid coordinator on {addr} ({})",
-                if tls { "tls" } else { "plaintext" }
+                if tls {
+                    "tls"
+                } else if addr.ip().is_loopback() {
+                    "plaintext, this machine only"
+                } else {
+                    "plaintext: --insecure"
+                }
             );
         });
         service::run(config, listener, shutdown)

@@ -332,3 +332,167 @@ fn a_second_session_of_one_agent_replaces_the_first_and_says_so() {
         assert!(ended.message().contains("a newer session"), "{ended:?}");
     });
 }
+
+#[test]
+fn a_client_over_its_limits_is_refused_and_the_others_carry_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (noisy, quiet, ops) = (
+        token(&db, "noisy", false),
+        token(&db, "quiet", false),
+        token(&db, "ops", true),
+    );
+    let (_server, url) = serve(&db, "127.0.0.1:0");
+    rt().block_on(async {
+        let mut c = connect_agent(&url, &noisy)
+            .await
+            .max_encoding_message_size(64 << 20);
+        // a registration far past the message limit, and one with too many labels
+        let huge = pb::RegisterRequest {
+            slots: 1,
+            version: "x".repeat(2 << 20),
+            ..Default::default()
+        };
+        let e = c.register(huge).await.expect_err("too large");
+        assert!(
+            matches!(e.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
+            "{e:?}"
+        );
+        let labelled = pb::RegisterRequest {
+            slots: 1,
+            labels: (0..100).map(|i| (format!("k{i}"), "v".into())).collect(),
+            ..Default::default()
+        };
+        let e = c.register(labelled).await.expect_err("too many labels");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        // registering in a loop: refused after the burst
+        let mut refused = 0;
+        for _ in 0..20 {
+            let caps = quantgrid_matrix::fixtures::chromium_capabilities(1);
+            let r = quantgrid_proto::convert::register_request("noisy", "test", &caps);
+            if let Err(e) = c.register(r).await {
+                assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+                refused += 1;
+            }
+        }
+        assert!(refused >= 10, "{refused}");
+        // the quiet agent registers and is offered work meanwhile
+        let (_quiet_up, mut quiet_down) = fake_agent(&url, &quiet, "quiet", 1).await;
+        let mut a = admin(&url, &ops).await;
+        a.submit_sweep(pb::SubmitSweepRequest {
+            spec_yaml: "version: 1\nname: t\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("submit");
+        let offers = next_offers(&mut quiet_down, 1).await;
+        assert_eq!(offers.len(), 1);
+    });
+    // a session flooding heartbeats is closed; the quiet agent's session is not
+    rt().block_on(async {
+        let (_quiet_up, mut quiet_down) = fake_agent(&url, &quiet, "quiet", 1).await;
+        let ch = quantgrid_proto::client::connect(&url, &quantgrid_proto::client::Tls::default())
+            .await
+            .expect("connect");
+        let mut c = pb::agent_service_client::AgentServiceClient::with_interceptor(
+            ch,
+            quantgrid_proto::client::Bearer::new(&ops).expect("token"),
+        );
+        // the admin token cannot flood the agent service at all
+        assert_eq!(
+            c.register(pb::RegisterRequest::default())
+                .await
+                .expect_err("admin")
+                .code(),
+            tonic::Code::PermissionDenied
+        );
+        let flood = tokio_stream::iter((0..20_000).map(|_| pb::AgentMessage {
+            agent_id: String::new(),
+            kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
+                lease_ids: vec![],
+            })),
+        }));
+        let mut n = connect_agent(&url, &noisy).await;
+        let mut down = n.session(flood).await.expect("session").into_inner();
+        let ended = loop {
+            match down.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the flooding session ended without a status"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(ended.code(), tonic::Code::ResourceExhausted, "{ended:?}");
+        // the quiet agent's session still answers: a drain reaches it
+        let mut a = admin(&url, &ops).await;
+        a.drain_agent(pb::DrainRequest {
+            agent: "quiet".into(),
+            undrain: false,
+        })
+        .await
+        .expect("drain");
+        loop {
+            let m = quiet_down
+                .message()
+                .await
+                .expect("quiet session")
+                .expect("open");
+            if matches!(m.kind, Some(pb::coordinator_message::Kind::Drain(_))) {
+                break;
+            }
+        }
+    });
+}
+
+/// An agent-service client speaking with `token`.
+async fn connect_agent(
+    url: &str,
+    token: &str,
+) -> pb::agent_service_client::AgentServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        quantgrid_proto::client::Bearer,
+    >,
+> {
+    let ch = quantgrid_proto::client::connect(url, &quantgrid_proto::client::Tls::default())
+        .await
+        .expect("connect");
+    pb::agent_service_client::AgentServiceClient::with_interceptor(
+        ch,
+        quantgrid_proto::client::Bearer::new(token).expect("token"),
+    )
+}
+
+#[test]
+fn plaintext_beyond_loopback_needs_insecure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let db = db.to_str().expect("utf-8");
+    let out = quantgrid(&["serve", "--listen", "0.0.0.0:0", "--db-path", db]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--insecure") && err.contains("--tls-cert"),
+        "{err}"
+    );
+    let mut child = Command::new(bin("quantgrid"))
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--insecure",
+            "--db-path",
+            db,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("listening line");
+    drop(Proc(child));
+    assert!(line.starts_with("listening 0.0.0.0:"), "{line}");
+}

@@ -19,6 +19,8 @@ pub enum ServiceError {
     #[error("{0}")]
     Aborted(String),
     #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
@@ -34,6 +36,7 @@ impl From<ServiceError> for Status {
             ServiceError::AlreadyExists(m) => Status::already_exists(m),
             ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
             ServiceError::Aborted(m) => Status::aborted(m),
+            ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ServiceError::Unavailable(m) => Status::unavailable(m),
             ServiceError::Internal(m) => Status::internal(m),
         }

@@ -4,6 +4,7 @@
 use super::actor::{Command, SessionTx};
 use super::auth::{self, Identity, Tokens};
 use super::error::ServiceError;
+use super::limits;
 use crate::report::{MatrixOptions, matrix_markdown};
 use crate::store::StoreWriter;
 use quantgrid_matrix::agent::Capabilities;
@@ -23,6 +24,8 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct Grid {
     pub commands: mpsc::Sender<Command>,
     pub tokens: Tokens,
+    /// Registrations per agent name.
+    pub registrations: Arc<std::sync::Mutex<limits::Limiter>>,
     pub writer: StoreWriter,
     pub tracker: TaskTracker,
     pub sessions: Arc<AtomicU64>,
@@ -69,6 +72,21 @@ impl AgentService for Grid {
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let id = identity(&req)?;
         let body = req.into_inner();
+        limits::check_register(&body)?;
+        let allowed = self
+            .registrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(&id.name, super::actor::now_ms());
+        if !allowed {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "agent `{}` registers too often: at most {} at once, then one every {:.0} s",
+                id.name,
+                limits::REGISTRATIONS.burst,
+                1.0 / limits::REGISTRATIONS.per_second
+            ))
+            .into());
+        }
         if !body.name.is_empty() && body.name != id.name {
             return Err(ServiceError::PermissionDenied(format!(
                 "this token belongs to agent `{}`, not `{}`",
@@ -108,6 +126,7 @@ impl AgentService for Grid {
         .await?;
         let grid = self.clone();
         self.tracker.spawn(async move {
+            let mut rate = limits::Limiter::new(limits::SESSION_MESSAGES);
             loop {
                 // a session the coordinator closed (revoked, replaced) stops being read
                 let msg = tokio::select! {
@@ -117,6 +136,16 @@ impl AgentService for Grid {
                     },
                     _ = tx.closed() => break,
                 };
+                if !rate.allow("", super::actor::now_ms()) {
+                    let why = format!(
+                        "agent {agent} sends more than {} messages a second on its session: closed",
+                        limits::SESSION_MESSAGES.per_second
+                    );
+                    let _ = tx
+                        .send(Err(ServiceError::ResourceExhausted(why).into()))
+                        .await;
+                    break;
+                }
                 let cmd = match msg.kind {
                     Some(pb::agent_message::Kind::Heartbeat(h)) => Command::Heartbeat {
                         agent: agent.clone(),

@@ -5,6 +5,7 @@ mod actor;
 pub mod auth;
 pub mod error;
 mod grpc;
+pub mod limits;
 
 use crate::scheduler::SchedulerConfig;
 use crate::store::{Store, StoreError, StoreWriter};
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 #[derive(Debug, Clone)]
@@ -110,6 +112,9 @@ async fn serve(
     let grid = grpc::Grid {
         commands,
         tokens: tokens.clone(),
+        registrations: Arc::new(std::sync::Mutex::new(limits::Limiter::new(
+            limits::REGISTRATIONS,
+        ))),
         writer: writer.clone(),
         tracker: tracker.clone(),
         sessions: Arc::new(AtomicU64::new(0)),
@@ -121,6 +126,7 @@ async fn serve(
     config.ready.cancel();
 
     let mut builder = Server::builder()
+        .max_concurrent_streams(Some(limits::MAX_STREAMS_PER_CONNECTION))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if let Some(tls) = &config.tls {
@@ -133,12 +139,13 @@ async fn serve(
     }
     let served = builder
         .add_service(health_service)
-        .add_service(AgentServiceServer::with_interceptor(
-            grid.clone(),
+        .add_service(InterceptedService::new(
+            AgentServiceServer::new(grid.clone())
+                .max_decoding_message_size(limits::MAX_MESSAGE_BYTES),
             tokens.agent_interceptor(),
         ))
-        .add_service(AdminServiceServer::with_interceptor(
-            grid,
+        .add_service(InterceptedService::new(
+            AdminServiceServer::new(grid).max_decoding_message_size(limits::MAX_MESSAGE_BYTES),
             tokens.admin_interceptor(),
         ))
         .serve_with_incoming_shutdown(
