@@ -80,13 +80,18 @@ impl Plan {
         self.state_dir.join("token")
     }
 
-    /// The token file as the service's platform writes paths (a plan for Windows rendered
+    /// The agent's signing key, beside its token with the same permissions.
+    pub fn key_file(&self) -> PathBuf {
+        self.state_dir.join("agent.key")
+    }
+
+    /// A state file as the service's platform writes paths (a plan for Windows rendered
     /// elsewhere still says `\`).
-    fn token_path(&self) -> String {
+    fn state_path(&self, name: &str) -> String {
         let dir = self.state_dir.display().to_string();
         match self.os {
-            Os::Windows => format!("{}\\token", dir.trim_end_matches(['\\', '/'])),
-            _ => self.token_file().display().to_string(),
+            Os::Windows => format!("{}\\{name}", dir.trim_end_matches(['\\', '/'])),
+            _ => self.state_dir.join(name).display().to_string(),
         }
     }
 
@@ -105,7 +110,9 @@ impl Plan {
             "--coordinator".into(),
             self.coordinator.clone(),
             "--token-file".into(),
-            self.token_path(),
+            self.state_path("token"),
+            "--key-file".into(),
+            self.state_path("agent.key"),
         ];
         args.extend(self.run_args.iter().cloned());
         args
@@ -334,6 +341,8 @@ pub enum InstallError {
     Spawn(String, #[source] std::io::Error),
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    Key(String),
 }
 
 /// The places an install uses on this host, for `scope`: the state directory under the user's
@@ -397,6 +406,21 @@ pub fn host_plan(
         user,
         run_args,
     })
+}
+
+/// Where `run` keeps its key when not told: the user's configuration directory.
+pub fn default_key_file() -> Result<PathBuf, InstallError> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .or_else(|| std::env::var_os("APPDATA"))
+                .map(|h| PathBuf::from(h).join(".config"))
+        })
+        .ok_or_else(|| {
+            InstallError::Unsupported("no HOME to keep the agent key in: pass --key-file".into())
+        })?;
+    Ok(config.join("quantgrid").join("agent.key"))
 }
 
 /// Reads and checks an agent token from a file the contributor was given.
@@ -473,6 +497,13 @@ pub fn install(plan: &Plan, token: &str) -> Result<Steps, InstallError> {
         "token: {} (readable by {} only)",
         plan.token_file().display(),
         plan.user
+    ));
+    let key = quantgrid_proto::signing::load_or_create_key(&plan.key_file())
+        .map_err(|e| InstallError::Key(e.to_string()))?;
+    steps.push(format!(
+        "key: {} (ed25519 {}, signs every report; the coordinator pins it on first registration)",
+        plan.key_file().display(),
+        quantgrid_proto::signing::key_id(&key.verifying_key().to_bytes())
     ));
     let file = plan.service_file();
     std::fs::create_dir_all(&plan.service_dir)
@@ -626,7 +657,7 @@ pub fn uninstall(plan: &Plan, purge: bool) -> Result<Steps, InstallError> {
     remove(file)?;
     if purge {
         remove(plan.token_file())?;
-        remove(plan.state_dir.join("agent.key"))?;
+        remove(plan.key_file())?;
     }
     if plan.os == Os::Linux && systemd_running() {
         let mut args = if plan.scope == Scope::User {
@@ -673,6 +704,13 @@ pub fn status(plan: &Plan) -> Steps {
             )
         }
     });
+    if let Ok(key) = quantgrid_proto::signing::read_key(&plan.key_file()) {
+        lines.push(format!(
+            "key: {} (ed25519 {})",
+            plan.key_file().display(),
+            quantgrid_proto::signing::key_id(&key.verifying_key().to_bytes())
+        ));
+    }
     if plan.os == Os::Linux {
         lines.push(if systemd_running() {
             let mut args = if plan.scope == Scope::User {

@@ -65,6 +65,10 @@ enum Command {
         /// Wins over --token and QUANTGRID_TOKEN.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// The agent's ed25519 key, which signs every report (made, readable by this user only,
+        /// when absent); default ~/.config/quantgrid/agent.key.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
         /// Agent name; must match the token's name.
         #[arg(long)]
         name: Option<String>,
@@ -238,6 +242,7 @@ fn main() -> Result<()> {
             coordinator,
             token,
             token_file,
+            key_file,
             name,
             labels,
             slots,
@@ -353,7 +358,18 @@ fn main() -> Result<()> {
                     })
                 }
             };
+            let key_file = match key_file {
+                Some(f) => f,
+                None => install::default_key_file()?,
+            };
+            let key = quantgrid_proto::signing::load_or_create_key(&key_file)?;
+            tracing::info!(
+                key = %quantgrid_proto::signing::key_id(&key.verifying_key().to_bytes()),
+                file = %key_file.display(),
+                "signing reports"
+            );
             let config = AgentConfig {
+                key,
                 coordinator,
                 token,
                 name: name.or(raw.name).unwrap_or_default(),

@@ -10,6 +10,7 @@ use crate::executor::{Executor, Job, abandoned};
 use quantgrid_matrix::{Cell, CellResult};
 use quantgrid_proto::client::{self, Bearer, ConnectError, Tls};
 use quantgrid_proto::pb::{self, agent_service_client::AgentServiceClient};
+use quantgrid_proto::signing::{self, SigningKey};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub struct AgentConfig {
     pub name: String,
     pub tls: Tls,
     pub max_backoff: Duration,
+    /// Signs every report; its public half is registered (and pinned by the coordinator).
+    pub key: SigningKey,
 }
 
 #[derive(Debug, Clone)]
@@ -146,11 +149,12 @@ impl Agent {
         let mut client =
             AgentServiceClient::with_interceptor(channel, Bearer::new(&self.config.token)?);
         let caps = self.executor.capabilities();
-        let reg = quantgrid_proto::convert::register_request(
+        let mut reg = quantgrid_proto::convert::register_request(
             &self.config.name,
             env!("CARGO_PKG_VERSION"),
             &caps,
         );
+        reg.public_key = self.config.key.verifying_key().to_bytes().to_vec();
         let registered = match client.register(reg).await {
             Ok(r) => r.into_inner(),
             Err(s) if refused(&s) => return Err(AgentError::Refused(s.message().to_string())),
@@ -178,10 +182,7 @@ impl Agent {
             })))
             .await;
         for (lease, result) in &self.outbox {
-            let report = pb::Report {
-                lease_id: lease.clone(),
-                result: Some(result.into()),
-            };
+            let report = signing::report(&self.config.key, lease, result.into());
             let _ = up.send(msg(pb::agent_message::Kind::Report(report))).await;
         }
         let mut heartbeat = tokio::time::interval(Duration::from_millis(u64::from(
@@ -207,7 +208,7 @@ impl Agent {
                 },
                 Some((lease, result)) = self.done_rx.recv() => {
                     if self.running.remove(&lease).is_some() {
-                        let report = pb::Report { lease_id: lease.clone(), result: Some((&result).into()) };
+                        let report = signing::report(&self.config.key, &lease, (&result).into());
                         self.outbox.insert(lease, result);
                         let _ = up.send(msg(pb::agent_message::Kind::Report(report))).await;
                     }
@@ -264,10 +265,8 @@ impl Agent {
                 if self.shutdown.graceful.is_cancelled() || self.shutdown.abandon.is_cancelled() {
                     // leaving: hand it straight back so the coordinator requeues it
                     let result = abandoned(&cell, "not started: the agent is shutting down");
-                    let report = pb::Report {
-                        lease_id: offer.lease_id.clone(),
-                        result: Some((&result).into()),
-                    };
+                    let report =
+                        signing::report(&self.config.key, &offer.lease_id, (&result).into());
                     self.outbox.insert(offer.lease_id, result);
                     let _ = up.send(msg(pb::agent_message::Kind::Report(report))).await;
                     return;

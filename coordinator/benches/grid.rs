@@ -189,6 +189,7 @@ async fn agent(
         let report = pb::Report {
             lease_id: o.lease_id,
             result: Some((&result).into()),
+            signature: Vec::new(),
         };
         freed = Some(Instant::now());
         if up

@@ -242,6 +242,7 @@ fn night_records(
                 },
                 accepted: true,
                 recorded_at_us: at + (i * REPLICATES + k) as i64,
+                signed: None,
             }));
         }
     }
@@ -297,6 +298,7 @@ fn year() -> Result<(), Box<dyn std::error::Error>> {
             &MatrixOptions {
                 sweep: None,
                 include_simulated: false,
+                trusted_only: false,
                 accuracy_tolerance: None,
             },
         )?;

@@ -64,6 +64,7 @@ fn result(cells: &[Cell], envs: &[Environment], i: usize) -> Record {
         },
         accepted: true,
         recorded_at_us: i as i64,
+        signed: None,
     })
 }
 
@@ -155,6 +156,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &MatrixOptions {
             sweep: None,
             include_simulated: false,
+            trusted_only: false,
             accuracy_tolerance: None,
         },
     )?;

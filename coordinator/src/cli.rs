@@ -144,8 +144,15 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// List the agents a coordinator knows.
+    /// List the agents a coordinator knows, with their pinned keys; `trust NAME` pins the key
+    /// an agent was refused with, `forget NAME` unpins its key (its next registration pins
+    /// the key it presents).
     Agents {
+        #[arg(value_enum)]
+        action: Option<AgentsAction>,
+        /// The agent to trust or forget.
+        #[arg(required_if_eq_any = [("action", "trust"), ("action", "forget")])]
+        name: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -168,6 +175,12 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentsAction {
+    Trust,
+    Forget,
 }
 
 #[derive(Debug, Subcommand)]
@@ -368,6 +381,10 @@ pub struct MatrixArgs {
     /// Show results of the simulated load-test executor (marked 🧪).
     #[arg(long)]
     pub include_simulated: bool,
+    /// Only results signed by an agent key pinned here (unsigned ones, and those of keys that
+    /// came with a merged file and were not trusted, leave their cells empty).
+    #[arg(long)]
+    pub trusted_only: bool,
     /// Relative error against fp32 that still counts as accurate (default: the sweep's).
     #[arg(long)]
     pub accuracy_tolerance: Option<f64>,

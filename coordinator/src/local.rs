@@ -66,6 +66,7 @@ pub fn run(job: LocalRun<'_>) -> Result<ExitCode> {
             &MatrixOptions {
                 sweep: Some(&sweep_id),
                 include_simulated: false,
+                trusted_only: false,
                 accuracy_tolerance: None,
             },
         )?;

@@ -84,6 +84,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             &MatrixArgs {
                 sweep: None,
                 include_simulated: false,
+                trusted_only: false,
                 accuracy_tolerance: None,
             },
         ),
@@ -151,7 +152,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Agents { remote }) => remote::agents(&remote),
+        Some(Command::Agents {
+            action: None,
+            remote,
+            ..
+        }) => remote::agents(&remote),
+        Some(Command::Agents {
+            action: Some(action),
+            name,
+            remote,
+        }) => remote::agent_key(action, name.as_deref().unwrap_or_default(), &remote),
         Some(Command::Schedule { action }) => remote::schedule(action),
         Some(Command::Cancel { sweep, remote }) => remote::cancel(&sweep, &remote),
         Some(Command::Drain {
@@ -268,6 +278,7 @@ fn matrix(db_path: Option<&Path>, output: Option<&Path>, args: &MatrixArgs) -> R
         &MatrixOptions {
             sweep: args.sweep.as_deref(),
             include_simulated: args.include_simulated,
+            trusted_only: args.trusted_only,
             accuracy_tolerance: args.accuracy_tolerance,
         },
     )?;

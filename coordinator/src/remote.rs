@@ -1,6 +1,6 @@
 //! The commands that talk to a running coordinator (`serve` runs one).
 
-use crate::cli::{Remote, ScheduleAction, ServeArgs, TokenAction};
+use crate::cli::{AgentsAction, Remote, ScheduleAction, ServeArgs, TokenAction};
 use anyhow::{Context, Result, bail};
 use quantgrid_coordinator::scheduler::SchedulerConfig;
 use quantgrid_coordinator::service::{self, ServeConfig, TlsFiles};
@@ -293,12 +293,17 @@ pub fn agents(remote: &Remote) -> Result<ExitCode> {
             .map_err(status_error)?
             .into_inner();
         println!(
-            "{:<24} {:<10} {:<9} {:>5}",
-            "agent", "connected", "draining", "busy"
+            "{:<24} {:<10} {:<9} {:>5} {:<16} os",
+            "agent", "connected", "draining", "busy", "key"
         );
         for a in list.agents {
+            let key = if a.key_id.is_empty() {
+                "unsigned"
+            } else {
+                a.key_id.as_str()
+            };
             println!(
-                "{:<24} {:<10} {:<9} {:>2}/{} {}",
+                "{:<24} {:<10} {:<9} {:>2}/{} {key:<16} {}",
                 a.name, a.connected, a.draining, a.busy_slots, a.slots, a.os
             );
             // each browser build as the agent probed it from inside
@@ -318,6 +323,33 @@ pub fn agents(remote: &Remote) -> Result<ExitCode> {
                 };
                 println!("  {} {}: {webgpu}; {webnn}", b.browser, b.version);
             }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `quantgrid agents trust|forget NAME`.
+pub fn agent_key(action: AgentsAction, agent: &str, remote: &Remote) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let mut admin = admin(remote).await?;
+        let req = pb::AgentKeyRequest {
+            agent: agent.to_string(),
+        };
+        let r = match action {
+            AgentsAction::Trust => admin.trust_agent(req).await,
+            AgentsAction::Forget => admin.forget_agent(req).await,
+        }
+        .map_err(status_error)?
+        .into_inner();
+        match action {
+            AgentsAction::Trust => eprintln!(
+                "agent `{agent}`: key {} pinned; {} live session(s) closed",
+                r.key_id, r.sessions_closed
+            ),
+            AgentsAction::Forget => eprintln!(
+                "agent `{agent}`: key {} unpinned (its next registration pins the key it presents); {} live session(s) closed",
+                r.key_id, r.sessions_closed
+            ),
         }
         Ok(ExitCode::SUCCESS)
     })

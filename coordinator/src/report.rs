@@ -11,6 +11,8 @@ use quantgrid_matrix::spec;
 pub struct MatrixOptions<'a> {
     pub sweep: Option<&'a str>,
     pub include_simulated: bool,
+    /// Only results signed by a key pinned here (`--trusted-only`).
+    pub trusted_only: bool,
     /// Overrides the largest relative error counted as accurate; `None`: the thresholds the
     /// sweeps were submitted with (the strictest across sweeps, metric by metric).
     pub accuracy_tolerance: Option<f64>,
@@ -18,7 +20,8 @@ pub struct MatrixOptions<'a> {
 
 /// The compatibility matrix of `store`, as Markdown.
 pub fn matrix_markdown(store: &Store, opts: &MatrixOptions<'_>) -> Result<String, StoreError> {
-    let entries = store.matrix_entries(opts.sweep, opts.include_simulated)?;
+    let entries =
+        store.matrix_entries_from(opts.sweep, opts.include_simulated, opts.trusted_only)?;
     let chosen = store.sweep_thresholds(opts.sweep)?;
     let mut accuracy = chosen
         .iter()

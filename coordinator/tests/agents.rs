@@ -496,3 +496,267 @@ fn plaintext_beyond_loopback_needs_insecure() {
     drop(Proc(child));
     assert!(line.starts_with("listening 0.0.0.0:"), "{line}");
 }
+
+/// A hand-written agent that registers with `key` (None: without one). `Err`: the refusal.
+async fn keyed_agent(
+    url: &str,
+    token: &str,
+    name: &str,
+    key: Option<&quantgrid_proto::signing::SigningKey>,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<pb::AgentMessage>,
+        tonic::Streaming<pb::CoordinatorMessage>,
+    ),
+    tonic::Status,
+> {
+    let mut c = connect_agent(url, token).await;
+    let caps = quantgrid_matrix::fixtures::chromium_capabilities(1);
+    let mut reg = quantgrid_proto::convert::register_request(name, "test", &caps);
+    reg.public_key = key
+        .map(|k| k.verifying_key().to_bytes().to_vec())
+        .unwrap_or_default();
+    c.register(reg).await?;
+    let (up, rx) = tokio::sync::mpsc::channel(16);
+    let down = c
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((up, down))
+}
+
+async fn send_report(up: &tokio::sync::mpsc::Sender<pb::AgentMessage>, report: pb::Report) {
+    up.send(pb::AgentMessage {
+        agent_id: String::new(),
+        kind: Some(pb::agent_message::Kind::Report(report)),
+    })
+    .await
+    .expect("send");
+}
+
+async fn session_end(down: &mut tonic::Streaming<pb::CoordinatorMessage>) -> tonic::Status {
+    loop {
+        match down.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the session ended without a status"),
+            Err(status) => break status,
+        }
+    }
+}
+
+async fn acked(down: &mut tonic::Streaming<pb::CoordinatorMessage>, lease: &str) {
+    loop {
+        let m = down.message().await.expect("message").expect("open");
+        if matches!(&m.kind, Some(pb::coordinator_message::Kind::Ack(a)) if a.lease_id == lease) {
+            return;
+        }
+    }
+}
+
+const ONE_CELL: &str = "version: 1\nname: signed\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\nretries: 3\n";
+
+fn matrix(db: &Path, trusted_only: bool) -> String {
+    let mut args = vec!["matrix", "--db-path", db.to_str().expect("utf-8")];
+    if trusted_only {
+        args.push("--trusted-only");
+    }
+    let out = quantgrid(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn reports_must_be_signed_by_the_pinned_key_and_an_admin_can_trust_a_new_one() {
+    use quantgrid_proto::signing::{self, SigningKey};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (lab, ops) = (token(&db, "lab-1", false), token(&db, "ops", true));
+    let (first, second) = (
+        SigningKey::from_bytes(&[1; 32]),
+        SigningKey::from_bytes(&[2; 32]),
+    );
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    rt().block_on(async {
+        // the first key is pinned; the agents list shows it
+        let (up, mut down) = keyed_agent(&url, &lab, "lab-1", Some(&first))
+            .await
+            .expect("pinned");
+        let listed = quantgrid(&["agents", "--coordinator", &url, "--token", &ops]);
+        let first_id = signing::key_id(&first.verifying_key().to_bytes());
+        assert!(String::from_utf8_lossy(&listed.stdout).contains(&first_id));
+        let mut a = admin(&url, &ops).await;
+        a.submit_sweep(pb::SubmitSweepRequest {
+            spec_yaml: ONE_CELL.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("submit");
+        // signed by another key: refused, the session closed
+        let offer = next_offers(&mut down, 1).await.remove(0);
+        send_report(
+            &up,
+            signing::report(&second, &offer.lease_id, measured_pass(&offer)),
+        )
+        .await;
+        let refused = session_end(&mut down).await;
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        assert!(refused.message().contains("does not match"), "{refused:?}");
+        // unsigned from an agent with a pinned key: refused too
+        let (up, mut down) = keyed_agent(&url, &lab, "lab-1", Some(&first))
+            .await
+            .expect("again");
+        let offer = next_offers(&mut down, 1).await.remove(0);
+        let mut unsigned = signing::report(&first, &offer.lease_id, measured_pass(&offer));
+        unsigned.signature.clear();
+        send_report(&up, unsigned).await;
+        assert_eq!(
+            session_end(&mut down).await.code(),
+            tonic::Code::PermissionDenied
+        );
+        // registering without a key, or with another, is refused
+        let e = keyed_agent(&url, &lab, "lab-1", None)
+            .await
+            .expect_err("no key");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        let e = keyed_agent(&url, &lab, "lab-1", Some(&second))
+            .await
+            .expect_err("other key");
+        assert!(e.message().contains("agents trust lab-1"), "{e:?}");
+    });
+    // an admin trusts the new key; its signed report is accepted and stored with it
+    let trusted = quantgrid(&[
+        "agents",
+        "trust",
+        "lab-1",
+        "--coordinator",
+        &url,
+        "--token",
+        &ops,
+    ]);
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    rt().block_on(async {
+        let (up, mut down) = keyed_agent(&url, &lab, "lab-1", Some(&second))
+            .await
+            .expect("trusted");
+        let offer = next_offers(&mut down, 1).await.remove(0);
+        send_report(
+            &up,
+            signing::report(&second, &offer.lease_id, measured_pass(&offer)),
+        )
+        .await;
+        acked(&mut down, &offer.lease_id).await;
+    });
+    drop(server);
+    assert!(matrix(&db, false).contains("✅"));
+    assert!(matrix(&db, true).contains("✅"), "signed by the pinned key");
+    // forgotten: the same results are no longer from a pinned key
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    let forgot = quantgrid(&[
+        "agents",
+        "forget",
+        "lab-1",
+        "--coordinator",
+        &url,
+        "--token",
+        &ops,
+    ]);
+    assert!(
+        forgot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forgot.stderr)
+    );
+    drop(server);
+    assert!(!matrix(&db, true).contains("✅"));
+}
+
+#[test]
+fn a_merged_file_is_verified_and_its_keys_are_not_trusted_here() {
+    use quantgrid_proto::signing::{self, SigningKey};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let theirs = dir.path().join("laptop.duckdb");
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let (lab, ops) = (token(&theirs, "laptop", false), token(&theirs, "ops", true));
+    {
+        let (_server, url) = serve(&theirs, "127.0.0.1:0");
+        rt().block_on(async {
+            let (up, mut down) = keyed_agent(&url, &lab, "laptop", Some(&key))
+                .await
+                .expect("agent");
+            admin(&url, &ops)
+                .await
+                .submit_sweep(pb::SubmitSweepRequest {
+                    spec_yaml: ONE_CELL.into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("submit");
+            let offer = next_offers(&mut down, 1).await.remove(0);
+            send_report(
+                &up,
+                signing::report(&key, &offer.lease_id, measured_pass(&offer)),
+            )
+            .await;
+            acked(&mut down, &offer.lease_id).await;
+        });
+    }
+    let ours = dir.path().join("lab.duckdb");
+    token(&ours, "ops", true);
+    let merge = |from: &Path, into: &Path| {
+        quantgrid(&[
+            "merge",
+            from.to_str().expect("utf-8"),
+            "--db-path",
+            into.to_str().expect("utf-8"),
+        ])
+    };
+    let merged = merge(&theirs, &ours);
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    assert!(matrix(&ours, false).contains("✅"));
+    assert!(
+        !matrix(&ours, true).contains("✅"),
+        "a key that came with a merge is not trusted here"
+    );
+
+    // a result changed after it was signed: the merge is refused and nothing is merged
+    let tampered = dir.path().join("tampered.duckdb");
+    std::fs::copy(&theirs, &tampered).expect("copy");
+    // the coordinator was killed: what it wrote may still be in its write-ahead log
+    let wal = |p: &Path| p.with_extension("duckdb.wal");
+    if wal(&theirs).exists() {
+        std::fs::copy(wal(&theirs), wal(&tampered)).expect("copy the log");
+    }
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import sys, duckdb; c = duckdb.connect(sys.argv[1]); c.execute('UPDATE results SET samples_ms = [1.0, 1.0, 1.0]'); c.close()",
+        ])
+        .arg(&tampered)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh = dir.path().join("fresh.duckdb");
+    token(&fresh, "ops", true);
+    let refused = merge(&tampered, &fresh);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("not the result its agent signed"), "{err}");
+    assert!(!matrix(&fresh, false).contains("bert"), "nothing merged");
+    // the untouched file still merges
+    assert!(merge(&theirs, &fresh).status.success());
+}

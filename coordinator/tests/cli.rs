@@ -142,6 +142,7 @@ fn stored_result(store_path: &Path) {
             },
             accepted: true,
             recorded_at_us: 1,
+            signed: None,
         })])
         .expect("write");
 }

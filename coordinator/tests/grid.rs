@@ -214,7 +214,7 @@ fn a_repeated_report_is_stored_once() {
             simulated: true,
         };
         for _ in 0..2 {
-            let report = pb::Report { lease_id: offer.lease_id.clone(), result: Some(result.clone()) };
+            let report = pb::Report { lease_id: offer.lease_id.clone(), result: Some(result.clone()), signature: Vec::new() };
             up.send(pb::AgentMessage { agent_id: "fake".into(), kind: Some(pb::agent_message::Kind::Report(report)) })
                 .await
                 .expect("send");
@@ -410,6 +410,7 @@ fn a_simulated_agent_never_makes_a_real_sweep_pass() {
         &quantgrid_coordinator::report::MatrixOptions {
             sweep: Some(&id),
             include_simulated: false,
+            trusted_only: false,
             accuracy_tolerance: None,
         },
     )
@@ -978,7 +979,7 @@ fn invalid_reports_are_stored_as_rejected_errors_and_retried_elsewhere() {
         for (offer, lie) in offers.iter().zip(lies) {
             let mut result = measured_pass(offer);
             lie(result.measurement.as_mut().expect("measured"));
-            let report = pb::Report { lease_id: offer.lease_id.clone(), result: Some(result) };
+            let report = pb::Report { lease_id: offer.lease_id.clone(), result: Some(result), signature: Vec::new() };
             up.send(pb::AgentMessage { agent_id: "liar".into(), kind: Some(pb::agent_message::Kind::Report(report)) })
                 .await
                 .expect("send");
@@ -986,7 +987,7 @@ fn invalid_reports_are_stored_as_rejected_errors_and_retried_elsewhere() {
         // every cell is retried, on the other agent
         for offer in next_offers(&mut honest_down, 4).await {
             assert!(offer.lease_id.ends_with(".2"), "a second attempt: {}", offer.lease_id);
-            let report = pb::Report { lease_id: offer.lease_id.clone(), result: Some(measured_pass(&offer)) };
+            let report = pb::Report { lease_id: offer.lease_id.clone(), result: Some(measured_pass(&offer)), signature: Vec::new() };
             honest_up
                 .send(pb::AgentMessage { agent_id: "honest".into(), kind: Some(pb::agent_message::Kind::Report(report)) })
                 .await

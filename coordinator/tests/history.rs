@@ -101,6 +101,7 @@ fn night(store: &mut Store, sweep: &str, night: u32, outcome: &dyn Fn(&Cell) -> 
             result: outcome(c),
             accepted: true,
             recorded_at_us: at + i as i64 + 1,
+            signed: None,
         }));
     }
     store.write(&batch).expect("write a night");

@@ -55,6 +55,7 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
                     },
                     accepted: true,
                     recorded_at_us: 1,
+                    signed: None,
                 }),
             ])
             .expect("write");

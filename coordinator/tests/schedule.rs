@@ -198,6 +198,7 @@ async fn answer(
         kind: Some(pb::agent_message::Kind::Report(pb::Report {
             lease_id: offer.lease_id.clone(),
             result: Some(result),
+            signature: Vec::new(),
         })),
     })
     .await

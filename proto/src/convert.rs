@@ -376,6 +376,8 @@ pub fn register_request(name: &str, version: &str, caps: &Capabilities) -> pb::R
         labels: caps.labels.clone().into_iter().collect(),
         slots: caps.slots,
         simulated: caps.simulated,
+        // set by the agent from its key; empty: an unsigned agent
+        public_key: Vec::new(),
     }
 }
 

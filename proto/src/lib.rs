@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod signing;
 
 /// Generated messages and services.
 #[allow(missing_debug_implementations, clippy::all, clippy::unwrap_used)]

@@ -74,6 +74,8 @@ pub enum Command {
         session: u64,
         lease: String,
         result: CellResult,
+        /// The agent's signature, verified against its pinned key (None: unsigned agent).
+        signed: Option<Box<crate::store::Signed>>,
     },
     Submit {
         spec: MatrixSpec,
@@ -203,6 +205,8 @@ pub struct Coordinator {
     scheduler: Scheduler,
     writer: StoreWriter,
     sessions: HashMap<String, (u64, SessionTx)>,
+    /// Verified signatures of reports on their way to the store, by lease.
+    signed: HashMap<String, crate::store::Signed>,
     registered: HashMap<String, Capabilities>,
     watchers: HashMap<String, watch::Sender<pb::SweepProgress>>,
     requests: HashMap<String, String>,
@@ -317,6 +321,7 @@ impl Coordinator {
             scheduler,
             writer,
             sessions: HashMap::new(),
+            signed: HashMap::new(),
             registered: HashMap::new(),
             watchers,
             requests,
@@ -639,8 +644,12 @@ impl Coordinator {
                 agent,
                 lease,
                 result,
+                signed,
                 ..
             } => {
+                if let Some(signed) = signed {
+                    self.signed.insert(lease.clone(), *signed);
+                }
                 if let Some(error) = &self.durability.failing {
                     // not stored, not acked: the agent keeps it and resends it when told
                     tracing::warn!(agent, lease, error = %error, "report refused while the results store is failing");
@@ -863,6 +872,8 @@ impl Coordinator {
                             .unwrap_or_default()
                             .to_string(),
                         browsers: a.caps.browsers.iter().map(Into::into).collect(),
+                        // the gRPC layer, which holds the pinned keys, fills it in
+                        key_id: String::new(),
                     })
                     .collect();
                 let _ = reply.send(list);
@@ -941,12 +952,18 @@ impl Coordinator {
                     result,
                     accepted,
                 } => {
+                    // the agent's signature goes with the result it signed, never with one the
+                    // coordinator made in its place (a rejection, a timeout)
+                    let signed = self.signed.remove(&lease_id).filter(|s| {
+                        s.payload == quantgrid_proto::signing::payload(&(&result).into())
+                    });
                     records.push(Record::Result(ResultRecord {
                         attempt_id: lease_id,
                         sweep_id: sweep,
                         result,
                         accepted,
                         recorded_at_us: (now * 1000) as i64,
+                        signed,
                     }));
                 }
                 Action::Progress { sweep, progress } => {
@@ -978,6 +995,7 @@ impl Coordinator {
                     lease_id,
                     why,
                 } => {
+                    self.signed.remove(&lease_id);
                     tracing::info!(agent, lease_id, why, "report not stored");
                 }
                 Action::Rejected {

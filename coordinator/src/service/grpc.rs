@@ -4,14 +4,17 @@
 use super::actor::{Command, SessionTx};
 use super::auth::{self, Identity, Tokens};
 use super::error::ServiceError;
+use super::keys::{self, KeyCheck, PinnedKeys};
 use super::limits;
 use crate::report::{MatrixOptions, matrix_markdown};
+use crate::store::Signed;
 use crate::store::StoreWriter;
 use quantgrid_matrix::agent::Capabilities;
 use quantgrid_matrix::{CellResult, spec};
 use quantgrid_proto::pb::{
     self, admin_service_server::AdminService, agent_service_server::AgentService,
 };
+use quantgrid_proto::signing;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +27,7 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct Grid {
     pub commands: mpsc::Sender<Command>,
     pub tokens: Tokens,
+    pub keys: PinnedKeys,
     /// Registrations per agent name.
     pub registrations: Arc<std::sync::Mutex<limits::Limiter>>,
     pub writer: StoreWriter,
@@ -45,6 +49,65 @@ impl Grid {
         self.commands.send(cmd).await.map_err(|_| {
             ServiceError::Unavailable("the coordinator is shutting down".into()).into()
         })
+    }
+
+    /// A report of an agent with a pinned key must be signed by that key (checked against the
+    /// re-encoded result); the signature is kept with the result. An agent without a pinned
+    /// key reports unsigned.
+    fn verify_report(
+        &self,
+        agent: &str,
+        r: &pb::Report,
+    ) -> Result<Option<Box<Signed>>, ServiceError> {
+        let Some(public) = self.keys.get(agent) else {
+            return Ok(None);
+        };
+        let payload = r.result.as_ref().map(signing::payload).unwrap_or_default();
+        signing::verify(&public, &r.lease_id, &payload, &r.signature).map_err(|e| {
+            tracing::warn!(agent, lease = r.lease_id, error = %e, "report refused");
+            ServiceError::PermissionDenied(format!(
+                "report on lease {} refused: {e} (agent `{agent}`'s pinned key is {})",
+                r.lease_id,
+                signing::key_id(&public)
+            ))
+        })?;
+        Ok(Some(Box::new(Signed {
+            key_id: signing::key_id(&public),
+            signature: r.signature.clone(),
+            payload,
+        })))
+    }
+
+    /// Pins an agent's first key, passes the pinned one, refuses any other (recording it for
+    /// `agents trust`) and none once one is pinned.
+    async fn check_key(&self, agent: &str, offered: &[u8]) -> Result<(), Status> {
+        let pinned = self.keys.get(agent);
+        match keys::check(agent, pinned.as_deref(), offered) {
+            KeyCheck::Match | KeyCheck::Unsigned => Ok(()),
+            KeyCheck::Pin => {
+                let (a, k) = (agent.to_string(), offered.to_vec());
+                self.writer
+                    .read(move |store| store.pin_key(&a, &signing::key_id(&k), &k))
+                    .await
+                    .map_err(ServiceError::from)?
+                    .map_err(ServiceError::from)?;
+                self.keys.set(agent, offered.to_vec());
+                tracing::info!(agent, key = %signing::key_id(offered), "pinned the agent's key");
+                Ok(())
+            }
+            KeyCheck::Refuse { why, offered: seen } => {
+                if seen {
+                    let (a, k) = (agent.to_string(), offered.to_vec());
+                    self.writer
+                        .read(move |store| store.offer_key(&a, &signing::key_id(&k), &k))
+                        .await
+                        .map_err(ServiceError::from)?
+                        .map_err(ServiceError::from)?;
+                }
+                tracing::warn!(agent, why, "registration refused");
+                Err(ServiceError::PermissionDenied(why).into())
+            }
+        }
     }
 
     async fn close_sessions(&self, agent: &str, why: String) -> Result<u32, Status> {
@@ -95,6 +158,7 @@ impl AgentService for Grid {
             .into());
         }
         let caps = Capabilities::try_from(&body).map_err(ServiceError::from)?;
+        self.check_key(&id.name, &body.public_key).await?;
         self.send(Command::Register {
             agent: id.name.clone(),
             caps,
@@ -158,10 +222,18 @@ impl AgentService for Grid {
                             .as_ref()
                             .ok_or(quantgrid_proto::ConvertError::Missing("result"))
                             .and_then(CellResult::try_from);
+                        let signed = match grid.verify_report(&agent, &r) {
+                            Ok(signed) => signed,
+                            Err(e) => {
+                                let _ = tx.send(Err(e.into())).await;
+                                break;
+                            }
+                        };
                         match parsed {
                             Ok(result) => Command::Report {
                                 agent: agent.clone(),
                                 session,
+                                signed,
                                 lease: r.lease_id,
                                 result,
                             },
@@ -259,7 +331,14 @@ impl AdminService for Grid {
         &self,
         _: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        let agents = self.ask(|reply| Command::Agents { reply }).await?;
+        let mut agents = self.ask(|reply| Command::Agents { reply }).await?;
+        for a in &mut agents {
+            a.key_id = self
+                .keys
+                .get(&a.name)
+                .map(|k| signing::key_id(&k))
+                .unwrap_or_default();
+        }
         Ok(Response::new(pb::ListAgentsResponse { agents }))
     }
 
@@ -288,6 +367,7 @@ impl AdminService for Grid {
                 let opts = MatrixOptions {
                     sweep: (!sweep.is_empty()).then_some(sweep.as_str()),
                     include_simulated: false,
+                    trusted_only: false,
                     accuracy_tolerance: None,
                 };
                 matrix_markdown(store, &opts)
@@ -442,6 +522,56 @@ impl AdminService for Grid {
             .close_sessions(&name, format!("token `{name}` was revoked"))
             .await?;
         Ok(Response::new(pb::RevokeTokenResponse { sessions_closed }))
+    }
+
+    async fn trust_agent(
+        &self,
+        req: Request<pb::AgentKeyRequest>,
+    ) -> Result<Response<pb::AgentKeyResponse>, Status> {
+        let agent = req.into_inner().agent;
+        let a = agent.clone();
+        let key = self
+            .writer
+            .read(move |store| store.trust_agent(&a))
+            .await
+            .map_err(ServiceError::from)?
+            .map_err(ServiceError::from)?
+            .map_err(|e| ServiceError::NotFound(e.to_string()))?;
+        self.keys.set(&agent, key.public_key.clone());
+        let sessions_closed = self
+            .close_sessions(&agent, format!("agent `{agent}`'s pinned key changed"))
+            .await?;
+        Ok(Response::new(pb::AgentKeyResponse {
+            key_id: key.key_id,
+            sessions_closed,
+        }))
+    }
+
+    async fn forget_agent(
+        &self,
+        req: Request<pb::AgentKeyRequest>,
+    ) -> Result<Response<pb::AgentKeyResponse>, Status> {
+        let agent = req.into_inner().agent;
+        let key_id = self
+            .keys
+            .get(&agent)
+            .map(|k| signing::key_id(&k))
+            .unwrap_or_default();
+        let a = agent.clone();
+        self.writer
+            .read(move |store| store.forget_agent(&a))
+            .await
+            .map_err(ServiceError::from)?
+            .map_err(ServiceError::from)?
+            .map_err(|e| ServiceError::NotFound(e.to_string()))?;
+        self.keys.remove(&agent);
+        let sessions_closed = self
+            .close_sessions(&agent, format!("agent `{agent}`'s key was unpinned"))
+            .await?;
+        Ok(Response::new(pb::AgentKeyResponse {
+            key_id,
+            sessions_closed,
+        }))
     }
 
     async fn run_schedule_now(

@@ -5,6 +5,7 @@ mod actor;
 pub mod auth;
 pub mod error;
 mod grpc;
+pub mod keys;
 pub mod limits;
 
 use crate::scheduler::SchedulerConfig;
@@ -89,6 +90,7 @@ async fn serve(
         .map_err(|_| StoreError::WriterGone)??;
     store.limit_threads(1)?;
     let tokens = auth::Tokens::new(store.live_token_hashes()?);
+    let pinned = keys::PinnedKeys::new(store.pinned_keys()?);
     let running = store.running_sweeps()?;
     let stored_schedules = store.schedules()?;
     let (scheduler, progress, requests) =
@@ -112,6 +114,7 @@ async fn serve(
     let grid = grpc::Grid {
         commands,
         tokens: tokens.clone(),
+        keys: pinned,
         registrations: Arc::new(std::sync::Mutex::new(limits::Limiter::new(
             limits::REGISTRATIONS,
         ))),

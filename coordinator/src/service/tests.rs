@@ -98,6 +98,7 @@ impl Session {
         let report = pb::Report {
             lease_id: lease.to_string(),
             result: Some(pass(cell)),
+            signature: Vec::new(),
         };
         self.up
             .send(pb::AgentMessage {

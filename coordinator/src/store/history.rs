@@ -74,7 +74,7 @@ fn row_cell(row: &Row<'_>) -> Result<Cell, StoreError> {
         .map_err(StoreError::Corrupt)
 }
 
-fn samples(v: Value) -> Vec<f64> {
+pub(super) fn samples(v: Value) -> Vec<f64> {
     match v {
         Value::List(items) => items
             .into_iter()

@@ -3,6 +3,7 @@
 //! `quantgrid results`.
 
 mod history;
+mod keys;
 mod merge;
 mod read;
 mod schedules;
@@ -12,6 +13,7 @@ mod write;
 mod writer;
 
 pub use history::HistoryRow;
+pub use keys::{KeyRefused, KeyRow};
 pub use merge::Merged;
 pub use read::{ResultRow, StoredSweep, SweepSummary};
 pub use schedules::StoredSchedule;
@@ -65,6 +67,8 @@ pub enum StoreError {
     BatchFailed(String),
     #[error("the store writer has stopped")]
     WriterGone,
+    #[error("merge refused, nothing merged: {0}")]
+    MergeRefused(String),
 }
 
 trait Doing<T> {
@@ -169,6 +173,18 @@ pub struct ResultRecord {
     pub result: CellResult,
     pub accepted: bool,
     pub recorded_at_us: i64,
+    /// The agent's signature over this very result (None: unsigned, or made by the
+    /// coordinator: a timeout, a lost agent, a report that did not check out).
+    pub signed: Option<Signed>,
+}
+
+/// A result as its agent signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub key_id: String,
+    pub signature: Vec<u8>,
+    /// The signed encoding of the result (quantgrid_proto::signing::payload).
+    pub payload: Vec<u8>,
 }
 
 /// A lease handed to an agent; deleted when its attempt is recorded.

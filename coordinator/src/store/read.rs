@@ -119,6 +119,18 @@ impl Store {
         sweep: Option<&str>,
         include_simulated: bool,
     ) -> Result<Vec<Entry>, StoreError> {
+        self.matrix_entries_from(sweep, include_simulated, false)
+    }
+
+    /// [`Store::matrix_entries`], with `trusted_only` counting only results signed by a key
+    /// pinned here (an unsigned result, or one signed by a key that came with a merged file,
+    /// leaves its cell without a result).
+    pub fn matrix_entries_from(
+        &self,
+        sweep: Option<&str>,
+        include_simulated: bool,
+        trusted_only: bool,
+    ) -> Result<Vec<Entry>, StoreError> {
         let sql = format!(
             "WITH cell AS (
                 SELECT DISTINCT ON (cell_id) * FROM cells WHERE ($1 IS NULL OR sweep_id = $1)
@@ -129,10 +141,12 @@ impl Store {
                 -- (the filter is written twice: a CTE read twice would be materialized whole)
                 SELECT cell_id, max(recorded_at) AS at FROM results
                 WHERE accepted AND ($1 IS NULL OR sweep_id = $1) AND (NOT simulated OR $2)
+                    AND (NOT $3 OR key_id IN (SELECT key_id FROM agent_keys WHERE state = 'pinned'))
                 GROUP BY cell_id
             ), latest AS (
                 SELECT r.* FROM results r JOIN newest n ON r.cell_id = n.cell_id AND r.recorded_at = n.at
                 WHERE r.accepted AND ($1 IS NULL OR r.sweep_id = $1) AND (NOT r.simulated OR $2)
+                    AND (NOT $3 OR r.key_id IN (SELECT key_id FROM agent_keys WHERE state = 'pinned'))
                 QUALIFY row_number() OVER (PARTITION BY r.cell_id ORDER BY r.attempt_id DESC) = 1
             )
             SELECT {CELL_COLUMNS},
@@ -154,7 +168,7 @@ impl Store {
             .prepare(&sql)
             .doing("preparing the matrix query")?;
         let mut rows = stmt
-            .query(duckdb::params![sweep, include_simulated])
+            .query(duckdb::params![sweep, include_simulated, trusted_only])
             .doing("running the matrix query")?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().doing("reading the matrix query")? {

@@ -11,10 +11,31 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
     (5, V5),
     (6, V6),
     (7, V7),
+    (8, V8),
 ];
 
 /// The schema version this quantgrid writes and reads.
-pub(super) const LATEST: i32 = 7;
+pub(super) const LATEST: i32 = 8;
+
+/// Agents' keys and signed results: the ed25519 public key each agent registered with (`pinned`:
+/// the one this coordinator accepts from it, pinned on first registration or trusted by an
+/// admin; `offered`: a different key it was refused with; `merged`: came with a merged file,
+/// not trusted here; `retired`: pinned once, replaced or forgotten), and every result's key id,
+/// signature and the signed payload (its protobuf encoding; NULL: unsigned).
+const V8: &str = r#"
+CREATE TABLE agent_keys (
+    agent       VARCHAR NOT NULL,
+    key_id      VARCHAR NOT NULL,
+    public_key  BLOB NOT NULL,
+    state       VARCHAR NOT NULL CHECK (state IN ('pinned', 'offered', 'merged', 'retired')),
+    changed_at  TIMESTAMP NOT NULL,
+    origin      VARCHAR,
+    PRIMARY KEY (agent, key_id)
+);
+ALTER TABLE results ADD COLUMN key_id VARCHAR;
+ALTER TABLE results ADD COLUMN signature BLOB;
+ALTER TABLE results ADD COLUMN signed_payload BLOB;
+"#;
 
 /// Schedules owned by the coordinator (a spec on a cron in an IANA zone, with its overlap and
 /// catch-up policies), every decision they made (a run started, or skipped as an overrun or

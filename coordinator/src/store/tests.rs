@@ -87,6 +87,7 @@ fn record(sweep: &str, cell: &Cell, n: usize, status: Status, at: i64) -> Record
         result: result(cell, n, status, false),
         accepted: true,
         recorded_at_us: at,
+        signed: None,
     })
 }
 
@@ -256,6 +257,7 @@ fn latest_accepted_result_wins_and_simulated_is_hidden() {
         result: result(c, 9, Status::Crash, false),
         accepted: false,
         recorded_at_us: 300,
+        signed: None,
     };
     let sim = ResultRecord {
         attempt_id: "sim".into(),
@@ -263,6 +265,7 @@ fn latest_accepted_result_wins_and_simulated_is_hidden() {
         result: result(c, 8, Status::Pass, true),
         accepted: true,
         recorded_at_us: 200,
+        signed: None,
     };
     store
         .write(&[

@@ -3,7 +3,7 @@
 
 use super::{Doing, Record, ResultRecord, Store, StoreError};
 use duckdb::arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Float64Builder, ListBuilder, StringArray,
+    ArrayRef, BinaryArray, BooleanArray, Float64Array, Float64Builder, ListBuilder, StringArray,
     TimestampMicrosecondArray, UInt8Array, UInt32Array, UInt64Array,
 };
 use duckdb::arrow::record_batch::RecordBatch;
@@ -410,6 +410,27 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
         ),
         // migration 7
         ("p10_ms", floats(&|r| meas(r).and_then(Measurement::p10_ms))),
+        // migration 8
+        (
+            "key_id",
+            strings(&|r| r.signed.as_ref().map(|s| s.key_id.as_str())),
+        ),
+        (
+            "signature",
+            Arc::new(
+                rs.iter()
+                    .map(|r| r.signed.as_ref().map(|s| s.signature.as_slice()))
+                    .collect::<BinaryArray>(),
+            ),
+        ),
+        (
+            "signed_payload",
+            Arc::new(
+                rs.iter()
+                    .map(|r| r.signed.as_ref().map(|s| s.payload.as_slice()))
+                    .collect::<BinaryArray>(),
+            ),
+        ),
     ];
     RecordBatch::try_from_iter(columns)
         .map_err(|e| StoreError::Corrupt(format!("results batch: {e}")))

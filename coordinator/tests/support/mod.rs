@@ -207,3 +207,12 @@ pub fn measured_pass(offer: &pb::Offer) -> pb::CellResult {
         simulated: false,
     }
 }
+
+/// The Python with the `duckdb` module: QUANTGRID_PYTHON, else `./x test`'s venv, else python3.
+pub fn python() -> String {
+    let venv = std::env::var("HOME").map(|h| format!("{h}/.cache/quantgrid/venv/bin/python"));
+    std::env::var("QUANTGRID_PYTHON")
+        .ok()
+        .or_else(|| venv.ok().filter(|v| Path::new(v).exists()))
+        .unwrap_or_else(|| "python3".into())
+}
