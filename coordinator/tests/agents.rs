@@ -406,6 +406,37 @@ fn a_client_over_its_limits_is_refused_and_the_others_carry_on() {
                 .code(),
             tonic::Code::PermissionDenied
         );
+        // a report over the message limit ends that session, nothing else
+        let (big_tx, big_rx) = tokio::sync::mpsc::channel(1);
+        let mut big = connect_agent(&url, &noisy)
+            .await
+            .max_encoding_message_size(64 << 20);
+        let mut big_down = big
+            .session(tokio_stream::wrappers::ReceiverStream::new(big_rx))
+            .await
+            .expect("session")
+            .into_inner();
+        big_tx
+            .send(pb::AgentMessage {
+                agent_id: String::new(),
+                kind: Some(pb::agent_message::Kind::Report(pb::Report {
+                    lease_id: "l".into(),
+                    result: Some(pb::CellResult {
+                        cell_id: "c".into(),
+                        error_text: Some("x".repeat(2 << 20)),
+                        ..Default::default()
+                    }),
+                    signature: Vec::new(),
+                })),
+            })
+            .await
+            .expect("send");
+        loop {
+            match big_down.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
         let flood = tokio_stream::iter((0..20_000).map(|_| pb::AgentMessage {
             agent_id: String::new(),
             kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
@@ -759,4 +790,78 @@ fn a_merged_file_is_verified_and_its_keys_are_not_trusted_here() {
     assert!(!matrix(&fresh, false).contains("bert"), "nothing merged");
     // the untouched file still merges
     assert!(merge(&theirs, &fresh).status.success());
+}
+
+#[test]
+fn a_late_report_counts_only_from_the_agent_that_held_the_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (a, b, ops) = (
+        token(&db, "lab-a", false),
+        token(&db, "lab-b", false),
+        token(&db, "ops", true),
+    );
+    let (server, url) = serve(&db, "127.0.0.1:0");
+    let held = rt().block_on(async {
+        let (up, mut down) = fake_agent(&url, &a, "lab-a", 1).await;
+        admin(&url, &ops)
+            .await
+            .submit_sweep(pb::SubmitSweepRequest {
+                spec_yaml: ONE_CELL.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("submit");
+        let held = next_offers(&mut down, 1).await.remove(0);
+        // lab-a goes away; past the grace period its cell goes to lab-b
+        drop((up, down));
+        let (b_up, mut b_down) = fake_agent(&url, &b, "lab-b", 1).await;
+        let moved = next_offers(&mut b_down, 1).await.remove(0);
+        assert_ne!(moved.lease_id, held.lease_id);
+        // lab-b files a result on lab-a's ended lease: not stored
+        let mut forged = measured_pass(&held);
+        forged.status = pb::Status::Fail as i32;
+        send_report(
+            &b_up,
+            pb::Report {
+                lease_id: held.lease_id.clone(),
+                result: Some(forged),
+                signature: Vec::new(),
+            },
+        )
+        .await;
+        // lab-a comes back with its real late report: kept
+        let (a_up, mut a_down) = fake_agent(&url, &a, "lab-a", 1).await;
+        send_report(
+            &a_up,
+            pb::Report {
+                lease_id: held.lease_id.clone(),
+                result: Some(measured_pass(&held)),
+                signature: Vec::new(),
+            },
+        )
+        .await;
+        acked(&mut a_down, &held.lease_id).await;
+        send_report(
+            &b_up,
+            pb::Report {
+                lease_id: moved.lease_id.clone(),
+                result: Some(measured_pass(&moved)),
+                signature: Vec::new(),
+            },
+        )
+        .await;
+        acked(&mut b_down, &moved.lease_id).await;
+        held.lease_id
+    });
+    drop(server);
+    let store = quantgrid_coordinator::store::Store::open_read_only(&db).expect("open");
+    let rows = store.results(None, 100).expect("results");
+    let late: Vec<_> = rows.iter().filter(|r| r.attempt_id == held).collect();
+    assert_eq!(late.len(), 1, "{rows:#?}");
+    assert_eq!(
+        (late[0].status, late[0].accepted),
+        (quantgrid_matrix::Status::Pass, false),
+        "lab-a's own late report, kept as an attempt: {rows:#?}"
+    );
 }
