@@ -332,8 +332,7 @@ fn year() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // the year first: `quantgrid history` and `matrix` are fresh processes, and after the
-    // replay's many thousand diffs the same history query measured 61–64 ms instead of 46–48
+    // the year first: `quantgrid history` and `matrix` run as fresh processes
     year()?;
     match std::env::var("QUANTGRID_REPLAY_DB") {
         Ok(path) => replay(&path),
