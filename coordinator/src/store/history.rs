@@ -169,12 +169,20 @@ impl Store {
             .doing("running the history query")?;
         let mut out: Vec<HistoryRow> = Vec::new();
         let mut seen: BTreeSet<(String, Option<String>)> = BTreeSet::new();
+        // rows come grouped by cell: each cell is parsed (and its id checked) once, not once
+        // per result
+        let mut current: Option<(Cell, bool)> = None;
         while let Some(row) = rows.next().doing("reading the history")? {
-            let cell = row_cell(row)?;
-            if !keep(&cell) {
-                continue;
+            let id: String = row.get(0).doing("reading a cell id")?;
+            if current.as_ref().is_none_or(|(c, _)| c.id.0 != id) {
+                let cell = row_cell(row)?;
+                let kept = keep(&cell);
+                current = Some((cell, kept));
             }
-            let mut h = history_row(row, &cell).doing("reading a result")??;
+            let Some((cell, true)) = &current else {
+                continue;
+            };
+            let mut h = history_row(row, cell).doing("reading a result")??;
             let first_of_cell = out.last().is_none_or(|p| p.cell_id != h.cell_id);
             h.new_build =
                 seen.insert((h.cell_id.clone(), h.environment_id.clone())) && !first_of_cell;
