@@ -120,20 +120,28 @@ fn install_writes_a_private_token_and_a_unit_that_starts_the_agent_and_uninstall
             .spawn()
             .expect("the unit's command"),
     );
+    // the agent reaches the coordinator: it runs a load-test cell to the end
     rt().block_on(async {
         let mut a = admin(&url, &ops).await;
-        loop {
-            let agents = a
-                .list_agents(pb::ListAgentsRequest {})
-                .await
-                .expect("agents")
-                .into_inner()
-                .agents;
-            if agents.iter().any(|x| x.name == "laptop-1" && x.connected) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let sweep = a
+            .submit_sweep(pb::SubmitSweepRequest {
+                spec_yaml: "version: 1\nname: drill\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n".into(),
+                simulated: true,
+                ..Default::default()
+            })
+            .await
+            .expect("submit")
+            .into_inner()
+            .sweep_id;
+        let last = watch_until(&mut a, &sweep, |p| p.finished).await;
+        assert_eq!((last.done, last.simulated), (1, 1), "{last:?}");
+        let agents = a
+            .list_agents(pb::ListAgentsRequest {})
+            .await
+            .expect("agents")
+            .into_inner()
+            .agents;
+        assert!(agents.iter().any(|x| x.name == "laptop-1" && !x.key_id.is_empty()), "{agents:?}");
     });
     drop(started);
 
