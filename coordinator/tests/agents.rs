@@ -122,17 +122,8 @@ fn install_writes_a_private_token_and_a_unit_that_starts_the_agent_and_uninstall
     );
     // the agent reaches the coordinator: it runs a load-test cell to the end
     rt().block_on(async {
+        let sweep = submit(&url, &ops, ONE_CELL, true).await;
         let mut a = admin(&url, &ops).await;
-        let sweep = a
-            .submit_sweep(pb::SubmitSweepRequest {
-                spec_yaml: "version: 1\nname: drill\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n".into(),
-                simulated: true,
-                ..Default::default()
-            })
-            .await
-            .expect("submit")
-            .into_inner()
-            .sweep_id;
         let last = watch_until(&mut a, &sweep, |p| p.finished).await;
         assert_eq!((last.done, last.simulated), (1, 1), "{last:?}");
         let agents = a
@@ -141,7 +132,12 @@ fn install_writes_a_private_token_and_a_unit_that_starts_the_agent_and_uninstall
             .expect("agents")
             .into_inner()
             .agents;
-        assert!(agents.iter().any(|x| x.name == "laptop-1" && !x.key_id.is_empty()), "{agents:?}");
+        assert!(
+            agents
+                .iter()
+                .any(|x| x.name == "laptop-1" && !x.key_id.is_empty()),
+            "{agents:?}"
+        );
     });
     drop(started);
 
@@ -363,7 +359,10 @@ fn a_client_over_its_limits_is_refused_and_the_others_carry_on() {
         };
         let e = c.register(huge).await.expect_err("too large");
         assert!(
-            matches!(e.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
+            matches!(
+                e.code(),
+                tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+            ),
             "{e:?}"
         );
         let labelled = pb::RegisterRequest {
@@ -386,13 +385,7 @@ fn a_client_over_its_limits_is_refused_and_the_others_carry_on() {
         assert!(refused >= 10, "{refused}");
         // the quiet agent registers and is offered work meanwhile
         let (_quiet_up, mut quiet_down) = fake_agent(&url, &quiet, "quiet", 1).await;
-        let mut a = admin(&url, &ops).await;
-        a.submit_sweep(pb::SubmitSweepRequest {
-            spec_yaml: "version: 1\nname: t\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("submit");
+        submit(&url, &ops, ONE_CELL, false).await;
         let offers = next_offers(&mut quiet_down, 1).await;
         assert_eq!(offers.len(), 1);
     });
@@ -588,6 +581,21 @@ async fn acked(down: &mut tonic::Streaming<pb::CoordinatorMessage>, lease: &str)
     }
 }
 
+/// Submits `yaml` through the admin API; returns the sweep id.
+async fn submit(url: &str, ops: &str, yaml: &str, simulated: bool) -> String {
+    admin(url, ops)
+        .await
+        .submit_sweep(pb::SubmitSweepRequest {
+            spec_yaml: yaml.into(),
+            simulated,
+            ..Default::default()
+        })
+        .await
+        .expect("submit")
+        .into_inner()
+        .sweep_id
+}
+
 const ONE_CELL: &str = "version: 1\nname: signed\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\nretries: 3\n";
 
 fn matrix(db: &Path, trusted_only: bool) -> String {
@@ -623,13 +631,7 @@ fn reports_must_be_signed_by_the_pinned_key_and_an_admin_can_trust_a_new_one() {
         let listed = quantgrid(&["agents", "--coordinator", &url, "--token", &ops]);
         let first_id = signing::key_id(&first.verifying_key().to_bytes());
         assert!(String::from_utf8_lossy(&listed.stdout).contains(&first_id));
-        let mut a = admin(&url, &ops).await;
-        a.submit_sweep(pb::SubmitSweepRequest {
-            spec_yaml: ONE_CELL.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("submit");
+        submit(&url, &ops, ONE_CELL, false).await;
         // signed by another key: refused, the session closed
         let offer = next_offers(&mut down, 1).await.remove(0);
         send_report(
@@ -725,14 +727,7 @@ fn a_merged_file_is_verified_and_its_keys_are_not_trusted_here() {
             let (up, mut down) = keyed_agent(&url, &lab, "laptop", Some(&key))
                 .await
                 .expect("agent");
-            admin(&url, &ops)
-                .await
-                .submit_sweep(pb::SubmitSweepRequest {
-                    spec_yaml: ONE_CELL.into(),
-                    ..Default::default()
-                })
-                .await
-                .expect("submit");
+            submit(&url, &ops, ONE_CELL, false).await;
             let offer = next_offers(&mut down, 1).await.remove(0);
             send_report(
                 &up,
@@ -808,14 +803,7 @@ fn a_late_report_counts_only_from_the_agent_that_held_the_lease() {
     let (server, url) = serve(&db, "127.0.0.1:0");
     let held = rt().block_on(async {
         let (up, mut down) = fake_agent(&url, &a, "lab-a", 1).await;
-        admin(&url, &ops)
-            .await
-            .submit_sweep(pb::SubmitSweepRequest {
-                spec_yaml: ONE_CELL.into(),
-                ..Default::default()
-            })
-            .await
-            .expect("submit");
+        submit(&url, &ops, ONE_CELL, false).await;
         let held = next_offers(&mut down, 1).await.remove(0);
         // lab-a goes away; past the grace period its cell goes to lab-b
         drop((up, down));
