@@ -350,6 +350,11 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub listen: String,
+    /// Also serve HTTP here: `/metrics` for Prometheus (admin token as bearer). Port 0 picks a
+    /// free port (printed on stdout as `http ADDR`, after the `listening` line). Plaintext:
+    /// beyond loopback only with --insecure.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
     /// Serve plaintext on an address other machines can reach (tokens then cross the network
     /// readable by anyone on it); without it such an address needs --tls-cert.
     #[arg(long)]

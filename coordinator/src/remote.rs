@@ -73,6 +73,21 @@ pub fn serve(db_path: Option<PathBuf>, args: &ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let http = match &args.http {
+            Some(at) => {
+                let l = std::net::TcpListener::bind(at)
+                    .with_context(|| format!("cannot listen on {at} (--http)"))?;
+                let bound = l.local_addr().context("reading the bound http address")?;
+                if !bound.ip().is_loopback() && !args.insecure {
+                    bail!(
+                        "--http {bound} is reachable from other machines and serves plaintext (it has no TLS yet): bind it to 127.0.0.1, or give --insecure to accept that"
+                    );
+                }
+                config.http = Some(service::HttpListener::new(l));
+                Some(bound)
+            }
+            None => None,
+        };
         if !addr.ip().is_loopback() && args.tls_cert.is_none() && !args.insecure {
             bail!(
                 "{addr} is reachable from other machines and would carry tokens in plaintext: give --tls-cert and --tls-key, or --insecure to accept that"
@@ -92,6 +107,9 @@ pub fn serve(db_path: Option<PathBuf>, args: &ServeArgs) -> Result<ExitCode> {
             // tests and scripts read the port from this line: it comes once the store is open
             // (and locked), so a command run after it sees a coordinator that holds the file
             println!("listening {addr}");
+            if let Some(http) = http {
+                println!("http {http}");
+            }
             eprintln!(
                 "quantgrid coordinator on {addr} ({})",
                 if tls {

@@ -3,6 +3,7 @@
 //! store only through the writer queue.
 
 use super::error::ServiceError;
+use super::metrics::Metrics;
 use crate::scheduler::{
     Action, Event, Millis, Progress, RestoredLease, RestoredSweep, Scheduler, SchedulerConfig,
     SweepEnd, SweepInput,
@@ -17,6 +18,7 @@ use quantgrid_matrix::spec::{self, MatrixSpec};
 use quantgrid_matrix::{Cell, CellResult};
 use quantgrid_proto::pb;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -56,6 +58,10 @@ pub enum Command {
         agent: String,
         why: String,
         reply: oneshot::Sender<u32>,
+    },
+    /// Set the metrics' gauges (agents, cells of running sweeps) from the current state.
+    Gauges {
+        reply: oneshot::Sender<()>,
     },
     /// Heartbeats, leavings and reports name the session they came on: only the agent's live
     /// session speaks for it (a replaced or revoked one is ignored, and its unacknowledged
@@ -215,6 +221,7 @@ pub struct Coordinator {
     scheduled: std::collections::BTreeMap<String, scheduled::Scheduled>,
     /// Sweeps that ended since the schedules last heard.
     ended: Vec<String>,
+    metrics: Arc<Metrics>,
 }
 
 fn progress_msg(sweep: &str, p: Progress, state: &str) -> pb::SweepProgress {
@@ -329,6 +336,7 @@ impl Coordinator {
             schedules: Default::default(),
             scheduled: Default::default(),
             ended: Vec::new(),
+            metrics: Metrics::new(),
         }
     }
 
@@ -602,6 +610,10 @@ impl Coordinator {
                     let actions = self.scheduler.handle(Event::AgentDown { agent }, now);
                     self.execute(actions, Vec::new(), now);
                 }
+            }
+            Command::Gauges { reply } => {
+                self.set_gauges();
+                let _ = reply.send(());
             }
             Command::CloseSessions { agent, why, reply } => {
                 let mut closed = 0;
@@ -881,6 +893,39 @@ impl Coordinator {
         }
     }
 
+    /// Uses `metrics` instead of a registry of its own (the HTTP server scrapes the same).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Coordinator {
+        self.metrics = metrics;
+        self
+    }
+
+    fn set_gauges(&self) {
+        let agents = self.scheduler.agents();
+        let count = |f: &dyn Fn(&crate::scheduler::AgentView) -> bool| {
+            agents.iter().filter(|a| f(a)).count() as i64
+        };
+        self.metrics
+            .set_agents("connected", count(&|a| a.connected));
+        self.metrics.set_agents("draining", count(&|a| a.draining));
+        self.metrics.set_agents("busy", count(&|a| a.busy > 0));
+        let (mut total, mut done, mut passed, mut unsupported) = (0, 0, 0, 0);
+        for p in self
+            .watchers
+            .values()
+            .map(|w| w.borrow().clone())
+            .filter(|p| !p.finished)
+        {
+            total += i64::from(p.total);
+            done += i64::from(p.done);
+            passed += i64::from(p.passed);
+            unsupported += i64::from(p.unsupported);
+        }
+        self.metrics.set_cells("waiting_or_running", total - done);
+        self.metrics.set_cells("done", done);
+        self.metrics.set_cells("passed", passed);
+        self.metrics.set_cells("unsupported", unsupported);
+    }
+
     /// Whether `session` is `agent`'s live session.
     fn is_live(&self, agent: &str, session: u64) -> bool {
         self.sessions.get(agent).is_some_and(|(s, _)| *s == session)
@@ -935,6 +980,12 @@ impl Coordinator {
                     ended_at,
                     reason,
                 } => {
+                    self.metrics
+                        .cell_seconds
+                        .observe(ended_at.saturating_sub(started_at) as f64 / 1000.0);
+                    if let crate::scheduler::EndReason::Reported(status) = reason {
+                        self.metrics.report("reported", status.as_str());
+                    }
                     records.push(Record::Attempt(AttemptRecord {
                         attempt_id: lease_id,
                         sweep_id: sweep,
@@ -995,6 +1046,7 @@ impl Coordinator {
                     lease_id,
                     why,
                 } => {
+                    self.metrics.report("ignored", why);
                     self.signed.remove(&lease_id);
                     tracing::info!(agent, lease_id, why, "report not stored");
                 }
@@ -1003,6 +1055,7 @@ impl Coordinator {
                     lease_id,
                     why,
                 } => {
+                    self.metrics.report("rejected", "failed checks");
                     tracing::warn!(
                         agent,
                         lease_id,

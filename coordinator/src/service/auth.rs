@@ -108,6 +108,26 @@ impl Tokens {
             .ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked token".into()))
     }
 
+    /// An admin identity from HTTP headers (the same bearer token as gRPC).
+    pub fn admin(&self, headers: &axum::http::HeaderMap) -> Result<Identity, ServiceError> {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        if let Some(v) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            metadata.insert("authorization", v);
+        }
+        let id = self.verify(&metadata)?;
+        if !id.admin {
+            return Err(ServiceError::PermissionDenied(format!(
+                "token `{}` is an agent token; /metrics needs an admin token",
+                id.name
+            )));
+        }
+        Ok(id)
+    }
+
     /// Interceptor for the agent service: agent tokens only.
     pub fn agent_interceptor(
         &self,

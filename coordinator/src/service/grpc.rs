@@ -28,6 +28,7 @@ pub struct Grid {
     pub commands: mpsc::Sender<Command>,
     pub tokens: Tokens,
     pub keys: PinnedKeys,
+    pub metrics: Arc<super::metrics::Metrics>,
     /// Registrations per agent name.
     pub registrations: Arc<std::sync::Mutex<limits::Limiter>>,
     pub writer: StoreWriter,
@@ -64,6 +65,7 @@ impl Grid {
         };
         let payload = r.result.as_ref().map(signing::payload).unwrap_or_default();
         signing::verify(&public, &r.lease_id, &payload, &r.signature).map_err(|e| {
+            self.metrics.report("refused", "signature");
             tracing::warn!(agent, lease = r.lease_id, error = %e, "report refused");
             ServiceError::PermissionDenied(format!(
                 "report on lease {} refused: {e} (agent `{agent}`'s pinned key is {})",
@@ -142,6 +144,7 @@ impl AgentService for Grid {
             .unwrap_or_else(|p| p.into_inner())
             .allow(&id.name, super::actor::now_ms());
         if !allowed {
+            self.metrics.report("refused", "registration rate");
             return Err(ServiceError::ResourceExhausted(format!(
                 "agent `{}` registers too often: at most {} at once, then one every {:.0} s",
                 id.name,
@@ -201,6 +204,7 @@ impl AgentService for Grid {
                     _ = tx.closed() => break,
                 };
                 if !rate.allow("", super::actor::now_ms()) {
+                    grid.metrics.report("refused", "session rate");
                     let why = format!(
                         "agent {agent} sends more than {} messages a second on its session: closed",
                         limits::SESSION_MESSAGES.per_second

@@ -5,8 +5,10 @@ mod actor;
 pub mod auth;
 pub mod error;
 mod grpc;
+mod http;
 pub mod keys;
 pub mod limits;
+pub mod metrics;
 
 use crate::scheduler::SchedulerConfig;
 use crate::store::{Store, StoreError, StoreWriter};
@@ -41,6 +43,22 @@ pub struct ServeConfig {
     /// Cancelled once the store is open and its lock held, right before calls are served: what
     /// "ready" means to whoever started the coordinator.
     pub ready: CancellationToken,
+    /// Where `/metrics` is served over HTTP (bound by the caller; None: no HTTP).
+    pub http: Option<HttpListener>,
+}
+
+/// A bound listener for the HTTP side, handed to [`run`] through its config.
+#[derive(Debug, Clone)]
+pub struct HttpListener(Arc<std::sync::Mutex<Option<std::net::TcpListener>>>);
+
+impl HttpListener {
+    pub fn new(listener: std::net::TcpListener) -> HttpListener {
+        HttpListener(Arc::new(std::sync::Mutex::new(Some(listener))))
+    }
+
+    fn take(&self) -> Option<std::net::TcpListener> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 impl ServeConfig {
@@ -52,6 +70,7 @@ impl ServeConfig {
             tick: Duration::from_millis(250),
             tls: None,
             ready: CancellationToken::new(),
+            http: None,
         }
     }
 }
@@ -64,6 +83,8 @@ pub enum ServeError {
     Tls(#[source] tonic::transport::Error),
     #[error("grpc server")]
     Serve(#[source] tonic::transport::Error),
+    #[error("http listener")]
+    Http(#[source] std::io::Error),
 }
 
 /// Serves until `shutdown` is cancelled, then stops taking calls, ends agent sessions, lets
@@ -95,11 +116,20 @@ async fn serve(
     let stored_schedules = store.schedules()?;
     let (scheduler, progress, requests) =
         actor::restore(running, config.scheduler, actor::now_ms());
-    let (writer, writer_thread) = StoreWriter::spawn_with(store, faults);
+    let metrics = metrics::Metrics::new();
+    let observed = metrics.clone();
+    let (writer, writer_thread) = StoreWriter::spawn_observed(
+        store,
+        faults,
+        Box::new(move |records, took| {
+            observed.store_batch_records.observe(records as f64);
+            observed.store_commit_seconds.observe(took.as_secs_f64());
+        }),
+    );
     let tracker = TaskTracker::new();
     let (commands, rx) = tokio::sync::mpsc::channel(16 * 1024);
     let (health, health_service) = tonic_health::server::health_reporter();
-    let mut coordinator = actor::Coordinator::new(
+    let coordinator = actor::Coordinator::new(
         scheduler,
         writer.clone(),
         progress,
@@ -108,13 +138,16 @@ async fn serve(
         commands.clone(),
         Some(health.clone()),
     );
+    let mut coordinator = coordinator.with_metrics(metrics.clone());
     coordinator.restore_schedules(stored_schedules, actor::now_ms());
     let component = tracker.spawn(coordinator.run(rx, config.tick, shutdown.clone()));
 
+    let commands_for_http = commands.clone();
     let grid = grpc::Grid {
         commands,
         tokens: tokens.clone(),
         keys: pinned,
+        metrics: metrics.clone(),
         registrations: Arc::new(std::sync::Mutex::new(limits::Limiter::new(
             limits::REGISTRATIONS,
         ))),
@@ -126,6 +159,20 @@ async fn serve(
     };
     health.set_serving::<AgentServiceServer<grpc::Grid>>().await;
     health.set_serving::<AdminServiceServer<grpc::Grid>>().await;
+    if let Some(listener) = config.http.as_ref().and_then(HttpListener::take) {
+        listener.set_nonblocking(true).map_err(ServeError::Http)?;
+        let listener = TcpListener::from_std(listener).map_err(ServeError::Http)?;
+        let app = http::router(tokens.clone(), metrics.clone(), commands_for_http.clone());
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "http server stopped");
+            }
+        });
+    }
     config.ready.cancel();
 
     let mut builder = Server::builder()

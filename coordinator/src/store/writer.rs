@@ -135,6 +135,16 @@ impl StoreWriter {
 
     /// Like [`StoreWriter::spawn`], failing the transactions `faults` picks.
     pub fn spawn_with(store: Store, faults: Option<Faults>) -> (StoreWriter, JoinHandle<Store>) {
+        StoreWriter::spawn_observed(store, faults, Box::new(|_, _| {}))
+    }
+
+    /// Like [`StoreWriter::spawn_with`], telling `observe` the records and commit time of every
+    /// batch written (the coordinator's metrics).
+    pub fn spawn_observed(
+        store: Store,
+        faults: Option<Faults>,
+        observe: Box<dyn Fn(usize, std::time::Duration) + Send>,
+    ) -> (StoreWriter, JoinHandle<Store>) {
         let (tx, mut rx) = mpsc::channel::<Msg>(4096);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
@@ -173,7 +183,9 @@ impl StoreWriter {
                         }
                     }
                     let (records, acks): (Vec<_>, Vec<_>) = groups.into_iter().unzip();
+                    let started = std::time::Instant::now();
                     let outcomes = sink.write_batch(records);
+                    observe(total, started.elapsed());
                     for (ack, outcome) in acks.into_iter().zip(outcomes) {
                         // a submitter that stopped waiting does not need the answer
                         if let Some(ack) = ack {

@@ -147,6 +147,10 @@ impl Coordinator {
                     Why::Manual => "manual",
                 };
                 tracing::info!(schedule, sweep = %id, due = %due, outcome, "scheduled run started");
+                let lag_ms = now as i64 - due.timestamp_millis();
+                self.metrics
+                    .schedule_lag_seconds
+                    .observe(lag_ms.max(0) as f64 / 1000.0);
                 self.outbox
                     .records
                     .push(run(&schedule, due, outcome, Some(id.clone())));
