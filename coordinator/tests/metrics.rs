@@ -38,26 +38,13 @@ fn serve_http(db: &std::path::Path) -> (Proc, String, String) {
     (Proc(child), grpc, http)
 }
 
-/// A plain HTTP/1.1 GET: status code and body.
+/// A plain HTTP/1.1 GET, with an admin or agent token: status code and body.
 fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
     let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .map(|t| format!("\r\nAuthorization: Bearer {t}"))
         .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a response");
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    (code, body.to_string())
+    let (code, _, body) = request(addr, &format!("GET {path} HTTP/1.1{auth}"), "");
+    (code, body)
 }
 
 #[test]
@@ -137,4 +124,115 @@ fn metrics_count_a_load_test_and_parse_as_prometheus_text() {
         value("quantgrid_store_batch_records_sum", None) >= f64::from(cells),
         "{body}"
     );
+}
+
+/// A plain HTTP/1.1 request with extra headers and a body: status, headers and body.
+fn request(addr: &str, head: &str, body: &str) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let (headers, body) = raw.split_once("\r\n\r\n").expect("a response");
+    let code = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (code, headers.to_string(), body.to_string())
+}
+
+#[test]
+fn the_dashboard_shows_agents_the_matrix_and_a_cells_history_to_a_signed_in_admin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.duckdb");
+    let (lab, ops) = (token(&db, "lab-1", false), token(&db, "ops", true));
+    let (_server, url, http) = serve_http(&db);
+    let cell = rt().block_on(async {
+        let (up, mut down) = fake_agent(&url, &lab, "lab-1", 1).await;
+        let mut a = admin(&url, &ops).await;
+        let sweep = a
+            .submit_sweep(pb::SubmitSweepRequest {
+                spec_yaml: "version: 1\nname: page\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("submit")
+            .into_inner();
+        let offer = next_offers(&mut down, 1).await.remove(0);
+        up.send(pb::AgentMessage {
+            agent_id: String::new(),
+            kind: Some(pb::agent_message::Kind::Report(pb::Report {
+                lease_id: offer.lease_id.clone(),
+                result: Some(measured_pass(&offer)),
+                signature: Vec::new(),
+            })),
+        })
+        .await
+        .expect("report");
+        watch_until(&mut a, &sweep.sweep_id, |p| p.finished).await;
+        offer.cell.expect("cell").id
+    });
+    // not signed in: the sign-in form, and a wrong token is refused there too
+    let (code, _, body) = request(&http, "GET / HTTP/1.1", "");
+    assert_eq!(code, 401);
+    assert!(
+        body.contains("<form method=post action=\"/login\">"),
+        "{body}"
+    );
+    let (code, _, _) = request(
+        &http,
+        "POST /login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        &format!("token={lab}"),
+    );
+    assert_eq!(code, 401, "an agent token cannot sign in");
+    let (code, headers, _) = request(
+        &http,
+        "POST /login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        &format!("token={ops}"),
+    );
+    assert_eq!(code, 303, "{headers}");
+    let cookie = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a cookie")
+        .to_string();
+    let page = |path: &str| {
+        request(
+            &http,
+            &format!("GET {path} HTTP/1.1\r\nCookie: {cookie}"),
+            "",
+        )
+    };
+    let (code, _, agents) = page("/");
+    assert_eq!(code, 200);
+    assert!(
+        agents.contains("<td>lab-1</td>") && agents.contains("unsigned"),
+        "{agents}"
+    );
+    let (code, _, matrix) = page("/matrix");
+    assert_eq!(code, 200);
+    assert!(
+        matrix.contains("<table>") && matrix.contains("✅"),
+        "{matrix}"
+    );
+    let (code, _, history) = page(&format!("/cell/{cell}"));
+    assert_eq!(code, 200);
+    assert!(
+        history.contains("<svg") && history.contains("class=\"p50\""),
+        "{history}"
+    );
+    let (code, headers, csv) = page(&format!("/cell/{cell}/samples.csv"));
+    assert_eq!(code, 200);
+    assert!(headers.contains("text/csv"), "{headers}");
+    assert!(
+        csv.starts_with("sweep_id,attempt_id,recorded_at,status,sample,ms\n"),
+        "{csv}"
+    );
+    assert!(csv.lines().count() > 1, "{csv}");
 }

@@ -1,32 +1,202 @@
-//! The coordinator's HTTP side (`serve --http ADDR`): `/metrics` in the Prometheus/OpenMetrics
-//! text format for a lab's monitoring, read with an admin token (`Authorization: Bearer`).
+//! The coordinator's HTTP side (`serve --http ADDR`): the dashboard's pages and `/metrics` in
+//! the Prometheus/OpenMetrics text format, read with an admin token (`Authorization: Bearer`,
+//! or the cookie `/login` sets for a browser).
 
 use super::actor::Command;
 use super::auth::Tokens;
+use super::dashboard;
+use super::keys::PinnedKeys;
 use super::metrics::Metrics;
+use crate::report::{MatrixOptions, matrix_markdown};
+use crate::store::StoreWriter;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+const COOKIE: &str = "quantgrid_token";
+
 #[derive(Clone)]
-struct Http {
-    tokens: Tokens,
-    metrics: Arc<Metrics>,
-    commands: mpsc::Sender<Command>,
+pub struct Http {
+    pub tokens: Tokens,
+    pub keys: PinnedKeys,
+    pub metrics: Arc<Metrics>,
+    pub commands: mpsc::Sender<Command>,
+    pub writer: StoreWriter,
 }
 
-pub fn router(tokens: Tokens, metrics: Arc<Metrics>, commands: mpsc::Sender<Command>) -> Router {
+pub fn router(state: Http) -> Router {
     Router::new()
+        .route("/", get(agents))
+        .route("/matrix", get(matrix))
+        .route("/cell/{id}", get(cell))
+        .route("/cell/{id}/samples.csv", get(samples))
+        .route("/login", get(login_form).post(login))
         .route("/metrics", get(scrape))
-        .with_state(Http {
-            tokens,
-            metrics,
-            commands,
+        .with_state(state)
+}
+
+/// The bearer token of the request: its Authorization header, or the dashboard's cookie.
+fn bearer(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        out.insert(header::AUTHORIZATION, v.clone());
+        return out;
+    }
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        });
+    if let Some(v) = cookie.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+        out.insert(header::AUTHORIZATION, v);
+    }
+    out
+}
+
+/// The refusal a page answers without an admin token (the sign-in form); None when signed in.
+fn refusal(http: &Http, headers: &HeaderMap) -> Option<Response> {
+    http.tokens.admin(&bearer(headers)).err().map(|e| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Html(dashboard::login(Some(&e.to_string()))),
+        )
+            .into_response()
+    })
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the coordinator is shutting down\n",
+    )
+        .into_response()
+}
+
+async fn login_form() -> Html<String> {
+    Html(dashboard::login(None))
+}
+
+#[derive(serde::Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(State(http): State<Http>, Form(form): Form<Login>) -> Response {
+    let token = form.token.trim();
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        h.insert(header::AUTHORIZATION, v);
+    }
+    if let Err(e) = http.tokens.admin(&h) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(dashboard::login(Some(&e.to_string()))),
+        )
+            .into_response();
+    }
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    match HeaderValue::from_str(&cookie) {
+        Ok(v) => ([(header::SET_COOKIE, v)], Redirect::to("/")).into_response(),
+        Err(_) => (
+            StatusCode::BAD_REQUEST,
+            "a token is letters, digits and `_`\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn agents(State(http): State<Http>, headers: HeaderMap) -> Response {
+    if let Some(r) = refusal(&http, &headers) {
+        return r;
+    }
+    let (reply, rx) = oneshot::channel();
+    if http.commands.send(Command::Agents { reply }).await.is_err() {
+        return unavailable();
+    }
+    let Ok(mut list) = rx.await else {
+        return unavailable();
+    };
+    for a in &mut list {
+        a.key_id = http
+            .keys
+            .get(&a.name)
+            .map(|k| quantgrid_proto::signing::key_id(&k))
+            .unwrap_or_default();
+    }
+    Html(dashboard::agents(&list)).into_response()
+}
+
+async fn matrix(State(http): State<Http>, headers: HeaderMap) -> Response {
+    if let Some(r) = refusal(&http, &headers) {
+        return r;
+    }
+    let md = http
+        .writer
+        .read(|store| {
+            matrix_markdown(
+                store,
+                &MatrixOptions {
+                    sweep: None,
+                    include_simulated: false,
+                    trusted_only: false,
+                    accuracy_tolerance: None,
+                },
+            )
         })
+        .await;
+    match md {
+        Ok(Ok(md)) => Html(dashboard::matrix(&md)).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn history(
+    http: &Http,
+    id: String,
+    samples: bool,
+) -> Result<Vec<crate::store::HistoryRow>, Box<Response>> {
+    let rows = http
+        .writer
+        .read(move |store| store.history(Some(&id), &|_| true, samples))
+        .await
+        .map_err(|_| Box::new(unavailable()))?;
+    rows.map_err(|e| {
+        Box::new((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response())
+    })
+}
+
+async fn cell(State(http): State<Http>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = refusal(&http, &headers) {
+        return r;
+    }
+    match history(&http, id.clone(), false).await {
+        Ok(rows) => Html(dashboard::cell(&id, &rows)).into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn samples(State(http): State<Http>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = refusal(&http, &headers) {
+        return r;
+    }
+    match history(&http, id, true).await {
+        Ok(rows) => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            dashboard::samples_csv(&rows),
+        )
+            .into_response(),
+        Err(r) => *r,
+    }
 }
 
 async fn scrape(State(http): State<Http>, headers: HeaderMap) -> Response {
@@ -36,11 +206,7 @@ async fn scrape(State(http): State<Http>, headers: HeaderMap) -> Response {
     // the gauges are read from the coordinator's own state, on its loop
     let (reply, done) = oneshot::channel();
     if http.commands.send(Command::Gauges { reply }).await.is_err() || done.await.is_err() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the coordinator is shutting down\n",
-        )
-            .into_response();
+        return unavailable();
     }
     (
         [(

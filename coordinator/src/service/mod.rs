@@ -3,6 +3,7 @@
 
 mod actor;
 pub mod auth;
+mod dashboard;
 pub mod error;
 mod grpc;
 mod http;
@@ -146,7 +147,7 @@ async fn serve(
     let grid = grpc::Grid {
         commands,
         tokens: tokens.clone(),
-        keys: pinned,
+        keys: pinned.clone(),
         metrics: metrics.clone(),
         registrations: Arc::new(std::sync::Mutex::new(limits::Limiter::new(
             limits::REGISTRATIONS,
@@ -162,7 +163,13 @@ async fn serve(
     if let Some(listener) = config.http.as_ref().and_then(HttpListener::take) {
         listener.set_nonblocking(true).map_err(ServeError::Http)?;
         let listener = TcpListener::from_std(listener).map_err(ServeError::Http)?;
-        let app = http::router(tokens.clone(), metrics.clone(), commands_for_http.clone());
+        let app = http::router(http::Http {
+            tokens: tokens.clone(),
+            keys: pinned.clone(),
+            metrics: metrics.clone(),
+            commands: commands_for_http.clone(),
+            writer: writer.clone(),
+        });
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = axum::serve(listener, app)
