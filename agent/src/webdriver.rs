@@ -405,6 +405,14 @@ impl Session {
             .map_err(|e| WebDriverError::Command(e.to_string()))
     }
 
+    /// The page as the browser shows it, as PNG.
+    pub async fn screenshot(&self) -> Result<Vec<u8>, WebDriverError> {
+        self.client
+            .screenshot()
+            .await
+            .map_err(|e| WebDriverError::Command(e.to_string()))
+    }
+
     pub async fn close(self) -> Result<(), WebDriverError> {
         // the client is a handle; the profile's processes are reaped when `self` drops
         self.client

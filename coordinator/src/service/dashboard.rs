@@ -23,7 +23,7 @@ pub fn esc(s: &str) -> String {
 pub fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>{t} · quantgrid</title>\
-         <style>{STYLE}</style></head><body><nav><a href=\"/\">agents</a><a href=\"/matrix\">matrix</a></nav>\
+         <style>{STYLE}</style></head><body><nav><a href=\"/\">agents</a><a href=\"/sweeps\">sweeps</a><a href=\"/matrix\">matrix</a></nav>\
          <h1>{t}</h1>{body}</body></html>",
         t = esc(title)
     )
@@ -92,6 +92,58 @@ pub fn agents(list: &[pb::AgentInfo]) -> String {
         ),
     )
 }
+
+/// Live progress: each running sweep's row follows the coordinator's progress stream (server-
+/// sent events) without a reload; then the next runs of the schedules.
+pub fn sweeps(list: &[crate::store::SweepSummary], schedules: &[pb::ScheduleInfo]) -> String {
+    let mut rows = String::new();
+    for s in list {
+        let _ = write!(
+            rows,
+            "<tr data-sweep=\"{id}\" data-state=\"{state}\"><td>{id}</td><td>{name}</td><td class=state>{state}</td><td class=done>{}</td><td class=total>{}</td><td class=passed>{}</td><td class=unsupported>{}</td><td class=simulated>{}</td></tr>",
+            s.done,
+            s.cells,
+            s.passed,
+            s.unsupported,
+            s.simulated,
+            id = esc(&s.sweep_id),
+            name = esc(&s.name),
+            state = esc(&s.state),
+        );
+    }
+    let mut next = String::new();
+    for s in schedules {
+        let name = s.spec.as_ref().map_or("", |p| p.name.as_str());
+        let _ = write!(
+            next,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            if s.paused { "paused" } else { "active" },
+            esc(&s.next_due),
+            esc(&s.running_sweep)
+        );
+    }
+    page(
+        "Sweeps",
+        &format!(
+            "<table><tr><th>sweep</th><th>name</th><th>state</th><th>done</th><th>cells</th><th>passed</th><th>unsupported</th><th>simulated</th></tr>{rows}</table>\
+             <h2>Schedules</h2><table><tr><th>schedule</th><th></th><th>next run</th><th>running</th></tr>{next}</table>\
+             <script>{LIVE}</script>"
+        ),
+    )
+}
+
+/// Follows every running sweep's events and writes them into its row.
+const LIVE: &str = "for (const row of document.querySelectorAll('tr[data-state=running]')) {\
+  const events = new EventSource('/sweeps/' + encodeURIComponent(row.dataset.sweep) + '/events');\
+  events.onmessage = (m) => {\
+    const p = JSON.parse(m.data);\
+    for (const k of ['state', 'done', 'total', 'passed', 'unsupported', 'simulated']) {\
+      const cell = row.querySelector('.' + k); if (cell) cell.textContent = p[k];\
+    }\
+    if (p.finished) events.close();\
+  };\
+}";
 
 /// The matrix: the Markdown `quantgrid matrix` writes, as HTML.
 pub fn matrix(markdown: &str) -> String {
@@ -191,6 +243,20 @@ pub fn plot(rows: &[HistoryRow]) -> String {
             "<polyline class=\"p50\" points=\"{}\" fill=\"none\" stroke=\"#036\" stroke-width=\"1.5\"/>",
             line.join(" ")
         );
+        // each result a point too, so a single one shows, with its figures on hover
+        for t in &timed {
+            let r = &rows[t.0];
+            let _ = write!(
+                svg,
+                "<circle class=\"result\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#036\"><title>{}: p10 {:.2} · p50 {:.2} · p90 {:.2} ms</title></circle>",
+                x(t.0),
+                y(t.2),
+                esc(&r.recorded_at),
+                t.1,
+                t.2,
+                t.3
+            );
+        }
     }
     for (i, r) in rows.iter().enumerate() {
         if r.new_build {

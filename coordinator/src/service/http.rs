@@ -32,6 +32,8 @@ pub fn router(state: Http) -> Router {
     Router::new()
         .route("/", get(agents))
         .route("/matrix", get(matrix))
+        .route("/sweeps", get(sweeps))
+        .route("/sweeps/{id}/events", get(sweep_events))
         .route("/cell/{id}", get(cell))
         .route("/cell/{id}/samples.csv", get(samples))
         .route("/login", get(login_form).post(login))
@@ -133,6 +135,73 @@ async fn agents(State(http): State<Http>, headers: HeaderMap) -> Response {
             .unwrap_or_default();
     }
     Html(dashboard::agents(&list)).into_response()
+}
+
+async fn sweeps(State(http): State<Http>, headers: HeaderMap) -> Response {
+    if let Some(r) = refusal(&http, &headers) {
+        return r;
+    }
+    let list = http.writer.read(|store| store.sweeps()).await;
+    let (reply, rx) = oneshot::channel();
+    if http
+        .commands
+        .send(Command::ScheduleList { reply })
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
+    let (Ok(Ok(mut list)), Ok(schedules)) = (list, rx.await) else {
+        return unavailable();
+    };
+    // newest first: sweep ids do not sort by time, the store lists them in creation order
+    list.reverse();
+    list.truncate(50);
+    Html(dashboard::sweeps(&list, &schedules)).into_response()
+}
+
+/// One sweep's progress as server-sent events: every change the coordinator publishes, the
+/// last one with `finished`.
+async fn sweep_events(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path(sweep): Path<String>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio_stream::StreamExt;
+    if let Some(r) = refusal(&http, &headers) {
+        return r;
+    }
+    let (reply, rx) = oneshot::channel();
+    if http
+        .commands
+        .send(Command::Watch { sweep, reply })
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
+    let progress = match rx.await {
+        Ok(Ok(progress)) => progress,
+        Ok(Err(e)) => return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+        Err(_) => return unavailable(),
+    };
+    let events = tokio_stream::wrappers::WatchStream::new(progress).map(|p| {
+        let data = serde_json::json!({
+            "sweep_id": p.sweep_id,
+            "state": p.state,
+            "done": p.done,
+            "total": p.total,
+            "passed": p.passed,
+            "unsupported": p.unsupported,
+            "simulated": p.simulated,
+            "finished": p.finished,
+        });
+        Ok::<_, std::convert::Infallible>(Event::default().data(data.to_string()))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 async fn matrix(State(http): State<Http>, headers: HeaderMap) -> Response {
