@@ -190,8 +190,11 @@ pub enum TokenAction {
     Create {
         name: String,
         /// A token for admin commands instead of an agent.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "viewer")]
         admin: bool,
+        /// A token that reads the dashboard and /metrics only.
+        #[arg(long)]
+        viewer: bool,
         /// Give the existing token of this name a new secret (same kind); the old secret stops
         /// working and its agent's session is closed.
         #[arg(long)]

@@ -10,7 +10,7 @@ use clap::Parser;
 use cli::{Cli, Command, MatrixArgs, RunArgs, TokenAction};
 use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
 use quantgrid_coordinator::service::auth;
-use quantgrid_coordinator::store::{Store, TokenCreated};
+use quantgrid_coordinator::store::{Store, TokenCreated, TokenKind};
 use quantgrid_matrix::spec::{self, MatrixSpec};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -190,15 +190,21 @@ fn token(db_path: Option<&Path>, action: TokenAction) -> Result<ExitCode> {
         TokenAction::Create {
             name,
             admin,
+            viewer,
             rotate,
             ..
         } => {
+            let kind = match (admin, viewer) {
+                (true, _) => TokenKind::Admin,
+                (false, true) => TokenKind::Viewer,
+                (false, false) => TokenKind::Agent,
+            };
             quantgrid_coordinator::service::auth::check_token_name(&name)?;
             let mut store = Store::open(path).context(running)?;
             let token =
                 auth::generate_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-            let created = store.create_token(&name, &auth::hash_token(&token), admin, rotate)??;
-            remote::say_created(&name, admin, created == TokenCreated::Rotated, None);
+            let created = store.create_token(&name, &auth::hash_token(&token), kind, rotate)??;
+            remote::say_created(&name, kind, created == TokenCreated::Rotated, None);
             println!("{token}");
         }
         TokenAction::List { .. } => {
@@ -207,7 +213,7 @@ fn token(db_path: Option<&Path>, action: TokenAction) -> Result<ExitCode> {
                 store
                     .tokens()?
                     .into_iter()
-                    .map(|t| (t.name, t.admin, t.created_at, t.revoked)),
+                    .map(|t| (t.name, t.kind.to_string(), t.created_at, t.revoked)),
             );
         }
         TokenAction::Revoke { name, .. } => {

@@ -4,6 +4,7 @@ use crate::cli::{AgentsAction, Remote, ScheduleAction, ServeArgs, TokenAction};
 use anyhow::{Context, Result, bail};
 use quantgrid_coordinator::scheduler::SchedulerConfig;
 use quantgrid_coordinator::service::{self, ServeConfig, TlsFiles};
+use quantgrid_coordinator::store::TokenKind;
 use quantgrid_proto::client::{self, Bearer, Tls};
 use quantgrid_proto::pb::{self, admin_service_client::AdminServiceClient};
 use std::path::{Path, PathBuf};
@@ -381,6 +382,7 @@ pub fn token(action: TokenAction, remote: &Remote) -> Result<ExitCode> {
             TokenAction::Create {
                 name,
                 admin: is_admin,
+                viewer,
                 rotate,
                 ..
             } => {
@@ -389,11 +391,17 @@ pub fn token(action: TokenAction, remote: &Remote) -> Result<ExitCode> {
                         name: name.clone(),
                         admin: is_admin,
                         rotate,
+                        viewer,
                     })
                     .await
                     .map_err(status_error)?
                     .into_inner();
-                say_created(&name, is_admin, r.rotated, Some(r.sessions_closed));
+                let kind = match (is_admin, viewer) {
+                    (true, _) => TokenKind::Admin,
+                    (false, true) => TokenKind::Viewer,
+                    (false, false) => TokenKind::Agent,
+                };
+                say_created(&name, kind, r.rotated, Some(r.sessions_closed));
                 println!("{}", r.token);
             }
             TokenAction::List { .. } => {
@@ -405,7 +413,7 @@ pub fn token(action: TokenAction, remote: &Remote) -> Result<ExitCode> {
                 print_tokens(
                     list.tokens
                         .into_iter()
-                        .map(|t| (t.name, t.admin, t.created_at, t.revoked)),
+                        .map(|t| (t.name, t.kind, t.created_at, t.revoked)),
                 );
             }
             TokenAction::Revoke { name, .. } => {
@@ -425,8 +433,7 @@ pub fn token(action: TokenAction, remote: &Remote) -> Result<ExitCode> {
 }
 
 /// What a token create says on stderr (the token itself goes alone on stdout).
-pub fn say_created(name: &str, admin: bool, rotated: bool, closed: Option<u32>) {
-    let kind = if admin { "admin" } else { "agent" };
+pub fn say_created(name: &str, kind: TokenKind, rotated: bool, closed: Option<u32>) {
     let what = if rotated {
         "rotated: its old secret no longer works"
     } else {
@@ -439,12 +446,11 @@ pub fn say_created(name: &str, admin: bool, rotated: bool, closed: Option<u32>) 
     eprintln!("{kind} token `{name}` {what}{closed}; it is shown once, only its hash is stored");
 }
 
-pub fn print_tokens(tokens: impl Iterator<Item = (String, bool, String, bool)>) {
+pub fn print_tokens(tokens: impl Iterator<Item = (String, String, String, bool)>) {
     println!("{:<24} {:<6} {:<20} state", "name", "kind", "created");
-    for (name, admin, created, revoked) in tokens {
+    for (name, kind, created, revoked) in tokens {
         println!(
-            "{name:<24} {:<6} {created:<20} {}",
-            if admin { "admin" } else { "agent" },
+            "{name:<24} {kind:<6} {created:<20} {}",
             if revoked { "revoked" } else { "live" }
         );
     }

@@ -75,6 +75,36 @@ fn metrics_count_a_load_test_and_parse_as_prometheus_text() {
         401,
         "agent tokens are refused"
     );
+    // a viewer token reads /metrics, and nothing of the gRPC services
+    let created = Command::new(bin("quantgrid"))
+        .args([
+            "token",
+            "create",
+            "wall",
+            "--viewer",
+            "--coordinator",
+            &url,
+            "--token",
+            &ops,
+        ])
+        .output()
+        .expect("token create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let viewer = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    assert_eq!(get(&http, "/metrics", Some(&viewer)).0, 200);
+    rt().block_on(async {
+        let e = admin(&url, &viewer)
+            .await
+            .list_agents(pb::ListAgentsRequest {})
+            .await
+            .expect_err("viewer on the admin service");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(e.message().contains("viewer token"), "{e:?}");
+    });
     let (code, body) = get(&http, "/metrics", Some(&ops));
     assert_eq!(code, 200, "{body}");
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))

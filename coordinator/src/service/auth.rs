@@ -2,6 +2,7 @@
 //! bearer token into an identity or refuse the call.
 
 use super::error::ServiceError;
+pub use crate::store::TokenKind;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -11,7 +12,7 @@ use tonic::{Request, Status};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub name: String,
-    pub admin: bool,
+    pub kind: TokenKind,
 }
 
 /// A new random token, shown once to whoever creates it.
@@ -53,11 +54,11 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    pub fn new(live: Vec<(String, String, bool)>) -> Tokens {
+    pub fn new(live: Vec<(String, String, TokenKind)>) -> Tokens {
         Tokens {
             by_hash: Arc::new(RwLock::new(
                 live.into_iter()
-                    .map(|(name, hash, admin)| (hash, Identity { name, admin }))
+                    .map(|(name, hash, kind)| (hash, Identity { name, kind }))
                     .collect(),
             )),
         }
@@ -65,14 +66,14 @@ impl Tokens {
 
     /// `name`'s secret is now `hash` (a new token, or a rotation: the old secret stops
     /// working).
-    pub fn set(&self, name: &str, hash: String, admin: bool) {
+    pub fn set(&self, name: &str, hash: String, kind: TokenKind) {
         let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, id| id.name != name);
         map.insert(
             hash,
             Identity {
                 name: name.to_string(),
-                admin,
+                kind,
             },
         );
     }
@@ -108,8 +109,8 @@ impl Tokens {
             .ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked token".into()))
     }
 
-    /// An admin identity from HTTP headers (the same bearer token as gRPC).
-    pub fn admin(&self, headers: &axum::http::HeaderMap) -> Result<Identity, ServiceError> {
+    /// A reader from HTTP headers (the same bearer token as gRPC): an admin or a viewer.
+    pub fn reader(&self, headers: &axum::http::HeaderMap) -> Result<Identity, ServiceError> {
         let mut metadata = tonic::metadata::MetadataMap::new();
         if let Some(v) = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -119,9 +120,9 @@ impl Tokens {
             metadata.insert("authorization", v);
         }
         let id = self.verify(&metadata)?;
-        if !id.admin {
+        if id.kind == TokenKind::Agent {
             return Err(ServiceError::PermissionDenied(format!(
-                "token `{}` is an agent token; /metrics needs an admin token",
+                "token `{}` is an agent token; the dashboard and /metrics need an admin or viewer token",
                 id.name
             )));
         }
@@ -135,10 +136,12 @@ impl Tokens {
         let tokens = self.clone();
         move |mut req: Request<()>| {
             let id = tokens.verify(req.metadata()).map_err(Status::from)?;
-            if id.admin {
+            if id.kind != TokenKind::Agent {
                 return Err(ServiceError::PermissionDenied(format!(
-                    "token `{}` is an admin token; agents need an agent token (quantgrid token create NAME)",
-                    id.name
+                    "token `{}` is a{} {} token; agents need an agent token (quantgrid token create NAME)",
+                    id.name,
+                    if id.kind == TokenKind::Admin { "n" } else { "" },
+                    id.kind
                 ))
                 .into());
             }
@@ -154,10 +157,12 @@ impl Tokens {
         let tokens = self.clone();
         move |mut req: Request<()>| {
             let id = tokens.verify(req.metadata()).map_err(Status::from)?;
-            if !id.admin {
+            if id.kind != TokenKind::Admin {
                 return Err(ServiceError::PermissionDenied(format!(
-                    "token `{}` is an agent token; admin calls need an admin token (quantgrid token create NAME --admin)",
-                    id.name
+                    "token `{}` is {} {} token; admin calls need an admin token (quantgrid token create NAME --admin)",
+                    id.name,
+                    if id.kind == TokenKind::Agent { "an" } else { "a" },
+                    id.kind
                 ))
                 .into());
             }
@@ -188,8 +193,8 @@ mod tests {
         let admin = generate_token().expect("random");
         assert_ne!(agent, admin);
         let tokens = Tokens::new(vec![
-            ("lab-1".into(), hash_token(&agent), false),
-            ("ops".into(), hash_token(&admin), true),
+            ("lab-1".into(), hash_token(&agent), TokenKind::Agent),
+            ("ops".into(), hash_token(&admin), TokenKind::Admin),
         ]);
         let a = tokens.agent_interceptor();
         let ok = a(req(Some(&agent))).expect("agent token");

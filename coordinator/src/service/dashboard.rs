@@ -37,7 +37,7 @@ pub fn login(problem: Option<&str>) -> String {
     page(
         "Sign in",
         &format!(
-            "{said}<form method=post action=\"/login\"><label>Admin token <input name=token type=password size=70></label> <button>Sign in</button></form>"
+            "{said}<form method=post action=\"/login\"><label>Admin or viewer token <input name=token type=password size=70></label> <button>Sign in</button></form>"
         ),
     )
 }

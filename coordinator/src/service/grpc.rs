@@ -457,7 +457,19 @@ impl AdminService for Grid {
             name,
             admin,
             rotate,
+            viewer,
         } = req.into_inner();
+        let kind = match (admin, viewer) {
+            (true, true) => {
+                return Err(ServiceError::InvalidArgument(
+                    "a token is admin or viewer, not both".into(),
+                )
+                .into());
+            }
+            (true, false) => auth::TokenKind::Admin,
+            (false, true) => auth::TokenKind::Viewer,
+            (false, false) => auth::TokenKind::Agent,
+        };
         auth::check_token_name(&name)?;
         let token = auth::generate_token()
             .map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
@@ -465,13 +477,13 @@ impl AdminService for Grid {
         let (n, h) = (name.clone(), hash.clone());
         let created = self
             .writer
-            .read(move |store| store.create_token(&n, &h, admin, rotate))
+            .read(move |store| store.create_token(&n, &h, kind, rotate))
             .await
             .map_err(ServiceError::from)?
             .map_err(ServiceError::from)?
             .map_err(ServiceError::from)?;
         // durable: the new secret works from now on, the old one (a rotation) no longer
-        self.tokens.set(&name, hash, admin);
+        self.tokens.set(&name, hash, kind);
         let rotated = created == crate::store::TokenCreated::Rotated;
         let sessions_closed = if rotated {
             self.close_sessions(&name, format!("token `{name}` was rotated"))
@@ -501,7 +513,8 @@ impl AdminService for Grid {
                 .into_iter()
                 .map(|t| pb::TokenInfo {
                     name: t.name,
-                    admin: t.admin,
+                    admin: t.kind == auth::TokenKind::Admin,
+                    kind: t.kind.to_string(),
                     created_at: t.created_at,
                     revoked: t.revoked,
                 })

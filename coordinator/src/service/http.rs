@@ -1,6 +1,6 @@
 //! The coordinator's HTTP side (`serve --http ADDR`): the dashboard's pages and `/metrics` in
-//! the Prometheus/OpenMetrics text format, read with an admin token (`Authorization: Bearer`,
-//! or the cookie `/login` sets for a browser).
+//! the Prometheus/OpenMetrics text format, read with an admin or viewer token (`token create
+//! --viewer`) as `Authorization: Bearer`, or the cookie `/login` sets for a browser.
 
 use super::actor::Command;
 use super::auth::Tokens;
@@ -64,9 +64,10 @@ fn bearer(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The refusal a page answers without an admin token (the sign-in form); None when signed in.
+/// The refusal a page answers without an admin or viewer token (the sign-in form); None when
+/// signed in.
 fn refusal(http: &Http, headers: &HeaderMap) -> Option<Response> {
-    http.tokens.admin(&bearer(headers)).err().map(|e| {
+    http.tokens.reader(&bearer(headers)).err().map(|e| {
         (
             StatusCode::UNAUTHORIZED,
             Html(dashboard::login(Some(&e.to_string()))),
@@ -98,7 +99,7 @@ async fn login(State(http): State<Http>, Form(form): Form<Login>) -> Response {
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         h.insert(header::AUTHORIZATION, v);
     }
-    if let Err(e) = http.tokens.admin(&h) {
+    if let Err(e) = http.tokens.reader(&h) {
         return (
             StatusCode::UNAUTHORIZED,
             Html(dashboard::login(Some(&e.to_string()))),
@@ -269,7 +270,7 @@ async fn samples(State(http): State<Http>, headers: HeaderMap, Path(id): Path<St
 }
 
 async fn scrape(State(http): State<Http>, headers: HeaderMap) -> Response {
-    if let Err(e) = http.tokens.admin(&headers) {
+    if let Err(e) = http.tokens.reader(&headers) {
         return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
     }
     // the gauges are read from the coordinator's own state, on its loop

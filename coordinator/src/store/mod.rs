@@ -17,7 +17,7 @@ pub use keys::{KeyRefused, KeyRow};
 pub use merge::Merged;
 pub use read::{ResultRow, StoredSweep, SweepSummary};
 pub use schedules::StoredSchedule;
-pub use tokens::{TokenCreated, TokenInfo, TokenRefused};
+pub use tokens::{TokenCreated, TokenInfo, TokenKind, TokenRefused};
 pub use writer::{Faults, StoreWriter, Unstored};
 
 use duckdb::Connection;

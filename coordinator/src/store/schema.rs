@@ -12,10 +12,18 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
     (6, V6),
     (7, V7),
     (8, V8),
+    (9, V9),
 ];
 
 /// The schema version this quantgrid writes and reads.
-pub(super) const LATEST: i32 = 8;
+pub(super) const LATEST: i32 = 9;
+
+/// A token's kind in words: `agent`, `admin`, or `viewer` (reads the dashboard and
+/// `/metrics`, nothing else). `admin` stays, true for admin tokens only.
+const V9: &str = r#"
+ALTER TABLE tokens ADD COLUMN kind VARCHAR;
+UPDATE tokens SET kind = CASE WHEN admin THEN 'admin' ELSE 'agent' END;
+"#;
 
 /// Agents' keys and signed results: the ed25519 public key each agent registered with (`pinned`:
 /// the one this coordinator accepts from it, pinned on first registration or trusted by an

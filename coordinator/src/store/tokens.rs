@@ -4,13 +4,38 @@
 use super::{Doing, Store, StoreError};
 use serde::Serialize;
 
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::Display, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// Runs cells: the agent service only; the token's name is the agent's.
+    Agent,
+    /// Every admin command, the dashboard and `/metrics`.
+    Admin,
+    /// Reads the dashboard and `/metrics`; no gRPC call at all.
+    Viewer,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenInfo {
     pub name: String,
-    pub admin: bool,
+    pub kind: TokenKind,
     pub created_at: String,
     pub revoked: bool,
 }
+
+/// The kind column as stored (NULL only in a file migrated half-way: the admin flag says).
+fn kind_of(kind: Option<String>, admin: bool) -> TokenKind {
+    kind.and_then(|k| k.parse().ok()).unwrap_or(if admin {
+        TokenKind::Admin
+    } else {
+        TokenKind::Agent
+    })
+}
+
+const INSERT: &str = "INSERT INTO tokens (name, token_hash, admin, created_at, revoked_at, kind)
+    VALUES (?, ?, ?, current_timestamp::TIMESTAMP, NULL, ?)";
 
 /// What a token request asked for that cannot be done; nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,9 +47,9 @@ pub enum TokenRefused {
     #[error("no token named `{0}` to rotate")]
     NoSuchToken(String),
     #[error(
-        "token `{name}` is an {kind} token: rotating keeps its kind (revoke it and create another name for the other kind)"
+        "token `{name}` is a {kind} token: rotating keeps its kind (revoke it and create another name for the other kind)"
     )]
-    KindChange { name: String, kind: &'static str },
+    KindChange { name: String, kind: TokenKind },
     #[error("no live token named `{0}`")]
     NotLive(String),
 }
@@ -44,17 +69,20 @@ impl Store {
         &mut self,
         name: &str,
         token_hash: &str,
-        admin: bool,
+        kind: TokenKind,
         rotate: bool,
     ) -> Result<Result<TokenCreated, TokenRefused>, StoreError> {
-        let existing: Option<bool> = {
+        let existing: Option<TokenKind> = {
             let mut stmt = self
                 .conn
-                .prepare("SELECT admin FROM tokens WHERE name = ?")
+                .prepare("SELECT kind, admin FROM tokens WHERE name = ?")
                 .doing("preparing a token lookup")?;
             let mut rows = stmt.query([name]).doing("looking up a token")?;
             match rows.next().doing("looking up a token")? {
-                Some(r) => Some(r.get(0).doing("reading a token")?),
+                Some(r) => Some(kind_of(
+                    r.get(0).doing("reading a token")?,
+                    r.get(1).doing("reading a token")?,
+                )),
                 None => None,
             }
         };
@@ -62,17 +90,22 @@ impl Store {
             (None, false) => {
                 self.conn
                     .execute(
-                        "INSERT INTO tokens VALUES (?, ?, ?, current_timestamp::TIMESTAMP, NULL)",
-                        duckdb::params![name, token_hash, admin],
+                        INSERT,
+                        duckdb::params![
+                            name,
+                            token_hash,
+                            kind == TokenKind::Admin,
+                            kind.to_string()
+                        ],
                     )
                     .doing("storing a token")?;
                 Ok(Ok(TokenCreated::New))
             }
             (None, true) => Ok(Err(TokenRefused::NoSuchToken(name.into()))),
             (Some(_), false) => Ok(Err(TokenRefused::Exists(name.into()))),
-            (Some(was), true) if was != admin => Ok(Err(TokenRefused::KindChange {
+            (Some(was), true) if was != kind => Ok(Err(TokenRefused::KindChange {
                 name: name.into(),
-                kind: if was { "admin" } else { "agent" },
+                kind: was,
             })),
             (Some(_), true) => {
                 self.conn
@@ -91,11 +124,14 @@ impl Store {
     pub fn put_tokens(&mut self, tokens: &[(String, String, bool)]) -> Result<(), StoreError> {
         let tx = self.conn.transaction().doing("starting a token batch")?;
         {
-            let mut stmt = tx
-                .prepare("INSERT INTO tokens VALUES (?, ?, ?, current_timestamp::TIMESTAMP, NULL)")
-                .doing("preparing a token insert")?;
+            let mut stmt = tx.prepare(INSERT).doing("preparing a token insert")?;
             for (name, hash, admin) in tokens {
-                stmt.execute(duckdb::params![name, hash, admin])
+                let kind = if *admin {
+                    TokenKind::Admin
+                } else {
+                    TokenKind::Agent
+                };
+                stmt.execute(duckdb::params![name, hash, admin, kind.to_string()])
                     .doing("storing a token")?;
             }
         }
@@ -121,14 +157,14 @@ impl Store {
     pub fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, admin, strftime(created_at, '%Y-%m-%d %H:%M:%S'), revoked_at IS NOT NULL FROM tokens ORDER BY name")
+            .prepare("SELECT name, kind, admin, strftime(created_at, '%Y-%m-%d %H:%M:%S'), revoked_at IS NOT NULL FROM tokens ORDER BY name")
             .doing("preparing the tokens query")?;
         stmt.query_map([], |r| {
             Ok(TokenInfo {
                 name: r.get(0)?,
-                admin: r.get(1)?,
-                created_at: r.get(2)?,
-                revoked: r.get(3)?,
+                kind: kind_of(r.get(1)?, r.get(2)?),
+                created_at: r.get(3)?,
+                revoked: r.get(4)?,
             })
         })
         .doing("reading tokens")?
@@ -136,16 +172,18 @@ impl Store {
         .doing("reading tokens")
     }
 
-    /// `(name, token_hash, admin)` of every live token.
-    pub fn live_token_hashes(&self) -> Result<Vec<(String, String, bool)>, StoreError> {
+    /// `(name, token_hash, kind)` of every live token.
+    pub fn live_token_hashes(&self) -> Result<Vec<(String, String, TokenKind)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, token_hash, admin FROM tokens WHERE revoked_at IS NULL")
+            .prepare("SELECT name, token_hash, kind, admin FROM tokens WHERE revoked_at IS NULL")
             .doing("preparing the token hash query")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .doing("reading token hashes")?
-            .collect::<Result<_, _>>()
-            .doing("reading token hashes")
+        stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, kind_of(r.get(2)?, r.get(3)?)))
+        })
+        .doing("reading token hashes")?
+        .collect::<Result<_, _>>()
+        .doing("reading token hashes")
     }
 }
 
@@ -158,35 +196,47 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = Store::open(&dir.path().join("t.duckdb")).expect("store");
         assert_eq!(
-            store.create_token("lab-1", "h1", false, false).expect("db"),
+            store
+                .create_token("lab-1", "h1", TokenKind::Agent, false)
+                .expect("db"),
             Ok(TokenCreated::New)
         );
         assert_eq!(
-            store.create_token("lab-1", "h2", true, false).expect("db"),
+            store
+                .create_token("lab-1", "h2", TokenKind::Admin, false)
+                .expect("db"),
             Err(TokenRefused::Exists("lab-1".into())),
             "an agent token never turns admin by being created again"
         );
         store.revoke_token("lab-1").expect("db").expect("live");
         assert_eq!(
-            store.create_token("lab-1", "h3", false, false).expect("db"),
+            store
+                .create_token("lab-1", "h3", TokenKind::Agent, false)
+                .expect("db"),
             Err(TokenRefused::Exists("lab-1".into())),
             "a revoked token does not come back by being created again"
         );
         assert!(store.live_token_hashes().expect("db").is_empty());
         assert!(matches!(
-            store.create_token("lab-1", "h4", true, true).expect("db"),
+            store
+                .create_token("lab-1", "h4", TokenKind::Viewer, true)
+                .expect("db"),
             Err(TokenRefused::KindChange { .. })
         ));
         assert_eq!(
-            store.create_token("lab-1", "h5", false, true).expect("db"),
+            store
+                .create_token("lab-1", "h5", TokenKind::Agent, true)
+                .expect("db"),
             Ok(TokenCreated::Rotated)
         );
         assert_eq!(
             store.live_token_hashes().expect("db"),
-            vec![("lab-1".to_string(), "h5".to_string(), false)]
+            vec![("lab-1".to_string(), "h5".to_string(), TokenKind::Agent)]
         );
         assert_eq!(
-            store.create_token("nobody", "h6", false, true).expect("db"),
+            store
+                .create_token("nobody", "h6", TokenKind::Agent, true)
+                .expect("db"),
             Err(TokenRefused::NoSuchToken("nobody".into()))
         );
         assert_eq!(
