@@ -8,13 +8,14 @@ use super::dashboard;
 use super::keys::PinnedKeys;
 use super::metrics::Metrics;
 use crate::report::{MatrixOptions, matrix_markdown};
-use crate::store::StoreWriter;
+use crate::store::Store;
 use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use std::sync::Arc;
+use std::sync::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 const COOKIE: &str = "quantgrid_token";
@@ -25,7 +26,22 @@ pub struct Http {
     pub keys: PinnedKeys,
     pub metrics: Arc<Metrics>,
     pub commands: mpsc::Sender<Command>,
-    pub writer: StoreWriter,
+    /// A connection of its own (`Store::reader`), so a page never waits for, nor holds up, the
+    /// store's writer thread.
+    pub reader: Arc<Mutex<Store>>,
+}
+
+impl Http {
+    /// Runs `f` on the dashboard's connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Option<T> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&reader.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .ok()
+    }
 }
 
 pub fn router(state: Http) -> Router {
@@ -142,7 +158,7 @@ async fn sweeps(State(http): State<Http>, headers: HeaderMap) -> Response {
     if let Some(r) = refusal(&http, &headers) {
         return r;
     }
-    let list = http.writer.read(|store| store.sweeps()).await;
+    let list = http.read(|store| store.sweeps()).await;
     let (reply, rx) = oneshot::channel();
     if http
         .commands
@@ -152,7 +168,7 @@ async fn sweeps(State(http): State<Http>, headers: HeaderMap) -> Response {
     {
         return unavailable();
     }
-    let (Ok(Ok(mut list)), Ok(schedules)) = (list, rx.await) else {
+    let (Some(Ok(mut list)), Ok(schedules)) = (list, rx.await) else {
         return unavailable();
     };
     // newest first: sweep ids do not sort by time, the store lists them in creation order
@@ -161,8 +177,9 @@ async fn sweeps(State(http): State<Http>, headers: HeaderMap) -> Response {
     Html(dashboard::sweeps(&list, &schedules)).into_response()
 }
 
-/// One sweep's progress as server-sent events: every change the coordinator publishes, the
-/// last one with `finished`.
+/// One sweep's progress as server-sent events: the latest state at most ten times a second (a
+/// fast sweep changes thousands of times a second; a person reads far slower), the last one
+/// with `finished`.
 async fn sweep_events(
     State(http): State<Http>,
     headers: HeaderMap,
@@ -187,19 +204,21 @@ async fn sweep_events(
         Ok(Err(e)) => return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
         Err(_) => return unavailable(),
     };
-    let events = tokio_stream::wrappers::WatchStream::new(progress).map(|p| {
-        let data = serde_json::json!({
-            "sweep_id": p.sweep_id,
-            "state": p.state,
-            "done": p.done,
-            "total": p.total,
-            "passed": p.passed,
-            "unsupported": p.unsupported,
-            "simulated": p.simulated,
-            "finished": p.finished,
+    let events = tokio_stream::wrappers::WatchStream::new(progress)
+        .throttle(std::time::Duration::from_millis(100))
+        .map(|p| {
+            let data = serde_json::json!({
+                "sweep_id": p.sweep_id,
+                "state": p.state,
+                "done": p.done,
+                "total": p.total,
+                "passed": p.passed,
+                "unsupported": p.unsupported,
+                "simulated": p.simulated,
+                "finished": p.finished,
+            });
+            Ok::<_, std::convert::Infallible>(Event::default().data(data.to_string()))
         });
-        Ok::<_, std::convert::Infallible>(Event::default().data(data.to_string()))
-    });
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -210,7 +229,6 @@ async fn matrix(State(http): State<Http>, headers: HeaderMap) -> Response {
         return r;
     }
     let md = http
-        .writer
         .read(|store| {
             matrix_markdown(
                 store,
@@ -224,9 +242,9 @@ async fn matrix(State(http): State<Http>, headers: HeaderMap) -> Response {
         })
         .await;
     match md {
-        Ok(Ok(md)) => Html(dashboard::matrix(&md)).into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-        Err(_) => unavailable(),
+        Some(Ok(md)) => Html(dashboard::matrix(&md)).into_response(),
+        Some(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        None => unavailable(),
     }
 }
 
@@ -236,10 +254,9 @@ async fn history(
     samples: bool,
 ) -> Result<Vec<crate::store::HistoryRow>, Box<Response>> {
     let rows = http
-        .writer
         .read(move |store| store.history(Some(&id), &|_| true, samples))
         .await
-        .map_err(|_| Box::new(unavailable()))?;
+        .ok_or_else(|| Box::new(unavailable()))?;
     rows.map_err(|e| {
         Box::new((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response())
     })

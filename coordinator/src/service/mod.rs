@@ -111,6 +111,8 @@ async fn serve(
         .await
         .map_err(|_| StoreError::WriterGone)??;
     store.limit_threads(1)?;
+    // the dashboard reads on its own connection: a page never holds up the writer
+    let reader = Arc::new(std::sync::Mutex::new(store.reader()?));
     let tokens = auth::Tokens::new(store.live_token_hashes()?);
     let pinned = keys::PinnedKeys::new(store.pinned_keys()?);
     let running = store.running_sweeps()?;
@@ -168,7 +170,7 @@ async fn serve(
             keys: pinned.clone(),
             metrics: metrics.clone(),
             commands: commands_for_http.clone(),
-            writer: writer.clone(),
+            reader: reader.clone(),
         });
         let stop = shutdown.clone();
         tracker.spawn(async move {

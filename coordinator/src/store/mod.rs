@@ -329,6 +329,16 @@ impl Store {
 
     /// Caps DuckDB's worker threads. The coordinator gives its writer one, so a checkpoint
     /// cannot take every core from the scheduler and the agent sessions.
+    /// Another connection to the same open database, for reads that need not wait behind the
+    /// writer thread (the dashboard): it sees what is committed.
+    pub fn reader(&self) -> Result<Store, StoreError> {
+        Ok(Store {
+            conn: self.conn.try_clone().doing("opening a second connection")?,
+            path: self.path.clone(),
+            known_environments: HashSet::new(),
+        })
+    }
+
     pub fn limit_threads(&mut self, threads: u32) -> Result<(), StoreError> {
         self.conn
             .execute_batch(&format!("SET threads = {}", threads.max(1)))
