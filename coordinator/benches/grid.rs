@@ -344,9 +344,9 @@ fn p95(mut v: Vec<Duration>) -> f64 {
     v[(v.len() * 95 / 100).min(v.len() - 1)].as_secs_f64() * 1e3
 }
 
-/// 5. the dashboard: pages and `/metrics` with `agents` connected agents while a 3,850-cell
-/// sweep runs, then the grid's throughput with the dashboard open (a page every 100 ms) beside
-/// the same run without it.
+/// The dashboard phase: pages and `/metrics` with `agents` connected agents while a
+/// 3,850-cell sweep runs, then the grid's throughput with the dashboard open beside the same
+/// run without it.
 async fn dashboard(dir: &Path, agents: usize, every: &[Browser]) {
     let all_families = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
