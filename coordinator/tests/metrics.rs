@@ -245,6 +245,9 @@ fn the_dashboard_shows_agents_the_matrix_and_a_cells_history_to_a_signed_in_admi
         agents.contains("<td>lab-1</td>") && agents.contains("unsigned"),
         "{agents}"
     );
+    // when it was last heard from, and its record: the one result it reported passed
+    assert!(agents.contains(" s ago"), "{agents}");
+    assert!(agents.contains("1/1 passed or answered"), "{agents}");
     let (code, _, matrix) = page("/matrix");
     assert_eq!(code, 200);
     assert!(

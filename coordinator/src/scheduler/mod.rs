@@ -233,6 +233,8 @@ pub struct AgentView {
     pub slots: u32,
     /// What the agent registered.
     pub caps: Capabilities,
+    /// When the coordinator last heard from it (session, heartbeat or report).
+    pub last_heard: Millis,
 }
 
 struct Agent {
@@ -244,6 +246,7 @@ struct Agent {
     leases: HashSet<String>,
     /// Moving average of how long this agent's cells take, from its own reports.
     cell_ms: Option<f64>,
+    last_heard: Millis,
 }
 
 impl Agent {
@@ -367,6 +370,7 @@ impl Scheduler {
                 busy: a.leases.len() as u32,
                 slots: a.caps.slots,
                 caps: a.caps.clone(),
+                last_heard: a.last_heard,
             })
             .collect()
     }
@@ -401,8 +405,10 @@ impl Scheduler {
                     leaving: false,
                     leases: HashSet::new(),
                     cell_ms: None,
+                    last_heard: now,
                 });
                 a.caps = caps;
+                a.last_heard = now;
                 a.connected = true;
                 a.leaving = false;
                 a.disconnected_at = None;
@@ -425,6 +431,9 @@ impl Scheduler {
                 }
             }
             Event::Heartbeat { agent, leases } => {
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.last_heard = now;
+                }
                 let ttl = self.config.lease_ttl_ms;
                 for id in leases {
                     if let Some(l) = self.leases.get_mut(&id)
@@ -438,7 +447,12 @@ impl Scheduler {
                 agent,
                 lease,
                 result,
-            } => self.report(agent, lease, result, now, &mut out),
+            } => {
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.last_heard = now;
+                }
+                self.report(agent, lease, result, now, &mut out)
+            }
             Event::Submit(input) => {
                 let id = input.id.clone();
                 if !self.sweeps.contains_key(&id) {

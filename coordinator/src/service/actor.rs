@@ -886,6 +886,7 @@ impl Coordinator {
                         browsers: a.caps.browsers.iter().map(Into::into).collect(),
                         // the gRPC layer, which holds the pinned keys, fills it in
                         key_id: String::new(),
+                        last_heard_unix_ms: a.last_heard,
                     })
                     .collect();
                 let _ = reply.send(list);

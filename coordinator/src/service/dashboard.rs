@@ -42,11 +42,44 @@ pub fn login(problem: Option<&str>) -> String {
     )
 }
 
-/// The agents, as the coordinator knows them right now: a sick one stands out (disconnected,
-/// draining, or without a key).
-pub fn agents(list: &[pb::AgentInfo]) -> String {
+/// How many of each agent's last results make its record.
+pub const RECORD_RESULTS: usize = 20;
+
+/// The agents, as the coordinator knows them right now, with when it last heard from each and
+/// its recent record: a sick one stands out (disconnected, draining, unsigned, silent, or
+/// failing).
+pub fn agents(
+    list: &[pb::AgentInfo],
+    records: &[crate::store::AgentHealth],
+    now_ms: u64,
+) -> String {
     let mut rows = String::new();
     for a in list {
+        let heard = now_ms.saturating_sub(a.last_heard_unix_ms) as f64 / 1000.0;
+        let heard = if a.last_heard_unix_ms == 0 {
+            "never".to_string()
+        } else if heard > 60.0 {
+            format!("<span class=bad>{heard:.0} s ago</span>")
+        } else {
+            format!("{heard:.0} s ago")
+        };
+        let record = match records.iter().find(|r| r.agent == a.name) {
+            None => "<span class=muted>no results yet</span>".to_string(),
+            Some(r) => {
+                let share = format!("{}/{} passed or answered", r.answered, r.results);
+                let share = if r.answered < r.results {
+                    format!("<span class=bad>{share}</span>")
+                } else {
+                    share
+                };
+                let failures: Vec<String> = r.failures.iter().map(|f| esc(f)).collect();
+                if failures.is_empty() {
+                    share
+                } else {
+                    format!("{share}<br><small>{}</small>", failures.join("<br>"))
+                }
+            }
+        };
         let state = match (a.connected, a.draining) {
             (false, _) => "<span class=bad>disconnected</span>",
             (true, true) => "<span class=bad>draining</span>",
@@ -75,7 +108,7 @@ pub fn agents(list: &[pb::AgentInfo]) -> String {
             .collect();
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td>{state}</td><td>{}/{}</td><td>{}</td><td>{key}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{state}</td><td>{heard}</td><td>{}/{}</td><td>{}</td><td>{key}</td><td>{record}</td><td>{}</td></tr>",
             esc(&a.name),
             a.busy_slots,
             a.slots,
@@ -86,7 +119,7 @@ pub fn agents(list: &[pb::AgentInfo]) -> String {
     page(
         "Agents",
         &format!(
-            "<p>{} agent(s), {} connected.</p><table><tr><th>agent</th><th>state</th><th>busy</th><th>os</th><th>key</th><th>browsers (as probed from inside)</th></tr>{rows}</table>",
+            "<p>{} agent(s), {} connected. Record: of each agent's last {RECORD_RESULTS} results.</p><table><tr><th>agent</th><th>state</th><th>last heard</th><th>busy</th><th>os</th><th>key</th><th>record</th><th>browsers (as probed from inside)</th></tr>{rows}</table>",
             list.len(),
             list.iter().filter(|a| a.connected).count()
         ),
@@ -352,6 +385,38 @@ mod tests {
             csv.lines().nth(1).is_some_and(|l| l.ends_with(",0,9")),
             "{csv}"
         );
+    }
+
+    #[test]
+    fn a_sick_agent_stands_out() {
+        let info = |name: &str, connected: bool, heard: u64| pb::AgentInfo {
+            agent_id: name.into(),
+            name: name.into(),
+            connected,
+            slots: 1,
+            key_id: "k".into(),
+            last_heard_unix_ms: heard,
+            ..Default::default()
+        };
+        let list = vec![info("well", true, 99_000), info("sick", true, 10_000)];
+        let records = vec![crate::store::AgentHealth {
+            agent: "sick".into(),
+            results: 20,
+            answered: 17,
+            failures: vec!["crash: <the GPU process died>".into()],
+        }];
+        let html = agents(&list, &records, 100_000);
+        assert!(html.contains("<td>1 s ago</td>"), "{html}");
+        assert!(html.contains("<span class=bad>90 s ago</span>"), "{html}");
+        assert!(
+            html.contains("<span class=bad>17/20 passed or answered</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("crash: &lt;the GPU process died&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("no results yet"), "{html}");
     }
 
     #[test]

@@ -131,6 +131,7 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AgentService for Grid {
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "register"))]
     async fn register(
         &self,
         req: Request<pb::RegisterRequest>,
@@ -177,6 +178,7 @@ impl AgentService for Grid {
 
     type SessionStream = BoxStream<pb::CoordinatorMessage>;
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "session"))]
     async fn session(
         &self,
         req: Request<Streaming<pb::AgentMessage>>,
@@ -268,6 +270,7 @@ impl AgentService for Grid {
 
 #[tonic::async_trait]
 impl AdminService for Grid {
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "submit_sweep"))]
     async fn submit_sweep(
         &self,
         req: Request<pb::SubmitSweepRequest>,
@@ -302,6 +305,7 @@ impl AdminService for Grid {
 
     type WatchSweepStream = BoxStream<pb::SweepProgress>;
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "watch_sweep"))]
     async fn watch_sweep(
         &self,
         req: Request<pb::SweepRef>,
@@ -322,6 +326,7 @@ impl AdminService for Grid {
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "cancel_sweep"))]
     async fn cancel_sweep(
         &self,
         req: Request<pb::SweepRef>,
@@ -331,6 +336,7 @@ impl AdminService for Grid {
         Ok(Response::new(pb::CancelSweepResponse {}))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "list_agents"))]
     async fn list_agents(
         &self,
         _: Request<pb::ListAgentsRequest>,
@@ -346,6 +352,7 @@ impl AdminService for Grid {
         Ok(Response::new(pb::ListAgentsResponse { agents }))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "drain_agent"))]
     async fn drain_agent(
         &self,
         req: Request<pb::DrainRequest>,
@@ -360,6 +367,7 @@ impl AdminService for Grid {
         Ok(Response::new(pb::DrainResponse {}))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "sweep_matrix"))]
     async fn sweep_matrix(
         &self,
         req: Request<pb::SweepRef>,
@@ -382,6 +390,7 @@ impl AdminService for Grid {
         Ok(Response::new(pb::MatrixResponse { markdown }))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "add_schedule"))]
     async fn add_schedule(
         &self,
         req: Request<pb::ScheduleSpec>,
@@ -417,6 +426,7 @@ impl AdminService for Grid {
         Ok(Response::new(info))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "list_schedules"))]
     async fn list_schedules(
         &self,
         _: Request<pb::ListSchedulesRequest>,
@@ -425,6 +435,7 @@ impl AdminService for Grid {
         Ok(Response::new(pb::ListSchedulesResponse { schedules }))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "set_schedule_paused"))]
     async fn set_schedule_paused(
         &self,
         req: Request<pb::SetScheduleRequest>,
@@ -439,6 +450,7 @@ impl AdminService for Grid {
         Ok(Response::new(pb::ScheduleResponse {}))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "remove_schedule"))]
     async fn remove_schedule(
         &self,
         req: Request<pb::ScheduleRef>,
@@ -449,6 +461,7 @@ impl AdminService for Grid {
         Ok(Response::new(pb::ScheduleResponse {}))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "create_token"))]
     async fn create_token(
         &self,
         req: Request<pb::CreateTokenRequest>,
@@ -498,6 +511,7 @@ impl AdminService for Grid {
         }))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "list_tokens"))]
     async fn list_tokens(
         &self,
         _: Request<pb::ListTokensRequest>,
@@ -522,6 +536,7 @@ impl AdminService for Grid {
         }))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "revoke_token"))]
     async fn revoke_token(
         &self,
         req: Request<pb::RevokeTokenRequest>,
@@ -541,6 +556,7 @@ impl AdminService for Grid {
         Ok(Response::new(pb::RevokeTokenResponse { sessions_closed }))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "trust_agent"))]
     async fn trust_agent(
         &self,
         req: Request<pb::AgentKeyRequest>,
@@ -564,6 +580,7 @@ impl AdminService for Grid {
         }))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "forget_agent"))]
     async fn forget_agent(
         &self,
         req: Request<pb::AgentKeyRequest>,
@@ -591,6 +608,7 @@ impl AdminService for Grid {
         }))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(method = "run_schedule_now"))]
     async fn run_schedule_now(
         &self,
         req: Request<pb::ScheduleRef>,

@@ -151,7 +151,13 @@ async fn agents(State(http): State<Http>, headers: HeaderMap) -> Response {
             .map(|k| quantgrid_proto::signing::key_id(&k))
             .unwrap_or_default();
     }
-    Html(dashboard::agents(&list)).into_response()
+    let records = http
+        .read(|store| store.agent_records(dashboard::RECORD_RESULTS))
+        .await
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let now = super::actor::now_ms();
+    Html(dashboard::agents(&list, &records, now)).into_response()
 }
 
 async fn sweeps(State(http): State<Http>, headers: HeaderMap) -> Response {

@@ -10,6 +10,18 @@ use quantgrid_matrix::{Cell, CellId, Status};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// An agent's recent record: its last results and the failures among them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentHealth {
+    pub agent: String,
+    /// Of its last results (at most the number asked for).
+    pub results: u64,
+    /// Those that passed or were answered unsupported (the browser's own answer).
+    pub answered: u64,
+    /// The newest failures (fail, error, crash, timeout), newest first, with their text.
+    pub failures: Vec<String>,
+}
+
 /// One result of a cell in its history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryRow {
@@ -189,6 +201,49 @@ impl Store {
             out.push(h);
         }
         Ok(out)
+    }
+
+    /// Every agent's last `n` results (accepted or not: a retried crash counts against the
+    /// agent that crashed), how many passed or were answered unsupported, and its newest
+    /// failures with their text (at most 3).
+    pub fn agent_records(&self, n: usize) -> Result<Vec<AgentHealth>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "WITH recent AS (
+                    SELECT a.agent_id, r.status, r.error_text, r.recorded_at,
+                        row_number() OVER (PARTITION BY a.agent_id ORDER BY r.recorded_at DESC) AS k
+                    FROM results r JOIN attempts a USING (attempt_id)
+                    WHERE a.agent_id IS NOT NULL
+                )
+                SELECT agent_id, count(*),
+                    count(*) FILTER (WHERE status IN ('pass', 'unsupported')),
+                    coalesce(list(status || ': ' || coalesce(error_text, '') ORDER BY recorded_at DESC)
+                        FILTER (WHERE status NOT IN ('pass', 'unsupported')), [])[1:3]
+                FROM recent WHERE k <= ? GROUP BY agent_id ORDER BY agent_id",
+            )
+            .doing("preparing the agents' records")?;
+        stmt.query_map([n as i64], |r| {
+            let failures: Value = r.get(3)?;
+            Ok(AgentHealth {
+                agent: r.get(0)?,
+                results: r.get(1)?,
+                answered: r.get(2)?,
+                failures: match failures {
+                    Value::List(items) => items
+                        .into_iter()
+                        .filter_map(|v| match v {
+                            Value::Text(t) => Some(t),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                },
+            })
+        })
+        .doing("reading the agents' records")?
+        .collect::<Result<_, _>>()
+        .doing("reading the agents' records")
     }
 
     /// The accepted, real result of every cell of `sweep` (its latest, where retried).

@@ -12,7 +12,7 @@ mod tokens;
 mod write;
 mod writer;
 
-pub use history::HistoryRow;
+pub use history::{AgentHealth, HistoryRow};
 pub use keys::{KeyRefused, KeyRow};
 pub use merge::Merged;
 pub use read::{ResultRow, StoredSweep, SweepSummary};

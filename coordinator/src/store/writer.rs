@@ -184,7 +184,9 @@ impl StoreWriter {
                     }
                     let (records, acks): (Vec<_>, Vec<_>) = groups.into_iter().unzip();
                     let started = std::time::Instant::now();
+                    let span = tracing::debug_span!("store_write", records = total).entered();
                     let outcomes = sink.write_batch(records);
+                    drop(span);
                     observe(total, started.elapsed());
                     for (ack, outcome) in acks.into_iter().zip(outcomes) {
                         // a submitter that stopped waiting does not need the answer
