@@ -119,7 +119,7 @@ pub fn agents(
     page(
         "Agents",
         &format!(
-            "<p>{} agent(s), {} connected. Record: of each agent's last {RECORD_RESULTS} results.</p><table><tr><th>agent</th><th>state</th><th>last heard</th><th>busy</th><th>os</th><th>key</th><th>record</th><th>browsers (as probed from inside)</th></tr>{rows}</table>",
+            "<p>{} agent(s), {} connected. Record: of each agent's last {RECORD_RESULTS} results of the past week.</p><table><tr><th>agent</th><th>state</th><th>last heard</th><th>busy</th><th>os</th><th>key</th><th>record</th><th>browsers (as probed from inside)</th></tr>{rows}</table>",
             list.len(),
             list.iter().filter(|a| a.connected).count()
         ),

@@ -203,9 +203,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Every agent's last `n` results (accepted or not: a retried crash counts against the
-    /// agent that crashed), how many passed or were answered unsupported, and its newest
-    /// failures with their text (at most 3).
+    /// Every agent's last `n` results of the past week (accepted or not: a retried crash counts
+    /// against the agent that crashed), how many passed or were answered unsupported, and its
+    /// newest failures with their text (at most 3). The week bounds the read: results are
+    /// appended in time order, so older row groups are skipped by their zone maps.
     pub fn agent_records(&self, n: usize) -> Result<Vec<AgentHealth>, StoreError> {
         let mut stmt = self
             .conn
@@ -215,6 +216,7 @@ impl Store {
                         row_number() OVER (PARTITION BY a.agent_id ORDER BY r.recorded_at DESC) AS k
                     FROM results r JOIN attempts a USING (attempt_id)
                     WHERE a.agent_id IS NOT NULL
+                        AND r.recorded_at >= current_timestamp::TIMESTAMP - INTERVAL 7 DAY
                 )
                 SELECT agent_id, count(*),
                     count(*) FILTER (WHERE status IN ('pass', 'unsupported')),
