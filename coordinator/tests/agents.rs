@@ -287,24 +287,12 @@ fn a_token_revoked_on_a_running_coordinator_closes_its_session_at_once() {
         );
         assert!(String::from_utf8_lossy(&revoke.stderr).contains("1 live session(s) closed"));
         let revoked_at = std::time::Instant::now();
-        let ended = loop {
-            match down.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("the session ended without a status"),
-                Err(status) => break status,
-            }
-        };
+        let ended = session_end(&mut down).await;
         assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
         assert!(ended.message().contains("revoked"), "{ended:?}");
         assert!(revoked_at.elapsed() < std::time::Duration::from_secs(1));
         // its next call is refused
-        let ch = quantgrid_proto::client::connect(&url, &quantgrid_proto::client::Tls::default())
-            .await
-            .expect("connect");
-        let mut again = pb::agent_service_client::AgentServiceClient::with_interceptor(
-            ch,
-            quantgrid_proto::client::Bearer::new(&agent_token).expect("token"),
-        );
+        let mut again = connect_agent(&url, &agent_token).await;
         let e = again
             .register(pb::RegisterRequest {
                 slots: 1,
@@ -325,13 +313,7 @@ fn a_second_session_of_one_agent_replaces_the_first_and_says_so() {
     rt().block_on(async {
         let (_up1, mut first) = fake_agent(&url, &agent_token, "lab-1", 1).await;
         let (_up2, _second) = fake_agent(&url, &agent_token, "lab-1", 1).await;
-        let ended = loop {
-            match first.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("the first session ended without a status"),
-                Err(status) => break status,
-            }
-        };
+        let ended = session_end(&mut first).await;
         assert_eq!(ended.code(), tonic::Code::Aborted, "{ended:?}");
         assert!(ended.message().contains("a newer session"), "{ended:?}");
     });
@@ -392,13 +374,7 @@ fn a_client_over_its_limits_is_refused_and_the_others_carry_on() {
     // a session flooding heartbeats is closed; the quiet agent's session is not
     rt().block_on(async {
         let (_quiet_up, mut quiet_down) = fake_agent(&url, &quiet, "quiet", 1).await;
-        let ch = quantgrid_proto::client::connect(&url, &quantgrid_proto::client::Tls::default())
-            .await
-            .expect("connect");
-        let mut c = pb::agent_service_client::AgentServiceClient::with_interceptor(
-            ch,
-            quantgrid_proto::client::Bearer::new(&ops).expect("token"),
-        );
+        let mut c = connect_agent(&url, &ops).await;
         // the admin token cannot flood the agent service at all
         assert_eq!(
             c.register(pb::RegisterRequest::default())
@@ -442,13 +418,7 @@ fn a_client_over_its_limits_is_refused_and_the_others_carry_on() {
         }));
         let mut n = connect_agent(&url, &noisy).await;
         let mut down = n.session(flood).await.expect("session").into_inner();
-        let ended = loop {
-            match down.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("the flooding session ended without a status"),
-                Err(status) => break status,
-            }
-        };
+        let ended = session_end(&mut down).await;
         assert_eq!(ended.code(), tonic::Code::ResourceExhausted, "{ended:?}");
         // the quiet agent's session still answers: a drain reaches it
         let mut a = admin(&url, &ops).await;
