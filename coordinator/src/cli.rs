@@ -353,9 +353,10 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub listen: String,
-    /// Also serve HTTP here: `/metrics` for Prometheus (admin token as bearer). Port 0 picks a
-    /// free port (printed on stdout as `http ADDR`, after the `listening` line). Plaintext:
-    /// beyond loopback only with --insecure.
+    /// Also serve the dashboard and `/metrics` (admin or viewer token) here, over TLS with the
+    /// same --tls-* files as gRPC where they are given. Port 0 picks a free port (printed on
+    /// stdout as `http ADDR`, after the `listening` line). Plaintext: beyond loopback only with
+    /// --insecure.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
     /// Serve plaintext on an address other machines can reach (tokens then cross the network

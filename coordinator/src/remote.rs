@@ -79,9 +79,9 @@ pub fn serve(db_path: Option<PathBuf>, args: &ServeArgs) -> Result<ExitCode> {
                 let l = std::net::TcpListener::bind(at)
                     .with_context(|| format!("cannot listen on {at} (--http)"))?;
                 let bound = l.local_addr().context("reading the bound http address")?;
-                if !bound.ip().is_loopback() && !args.insecure {
+                if !bound.ip().is_loopback() && args.tls_cert.is_none() && !args.insecure {
                     bail!(
-                        "--http {bound} is reachable from other machines and serves plaintext (it has no TLS yet): bind it to 127.0.0.1, or give --insecure to accept that"
+                        "--http {bound} is reachable from other machines and would carry tokens in plaintext: give --tls-cert and --tls-key, or --insecure to accept that"
                     );
                 }
                 config.http = Some(service::HttpListener::new(l));
@@ -109,6 +109,7 @@ pub fn serve(db_path: Option<PathBuf>, args: &ServeArgs) -> Result<ExitCode> {
             // (and locked), so a command run after it sees a coordinator that holds the file
             println!("listening {addr}");
             if let Some(http) = http {
+                // with --tls-cert the dashboard is served over TLS too: https://ADDR
                 println!("http {http}");
             }
             eprintln!(

@@ -488,44 +488,6 @@ fn run_with_a_coordinator_sends_the_narrowed_matrix_to_the_lab() {
     );
 }
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
-fn pki(dir: &Path) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
-        KeyPair, KeyUsagePurpose,
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
-    let write = |name: &str, text: String| std::fs::write(dir.join(name), text).expect("write pem");
-    write("ca.pem", ca.pem());
-    for (name, sans, usage) in [
-        (
-            "server",
-            vec!["127.0.0.1".to_string(), "localhost".to_string()],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        ),
-        (
-            "client",
-            vec!["a1.agents.quantgrid".to_string()],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ),
-    ] {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(sans).expect("params");
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &ca).expect("sign");
-        write(&format!("{name}.pem"), cert.pem());
-        write(&format!("{name}.key"), key.serialize_pem());
-    }
-}
-
 #[test]
 fn mutual_tls_end_to_end() {
     let dir = tempfile::tempdir().expect("tempdir");

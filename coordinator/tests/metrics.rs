@@ -269,3 +269,139 @@ fn the_dashboard_shows_agents_the_matrix_and_a_cells_history_to_a_signed_in_admi
     );
     assert!(csv.lines().count() > 1, "{csv}");
 }
+
+/// An HTTP/1.1 request over TLS, trusting `dir/ca.pem` and, with `client`, presenting
+/// `dir/client.pem`: status, headers and body, or the TLS error.
+fn https_request(
+    addr: &str,
+    dir: &std::path::Path,
+    client: bool,
+    head: &str,
+    body: &str,
+) -> Result<(u16, String, String), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).expect("ca") {
+        roots.add(c.expect("ca cert")).expect("add ca");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = if client {
+        let chain = CertificateDer::pem_file_iter(dir.join("client.pem"))
+            .expect("client.pem")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("client chain");
+        let key = PrivateKeyDer::from_pem_file(dir.join("client.key")).expect("client.key");
+        builder
+            .with_client_auth_cert(chain, key)
+            .expect("client auth")
+    } else {
+        builder.with_no_client_auth()
+    };
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let tcp = std::net::TcpStream::connect(addr).expect("connect");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        tls,
+        "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut raw = String::new();
+    // the server closes without close_notify after the response: what was read counts
+    if let Err(e) = tls.read_to_string(&mut raw)
+        && raw.is_empty()
+    {
+        return Err(e.to_string());
+    }
+    let (headers, body) = raw.split_once("\r\n\r\n").ok_or("no response")?;
+    let code = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status code")?;
+    Ok((code, headers.to_string(), body.to_string()))
+}
+
+#[test]
+fn the_dashboard_is_served_over_mutual_tls_with_the_grpc_certificates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    pki(d);
+    let db = d.join("grid.duckdb");
+    let ops = token(&db, "ops", true);
+    let p = |n: &str| d.join(n).display().to_string();
+    let mut child = Command::new(bin("quantgrid"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--db-path", &p("grid.duckdb")])
+        .args([
+            "--tls-cert",
+            &p("server.pem"),
+            "--tls-key",
+            &p("server.key"),
+        ])
+        .args(["--tls-client-ca", &p("ca.pem")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let _server = Proc(child);
+    let mut lines = [String::new(), String::new()];
+    for l in &mut lines {
+        out.read_line(l).expect("line");
+    }
+    let http = lines[1].trim().strip_prefix("http ").expect("http line");
+
+    let (code, _, body) = https_request(
+        http,
+        d,
+        true,
+        &format!("GET /metrics HTTP/1.1\r\nAuthorization: Bearer {ops}"),
+        "",
+    )
+    .expect("a scrape over mutual tls");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("quantgrid_"), "{body}");
+    // signing in over TLS sets a cookie the browser sends back over TLS only
+    let (code, headers, _) = https_request(
+        http,
+        d,
+        true,
+        "POST /login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        &format!("token={ops}"),
+    )
+    .expect("sign in");
+    assert_eq!(code, 303, "{headers}");
+    assert!(
+        headers.contains("HttpOnly") && headers.contains("Secure"),
+        "{headers}"
+    );
+    // without a client certificate the handshake is refused before any token is read
+    let refused = https_request(
+        http,
+        d,
+        false,
+        &format!("GET /metrics HTTP/1.1\r\nAuthorization: Bearer {ops}"),
+        "",
+    );
+    assert!(refused.is_err(), "{refused:?}");
+    // and plaintext gets no page
+    let mut s = std::net::TcpStream::connect(http).expect("connect");
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {ops}\r\n\r\n"
+    );
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(
+        !String::from_utf8_lossy(&raw).contains("quantgrid_"),
+        "plaintext was answered"
+    );
+}

@@ -29,6 +29,8 @@ pub struct Http {
     /// A connection of its own (`Store::reader`), so a page never waits for, nor holds up, the
     /// store's writer thread.
     pub reader: Arc<Mutex<Store>>,
+    /// Served over TLS: the sign-in cookie is then marked `Secure`.
+    pub secure: bool,
 }
 
 impl Http {
@@ -122,7 +124,8 @@ async fn login(State(http): State<Http>, Form(form): Form<Login>) -> Response {
         )
             .into_response();
     }
-    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    let secure = if http.secure { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}");
     match HeaderValue::from_str(&cookie) {
         Ok(v) => ([(header::SET_COOKIE, v)], Redirect::to("/")).into_response(),
         Err(_) => (

@@ -7,6 +7,7 @@ mod dashboard;
 pub mod error;
 mod grpc;
 mod http;
+mod https;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
@@ -44,7 +45,8 @@ pub struct ServeConfig {
     /// Cancelled once the store is open and its lock held, right before calls are served: what
     /// "ready" means to whoever started the coordinator.
     pub ready: CancellationToken,
-    /// Where `/metrics` is served over HTTP (bound by the caller; None: no HTTP).
+    /// Where the dashboard and `/metrics` are served over HTTP, through `tls` where it is set
+    /// (bound by the caller; None: no HTTP).
     pub http: Option<HttpListener>,
 }
 
@@ -86,6 +88,8 @@ pub enum ServeError {
     Serve(#[source] tonic::transport::Error),
     #[error("http listener")]
     Http(#[source] std::io::Error),
+    #[error("https: {0}")]
+    HttpTls(String),
 }
 
 /// Serves until `shutdown` is cancelled, then stops taking calls, ends agent sessions, lets
@@ -171,16 +175,38 @@ async fn serve(
             metrics: metrics.clone(),
             commands: commands_for_http.clone(),
             reader: reader.clone(),
+            secure: config.tls.is_some(),
         });
         let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "http server stopped");
+        match &config.tls {
+            Some(tls) => {
+                let listener = https::TlsListener::spawn(
+                    listener,
+                    https::acceptor(tls)?,
+                    &tracker,
+                    shutdown.clone(),
+                )
+                .map_err(ServeError::Http)?;
+                tracker.spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "https server stopped");
+                    }
+                });
             }
-        });
+            None => {
+                tracker.spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "http server stopped");
+                    }
+                });
+            }
+        }
     }
     config.ready.cancel();
 
