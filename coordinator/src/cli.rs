@@ -428,6 +428,10 @@ pub struct RunArgs {
     /// CA certificate (PEM) of an https `--coordinator`.
     #[arg(long, value_name = "FILE", requires = "coordinator")]
     pub tls_ca: Option<PathBuf>,
+    /// Serve the dashboard on this loopback address (port 0: any) while the sweep runs, and
+    /// after it until Ctrl-C; a viewer token for it is printed.
+    #[arg(long, value_name = "ADDR", conflicts_with = "coordinator")]
+    pub http: Option<String>,
     #[command(flatten)]
     pub narrow: Narrow,
 }

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use quantgrid_coordinator::report::{MatrixOptions, matrix_markdown};
 use quantgrid_coordinator::service::{self, ServeConfig, auth};
-use quantgrid_coordinator::store::Store;
+use quantgrid_coordinator::store::{Store, TokenKind};
 use quantgrid_proto::client::{self, Bearer, Tls};
 use quantgrid_proto::pb::{self, admin_service_client::AdminServiceClient};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,9 @@ pub struct LocalRun<'a> {
     pub db_path: &'a Path,
     pub output: Option<&'a Path>,
     pub headed: bool,
+    /// Serve the dashboard here during the sweep, and after it until Ctrl-C (loopback only:
+    /// the local run has no TLS).
+    pub http: Option<std::net::TcpListener>,
 }
 
 pub fn run(job: LocalRun<'_>) -> Result<ExitCode> {
@@ -44,22 +47,48 @@ pub fn run(job: LocalRun<'_>) -> Result<ExitCode> {
     );
     let agent_token = auth::generate_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let admin_token = auth::generate_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let viewer_name = format!("local-viewer-{suffix}");
+    let viewer_token = auth::generate_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     {
         let mut store = Store::open(job.db_path)?;
         store.put_tokens(&[
             (agent_name.clone(), auth::hash_token(&agent_token), false),
             (admin_name.clone(), auth::hash_token(&admin_token), true),
         ])?;
+        if job.http.is_some() {
+            let _ = store.create_token(
+                &viewer_name,
+                &auth::hash_token(&viewer_token),
+                TokenKind::Viewer,
+                false,
+            )?;
+        }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // the dashboard's socket outlives the sweep's coordinator: the one that serves the
+    // finished sweep takes it over, and a browser waiting meanwhile is kept in its backlog
+    let dashboard = match &job.http {
+        Some(l) => {
+            let addr = l.local_addr().context("reading the dashboard's address")?;
+            eprintln!("dashboard on http://{addr}/ (sign in with the viewer token {viewer_token})");
+            Some(l.try_clone().context("sharing the dashboard's socket")?)
+        }
+        None => None,
+    };
     let outcome = rt.block_on(sweep(&job, &agent_bin, &agent_token, &admin_token));
     let mut store = Store::open(job.db_path)?;
     // both were created above: "not live" cannot happen, and would need no undoing
     let _ = store.revoke_token(&agent_name)?;
     let _ = store.revoke_token(&admin_name)?;
-    let (sweep_id, all_answered) = outcome?;
+    let (sweep_id, all_answered) = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = store.revoke_token(&viewer_name)?;
+            return Err(e);
+        }
+    };
     if let Some(out) = job.output {
         let md = matrix_markdown(
             &store,
@@ -76,6 +105,12 @@ pub fn run(job: LocalRun<'_>) -> Result<ExitCode> {
         eprintln!("wrote {}", out.display());
     }
     println!("{sweep_id}");
+    if let Some(listener) = dashboard {
+        drop(store);
+        let served = rt.block_on(keep_serving(job.db_path, listener));
+        let _ = Store::open(job.db_path)?.revoke_token(&viewer_name)?;
+        served?;
+    }
     Ok(if all_answered {
         ExitCode::SUCCESS
     } else {
@@ -94,11 +129,13 @@ async fn sweep(
         .context("binding 127.0.0.1")?;
     let url = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(service::run(
-        ServeConfig::new(job.db_path.to_path_buf()),
-        listener,
-        shutdown.clone(),
-    ));
+    let mut config = ServeConfig::new(job.db_path.to_path_buf());
+    if let Some(l) = &job.http {
+        config.http = Some(service::HttpListener::new(
+            l.try_clone().context("sharing the dashboard's socket")?,
+        ));
+    }
+    let server = tokio::spawn(service::run(config, listener, shutdown.clone()));
     let mut agent = tokio::process::Command::new(agent_bin);
     agent.args(["run", "--coordinator", &url, "--executor", "browser"]);
     // in the environment, not on the command line, where `ps` shows it to every user
@@ -140,6 +177,26 @@ async fn sweep(
         .context("the embedded coordinator panicked")?
         .context("the embedded coordinator failed")?;
     result
+}
+
+/// The dashboard over the finished sweep, until Ctrl-C or SIGTERM.
+async fn keep_serving(db_path: &Path, listener: std::net::TcpListener) -> Result<()> {
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding 127.0.0.1")?;
+    let mut config = ServeConfig::new(db_path.to_path_buf());
+    config.http = Some(service::HttpListener::new(listener));
+    let shutdown = CancellationToken::new();
+    let ready = config.ready.clone();
+    let server = tokio::spawn(service::run(config, grpc, shutdown.clone()));
+    ready.cancelled().await;
+    eprintln!("the sweep is done; the dashboard stays up until Ctrl-C");
+    crate::remote::wait_for_signal().await;
+    shutdown.cancel();
+    server
+        .await
+        .context("the dashboard's coordinator panicked")?
+        .context("the dashboard's coordinator failed")
 }
 
 /// SIGTERM first, so the agent closes its browsers itself; a kill only if it does not exit.

@@ -396,6 +396,20 @@ fn run_sweep(args: &RunArgs, db_path: PathBuf, output: Option<PathBuf>) -> Resul
             &remote,
         );
     }
+    let http = match &args.http {
+        Some(at) => {
+            let l = std::net::TcpListener::bind(at)
+                .with_context(|| format!("cannot listen on {at} (--http)"))?;
+            let bound = l.local_addr().context("reading the bound http address")?;
+            if !bound.ip().is_loopback() {
+                bail!(
+                    "--http {bound} is reachable from other machines, and a local run serves plaintext: bind it to 127.0.0.1, or serve the database with `quantgrid serve --http` and TLS"
+                );
+            }
+            Some(l)
+        }
+        None => None,
+    };
     local::run(local::LocalRun {
         spec_yaml: &yaml,
         spec_file: &file,
@@ -403,5 +417,6 @@ fn run_sweep(args: &RunArgs, db_path: PathBuf, output: Option<PathBuf>) -> Resul
         db_path: &db_path,
         output: output.as_deref(),
         headed: args.headed,
+        http,
     })
 }

@@ -405,3 +405,87 @@ fn the_dashboard_is_served_over_mutual_tls_with_the_grpc_certificates() {
         "plaintext was answered"
     );
 }
+
+#[test]
+fn a_local_run_serves_its_dashboard_until_ctrl_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("results.duckdb");
+    let mut child = Command::new(bin("quantgrid"))
+        .args([
+            "run",
+            "--model",
+            "bert-base-uncased",
+            "--platform",
+            "webgpu",
+        ])
+        .args([
+            "--browser",
+            "chromium",
+            "--bits",
+            "8",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .arg("--db-path")
+        .arg(&db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut run = Proc(child);
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut until = |want: &str| loop {
+        let l = lines
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .unwrap_or_else(|_| panic!("no `{want}` line in:\n{}", seen.join("\n")));
+        seen.push(l.clone());
+        if l.contains(want) {
+            return l;
+        }
+    };
+    // `dashboard on http://ADDR/ (sign in with the viewer token TOKEN)`
+    let line = until("dashboard on http://");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("address")
+        .to_string();
+    let viewer = line
+        .rsplit("viewer token ")
+        .next()
+        .map(|t| t.trim_end_matches(')').to_string())
+        .expect("token");
+    // served while the sweep runs (or as soon as it is done)
+    let (code, body) = get(&addr, "/sweeps", Some(&viewer));
+    assert_eq!(code, 200, "{body}");
+    until("the sweep is done");
+    let (code, md) = get(&addr, "/matrix", Some(&viewer));
+    assert_eq!(code, 200, "{md}");
+    assert!(md.contains("8-bit") && md.contains("(1/1 pass)"), "{md}");
+    let (code, _) = get(&addr, "/matrix", None);
+    assert_eq!(code, 401);
+    run.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(run.wait_exit().success());
+    let mut id = String::new();
+    BufReader::new(stdout)
+        .read_to_string(&mut id)
+        .expect("stdout");
+    assert!(id.trim().starts_with("sw-"), "{id}");
+    // its one-off tokens end with it
+    let store = quantgrid_coordinator::store::Store::open(&db).expect("open");
+    let tokens = store.tokens().expect("tokens");
+    assert!(
+        tokens.iter().any(|t| t.name.starts_with("local-viewer-"))
+            && tokens.iter().all(|t| t.revoked),
+        "{tokens:?}"
+    );
+}
