@@ -249,6 +249,36 @@ async fn the_dashboard_shows_agents_progress_the_matrix_and_a_cells_plot_in_chro
         .expect("goto");
     until(&session, "document.querySelector('svg')").await;
     shot("cell").await;
+
+    // a longer sweep's own page while it runs: its queue and each cell's state and place
+    let long = dir.path().join("long.yaml");
+    std::fs::write(
+        &long,
+        "version: 1\nname: long\nfamilies: [bert, gpt2, llama, t5, vit]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [2, 3, 4, 8, 16]\n",
+    )
+    .expect("spec");
+    let submitted = Command::new(bin("quantgrid"))
+        .args(["submit", "--coordinator", &grpc, "--token", &ops])
+        .arg(&long)
+        .output()
+        .expect("submit");
+    assert!(submitted.status.success());
+    let sweep = String::from_utf8_lossy(&submitted.stdout)
+        .lines()
+        .last()
+        .expect("sweep id")
+        .trim()
+        .to_string();
+    session
+        .goto(&format!("{http}/sweeps/{sweep}"))
+        .await
+        .expect("goto");
+    until(
+        &session,
+        "document.body.innerText.includes('Queues') && document.body.innerText.includes('running on lab-1') && document.body.innerText.includes('queued #1')",
+    )
+    .await;
+    shot("sweep").await;
     session.close().await.expect("close");
     stop.graceful.cancel();
     agent.await.expect("agent task").expect("agent");

@@ -154,6 +154,11 @@ fn metrics_count_a_load_test_and_parse_as_prometheus_text() {
         value("quantgrid_store_batch_records_sum", None) >= f64::from(cells),
         "{body}"
     );
+    // every cell waited in its queue once before it was offered
+    assert!(
+        value("quantgrid_dispatch_seconds_count", None) >= f64::from(cells),
+        "{body}"
+    );
 }
 
 /// A plain HTTP/1.1 request with extra headers and a body: status, headers and body.
@@ -182,31 +187,56 @@ fn the_dashboard_shows_agents_the_matrix_and_a_cells_history_to_a_signed_in_admi
     let db = dir.path().join("grid.duckdb");
     let (lab, ops) = (token(&db, "lab-1", false), token(&db, "ops", true));
     let (_server, url, http) = serve_http(&db);
-    let cell = rt().block_on(async {
+    let (cell, sweep, running) = rt().block_on(async {
         let (up, mut down) = fake_agent(&url, &lab, "lab-1", 1).await;
         let mut a = admin(&url, &ops).await;
         let sweep = a
             .submit_sweep(pb::SubmitSweepRequest {
-                spec_yaml: "version: 1\nname: page\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4]\n".into(),
+                spec_yaml: "version: 1\nname: page\nfamilies: [bert]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4, 8, 16]\n".into(),
                 ..Default::default()
             })
             .await
             .expect("submit")
             .into_inner();
-        let offer = next_offers(&mut down, 1).await.remove(0);
-        up.send(pb::AgentMessage {
-            agent_id: String::new(),
-            kind: Some(pb::agent_message::Kind::Report(pb::Report {
-                lease_id: offer.lease_id.clone(),
-                result: Some(measured_pass(&offer)),
-                signature: Vec::new(),
-            })),
-        })
-        .await
-        .expect("report");
+        let mut running = None;
+        let mut cell = None;
+        for _ in 0..3 {
+            let offer = next_offers(&mut down, 1).await.remove(0);
+            // the sweep's page while the agent holds its first cell
+            let (code, _, page) = request(
+                &http,
+                &format!("GET /sweeps/{} HTTP/1.1\r\nAuthorization: Bearer {ops}", sweep.sweep_id),
+                "",
+            );
+            assert_eq!(code, 200, "{page}");
+            running.get_or_insert(page);
+            up.send(pb::AgentMessage {
+                agent_id: String::new(),
+                kind: Some(pb::agent_message::Kind::Report(pb::Report {
+                    lease_id: offer.lease_id.clone(),
+                    result: Some(measured_pass(&offer)),
+                    signature: Vec::new(),
+                })),
+            })
+            .await
+            .expect("report");
+            cell = offer.cell.map(|c| c.id);
+        }
         watch_until(&mut a, &sweep.sweep_id, |p| p.finished).await;
-        offer.cell.expect("cell").id
+        (cell.expect("cell"), sweep.sweep_id, running.expect("page"))
     });
+    // while it ran: its queue, the cell on the agent, and the others' places in the queue
+    assert!(running.contains("<h2>Queues</h2>"), "{running}");
+    assert!(
+        running.contains("<tr><td>chromium webgpu</td><td>2</td><td>1</td><td>1</td></tr>"),
+        "{running}"
+    );
+    assert!(running.contains("running on lab-1 (attempt 1"), "{running}");
+    assert!(
+        running.contains("queued #1 in chromium webgpu")
+            && running.contains("queued #2 in chromium webgpu"),
+        "{running}"
+    );
     // not signed in: the sign-in form, and a wrong token is refused there too
     let (code, _, body) = request(&http, "GET / HTTP/1.1", "");
     assert_eq!(code, 401);
@@ -245,9 +275,24 @@ fn the_dashboard_shows_agents_the_matrix_and_a_cells_history_to_a_signed_in_admi
         agents.contains("<td>lab-1</td>") && agents.contains("unsigned"),
         "{agents}"
     );
-    // when it was last heard from, and its record: the one result it reported passed
+    // when it was last heard from, and its record: the three results it reported passed
     assert!(agents.contains(" s ago"), "{agents}");
-    assert!(agents.contains("1/1 passed or answered"), "{agents}");
+    assert!(agents.contains("3/3 passed or answered"), "{agents}");
+    // once done, every cell's stored result
+    let (code, _, done) = page(&format!("/sweeps/{sweep}"));
+    assert_eq!(code, 200);
+    assert_eq!(
+        done.matches("<td>done</td><td>pass</td>").count(),
+        3,
+        "{done}"
+    );
+    assert!(!done.contains("<h2>Queues</h2>"), "{done}");
+    let (code, _, list) = page("/sweeps");
+    assert_eq!(code, 200);
+    assert!(
+        list.contains(&format!("<a href=\"/sweeps/{sweep}\">")),
+        "{list}"
+    );
     let (code, _, matrix) = page("/matrix");
     assert_eq!(code, 200);
     assert!(

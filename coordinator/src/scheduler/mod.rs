@@ -12,6 +12,9 @@ mod restore;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod view;
+
+pub use view::{CellState, QueueView, SweepView};
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -152,6 +155,8 @@ pub struct Offer {
     pub run: RunParams,
     pub attempt_no: u32,
     pub expires_at: Millis,
+    /// How long the cell waited in its queue for this offer (the dispatch latency).
+    pub waited_ms: Millis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +267,8 @@ struct Slot {
     cell: Cell,
     attempts: u32,
     done: bool,
+    /// When it joined its queue (last): submitted, restored or requeued for another attempt.
+    queued_at: Millis,
     /// Agents whose report for this cell was invalid: the retry goes to another agent when
     /// one can take it.
     avoid: Vec<String>,
@@ -499,6 +506,7 @@ impl Scheduler {
                 cell,
                 attempts: 0,
                 done: false,
+                queued_at: now,
                 avoid: Vec::new(),
             });
         }
@@ -643,6 +651,7 @@ impl Scheduler {
                 .expect("picked");
             let slot = &mut sweep.slots[slot_i];
             slot.attempts += 1;
+            let waited_ms = now.saturating_sub(slot.queued_at);
             let lease_id = format!("{sweep_id}.{}.{}", slot.cell.id, slot.attempts);
             let offer = Offer {
                 lease_id: lease_id.clone(),
@@ -651,6 +660,7 @@ impl Scheduler {
                 run: sweep.run,
                 attempt_no: slot.attempts,
                 expires_at: now + ttl,
+                waited_ms,
             };
             sweep.outstanding += 1;
             self.leases.insert(
@@ -753,16 +763,19 @@ impl Scheduler {
         lease_id: &str,
         lease: &Lease,
         give_up: CellResult,
+        now: Millis,
         out: &mut Vec<Action>,
     ) {
         let Some(sweep) = self.sweeps.get_mut(&lease.sweep) else {
             return;
         };
-        let slot = &sweep.slots[lease.slot];
+        let max_attempts = sweep.max_attempts();
+        let slot = &mut sweep.slots[lease.slot];
         if slot.done {
             return;
         }
-        if slot.attempts < sweep.max_attempts() {
+        if slot.attempts < max_attempts {
+            slot.queued_at = now;
             let q = (slot.cell.browser, slot.cell.platform);
             // retries go first: a sweep should finish what it started
             sweep.pending.entry(q).or_default().push_front(lease.slot);

@@ -101,7 +101,7 @@ impl Scheduler {
                 accepted: false,
             });
             let give_up = Self::synthetic(&cell, Status::Error, msg);
-            self.retry_or_finish(&lease_id, &lease, give_up, out);
+            self.retry_or_finish(&lease_id, &lease, give_up, now, out);
         } else if retryable(status) && sweep.slots[lease.slot].attempts < sweep.max_attempts() {
             out.push(Action::StoreResult {
                 lease_id: lease_id.clone(),
@@ -109,10 +109,9 @@ impl Scheduler {
                 result,
                 accepted: false,
             });
-            let q = (
-                sweep.slots[lease.slot].cell.browser,
-                sweep.slots[lease.slot].cell.platform,
-            );
+            let slot = &mut sweep.slots[lease.slot];
+            slot.queued_at = now;
+            let q = (slot.cell.browser, slot.cell.platform);
             sweep.pending.entry(q).or_default().push_front(lease.slot);
         } else {
             let simulated = result.simulated;

@@ -62,6 +62,7 @@ impl Scheduler {
                     &id,
                     &lease,
                     Self::synthetic(&cell, Status::Error, text),
+                    now,
                     out,
                 );
             }

@@ -108,6 +108,11 @@ pub enum Command {
     Agents {
         reply: oneshot::Sender<Vec<pb::AgentInfo>>,
     },
+    /// A running sweep's queues and each cell's state (None once it has ended).
+    SweepView {
+        sweep: String,
+        reply: oneshot::Sender<Option<crate::scheduler::SweepView>>,
+    },
     ScheduleAdd {
         record: crate::store::ScheduleRecord,
         reply: oneshot::Sender<Result<pb::ScheduleInfo, ServiceError>>,
@@ -611,6 +616,9 @@ impl Coordinator {
                     self.execute(actions, Vec::new(), now);
                 }
             }
+            Command::SweepView { sweep, reply } => {
+                let _ = reply.send(self.scheduler.sweep_view(&sweep));
+            }
             Command::Gauges { reply } => {
                 self.set_gauges();
                 let _ = reply.send(());
@@ -947,6 +955,9 @@ impl Coordinator {
         for action in actions {
             match action {
                 Action::Offer { agent, offer } => {
+                    self.metrics
+                        .dispatch_seconds
+                        .observe(offer.waited_ms as f64 / 1000.0);
                     records.push(Record::Lease(LeaseRecord {
                         lease_id: offer.lease_id.clone(),
                         sweep_id: offer.sweep.clone(),

@@ -133,7 +133,7 @@ pub fn sweeps(list: &[crate::store::SweepSummary], schedules: &[pb::ScheduleInfo
     for s in list {
         let _ = write!(
             rows,
-            "<tr data-sweep=\"{id}\" data-state=\"{state}\"><td>{id}</td><td>{name}</td><td class=state>{state}</td><td class=done>{}</td><td class=total>{}</td><td class=passed>{}</td><td class=unsupported>{}</td><td class=simulated>{}</td></tr>",
+            "<tr data-sweep=\"{id}\" data-state=\"{state}\"><td><a href=\"/sweeps/{id}\">{id}</a></td><td>{name}</td><td class=state>{state}</td><td class=done>{}</td><td class=total>{}</td><td class=passed>{}</td><td class=unsupported>{}</td><td class=simulated>{}</td></tr>",
             s.done,
             s.cells,
             s.passed,
@@ -162,6 +162,146 @@ pub fn sweeps(list: &[crate::store::SweepSummary], schedules: &[pb::ScheduleInfo
             "<table><tr><th>sweep</th><th>name</th><th>state</th><th>done</th><th>cells</th><th>passed</th><th>unsupported</th><th>simulated</th></tr>{rows}</table>\
              <h2>Schedules</h2><table><tr><th>schedule</th><th></th><th>next run</th><th>running</th></tr>{next}</table>\
              <script>{LIVE}</script>"
+        ),
+    )
+}
+
+/// One sweep: its progress (live while it runs), each queue (browser × platform) with its
+/// waiting and running cells and the agents that can take them, and every cell's state: running
+/// on which agent since when, its place in its queue, or its stored result.
+pub fn sweep(
+    summary: &crate::store::SweepSummary,
+    view: Option<&crate::scheduler::SweepView>,
+    results: &[crate::store::ResultRow],
+    now: u64,
+) -> String {
+    use crate::scheduler::CellState;
+    use quantgrid_matrix::Status;
+    let ago = |t: u64| format!("{:.0} s", now.saturating_sub(t) as f64 / 1000.0);
+    let mut head = String::new();
+    let _ = write!(
+        head,
+        "<table><tr><th>sweep</th><th>name</th><th>state</th><th>done</th><th>cells</th><th>passed</th><th>unsupported</th><th>simulated</th></tr>\
+         <tr data-sweep=\"{id}\" data-state=\"{state}\"><td>{id}</td><td>{name}</td><td class=state>{state}</td><td class=done>{}</td><td class=total>{}</td><td class=passed>{}</td><td class=unsupported>{}</td><td class=simulated>{}</td></tr></table>",
+        summary.done,
+        summary.cells,
+        summary.passed,
+        summary.unsupported,
+        summary.simulated,
+        id = esc(&summary.sweep_id),
+        name = esc(&summary.name),
+        state = esc(&summary.state),
+    );
+    // the accepted result of each cell
+    let stored: std::collections::HashMap<&str, &crate::store::ResultRow> = results
+        .iter()
+        .filter(|r| r.accepted)
+        .map(|r| (r.cell_id.as_str(), r))
+        .collect();
+    let result_cells = |r: &crate::store::ResultRow| {
+        let p50 = r.p50_ms.map_or("–".to_string(), |v| format!("{v:.2} ms"));
+        let answered = matches!(r.status, Status::Pass | Status::Unsupported);
+        let class = if answered && !r.simulated {
+            ""
+        } else {
+            " class=bad"
+        };
+        let simulated = if r.simulated { " 🧪 simulated" } else { "" };
+        format!(
+            "<td{class}>{}{simulated}</td><td>{p50}</td>",
+            r.status.as_str()
+        )
+    };
+    let mut queues = String::new();
+    let mut cells = String::new();
+    match view {
+        Some(v) => {
+            for q in &v.queues {
+                let starved = if q.agents == 0 && q.waiting > 0 {
+                    " class=bad"
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    queues,
+                    "<tr><td>{} {}</td><td>{}</td><td>{}</td><td{starved}>{}</td></tr>",
+                    q.browser, q.platform, q.waiting, q.running, q.agents
+                );
+            }
+            // running first, then the queues front to back, then what is done
+            let order = |s: &CellState| match s {
+                CellState::Running { since, .. } => (0, *since as i64),
+                CellState::Queued { position, .. } => (1, i64::from(*position)),
+                CellState::Between => (2, 0),
+                CellState::Done => (3, 0),
+            };
+            let mut sorted: Vec<_> = v.cells.iter().collect();
+            sorted.sort_by_key(|(_, s)| order(s));
+            for (cell, state) in sorted {
+                let (what, tail) = match state {
+                    CellState::Running {
+                        agent,
+                        attempt,
+                        since,
+                    } => (
+                        format!(
+                            "running on {} (attempt {attempt}, for {})",
+                            esc(agent),
+                            ago(*since)
+                        ),
+                        "<td></td><td></td>".to_string(),
+                    ),
+                    CellState::Queued { position, since } => (
+                        format!(
+                            "queued #{position} in {} {} (waiting {})",
+                            cell.browser,
+                            cell.platform,
+                            ago(*since)
+                        ),
+                        "<td></td><td></td>".to_string(),
+                    ),
+                    CellState::Between => (
+                        "between attempts".to_string(),
+                        "<td></td><td></td>".to_string(),
+                    ),
+                    CellState::Done => (
+                        "done".to_string(),
+                        stored
+                            .get(cell.id.0.as_str())
+                            .map_or("<td></td><td></td>".to_string(), |r| result_cells(r)),
+                    ),
+                };
+                let _ = write!(
+                    cells,
+                    "<tr><td><a href=\"/cell/{id}\">{label}</a></td><td>{what}</td>{tail}</tr>",
+                    id = esc(&cell.id.0),
+                    label = esc(&cell.label()),
+                );
+            }
+        }
+        None => {
+            for r in results.iter().filter(|r| r.accepted) {
+                let _ = write!(
+                    cells,
+                    "<tr><td><a href=\"/cell/{id}\">{label}</a></td><td>done</td>{tail}</tr>",
+                    id = esc(&r.cell_id),
+                    label = esc(&r.label),
+                    tail = result_cells(r),
+                );
+            }
+        }
+    }
+    let queues = if queues.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<h2>Queues</h2><table><tr><th>kind of cell</th><th>waiting</th><th>running</th><th>agents that can run it</th></tr>{queues}</table>"
+        )
+    };
+    page(
+        &format!("Sweep {}", summary.sweep_id),
+        &format!(
+            "{head}{queues}<h2>Cells</h2><table><tr><th>cell</th><th>state</th><th>status</th><th>p50</th></tr>{cells}</table><script>{LIVE}</script>"
         ),
     )
 }

@@ -51,6 +51,7 @@ pub fn router(state: Http) -> Router {
         .route("/", get(agents))
         .route("/matrix", get(matrix))
         .route("/sweeps", get(sweeps))
+        .route("/sweeps/{id}", get(sweep))
         .route("/sweeps/{id}/events", get(sweep_events))
         .route("/cell/{id}", get(cell))
         .route("/cell/{id}/samples.csv", get(samples))
@@ -184,6 +185,52 @@ async fn sweeps(State(http): State<Http>, headers: HeaderMap) -> Response {
     list.reverse();
     list.truncate(50);
     Html(dashboard::sweeps(&list, &schedules)).into_response()
+}
+
+/// One sweep: its queues and every cell's state from the coordinator (while it runs), its
+/// results from the store.
+async fn sweep(State(http): State<Http>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = refusal(&http, &headers) {
+        return r;
+    }
+    let (reply, rx) = oneshot::channel();
+    if http
+        .commands
+        .send(Command::SweepView {
+            sweep: id.clone(),
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
+    let Ok(view) = rx.await else {
+        return unavailable();
+    };
+    let wanted = id.clone();
+    let read = http
+        .read(move |store| {
+            let summary = store.sweeps()?.into_iter().find(|s| s.sweep_id == wanted);
+            let results = match &summary {
+                Some(_) => store.results(Some(&wanted), usize::MAX >> 1)?,
+                None => Vec::new(),
+            };
+            Ok::<_, crate::store::StoreError>((summary, results))
+        })
+        .await;
+    match read {
+        Some(Ok((Some(summary), results))) => Html(dashboard::sweep(
+            &summary,
+            view.as_ref(),
+            &results,
+            super::actor::now_ms(),
+        ))
+        .into_response(),
+        Some(Ok((None, _))) => (StatusCode::NOT_FOUND, format!("no sweep {id}\n")).into_response(),
+        Some(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        None => unavailable(),
+    }
 }
 
 /// One sweep's progress as server-sent events: the latest state at most ten times a second (a

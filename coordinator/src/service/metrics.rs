@@ -30,6 +30,8 @@ pub struct StateLabels {
 pub struct Metrics {
     pub registry: Registry,
     pub reports: Family<ReportLabels, Counter>,
+    /// Seconds a cell waited in its queue before it was offered (dispatch latency).
+    pub dispatch_seconds: Histogram,
     /// Seconds from an offer to the end of its attempt.
     pub cell_seconds: Histogram,
     /// Records per committed store batch.
@@ -53,6 +55,12 @@ impl Metrics {
             "reports",
             "Agent reports by outcome and reason",
             reports.clone(),
+        );
+        let dispatch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 22));
+        registry.register(
+            "dispatch_seconds",
+            "Seconds a cell waited in its queue before it was offered to an agent",
+            dispatch_seconds.clone(),
         );
         let cell_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 14));
         registry.register(
@@ -85,6 +93,7 @@ impl Metrics {
         Arc::new(Metrics {
             registry,
             reports,
+            dispatch_seconds,
             cell_seconds,
             store_batch_records,
             store_commit_seconds,
