@@ -12,7 +12,8 @@
 //!    often the 3% slower one is found on its first night, with 8, 20 and every replayed cell.
 //! 2. **A year of all-families.** 365 nightly runs of `configs/all-families.yaml` (3,850
 //!    cells) with 7 results per cell per night: 9,852,500 stored results. Then the history of
-//!    one cell (target < 50 ms) and the matrix with its Changes section (target < 1 s).
+//!    one cell (target < 50 ms), the matrix with its Changes section (target < 1 s), and the
+//!    dashboard's page of that cell, served over HTTP (target < 100 ms).
 //!
 //! `QUANTGRID_REPLAY_DB=replay.duckdb cargo bench -p quantgrid-coordinator --bench history`
 //! (`QUANTGRID_YEAR_DB=FILE` keeps the year's database there, and reuses it next time)
@@ -328,7 +329,71 @@ fn year() -> Result<(), Box<dyn std::error::Error>> {
         time(&|| Ok(store.run_results("n364")?.len()))?,
         time(&|| Ok(quantgrid_coordinator::report::diff_runs(&store, request)?.compared))?,
     );
+    drop(store);
+    cell_page(&path, &id)
+}
+
+/// The dashboard's page of one cell over the year (`quantgrid serve --http`'s `/cell/ID`: the
+/// history query, the SVG plot and the table), timed to the last byte over loopback.
+fn cell_page(path: &std::path::Path, id: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use quantgrid_coordinator::service::{self, HttpListener, ServeConfig, auth};
+    use quantgrid_coordinator::store::TokenKind;
+    let token = auth::generate_token().map_err(|e| format!("no randomness: {e}"))?;
+    let name = format!("bench-viewer-{}", &token[4..16]);
+    Store::open(path)?
+        .create_token(&name, &auth::hash_token(&token), TokenKind::Viewer, false)?
+        .map_err(|e| e.to_string())?;
+    let http = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = http.local_addr()?.to_string();
+    let rt = tokio::runtime::Runtime::new()?;
+    let (times, bytes) = rt.block_on(async {
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut config = ServeConfig::new(path.to_path_buf());
+        config.http = Some(HttpListener::new(http));
+        let ready = config.ready.clone();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(service::run(config, grpc, shutdown.clone()));
+        ready.cancelled().await;
+        let (addr, page, token) = (addr.clone(), format!("/cell/{id}"), token.clone());
+        let timed = tokio::task::spawn_blocking(move || {
+            (0..20)
+                .map(|_| get(&addr, &page, &token))
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        shutdown.cancel();
+        server.await??;
+        Ok::<_, Box<dyn std::error::Error>>((
+            timed.iter().map(|(ms, _)| *ms).collect::<Vec<f64>>(),
+            timed.last().map_or(0, |(_, b)| *b),
+        ))
+    })?;
+    let _ = Store::open(path)?.revoke_token(&name)?;
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "dashboard cell page over {NIGHTS} runs ({REPLICATES} results each): p95 {:.1} ms, median {:.1} ms (20 GETs, {:.0} kB; target < 100 ms)",
+        sorted[(sorted.len() * 95 / 100).min(sorted.len() - 1)],
+        compare::median(&times),
+        bytes as f64 / 1e3
+    );
     Ok(())
+}
+
+/// A GET over a fresh loopback connection: milliseconds to the last byte, and the bytes.
+fn get(addr: &str, path: &str, token: &str) -> (f64, usize) {
+    use std::io::{Read, Write};
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    assert!(raw.starts_with(b"HTTP/1.1 200"), "{path}");
+    (t.elapsed().as_secs_f64() * 1e3, raw.len())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

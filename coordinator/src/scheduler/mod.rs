@@ -382,6 +382,17 @@ impl Scheduler {
             .collect()
     }
 
+    /// Agents connected, draining and busy (the metrics' gauges), without copying any.
+    pub fn agent_counts(&self) -> (i64, i64, i64) {
+        let count =
+            |f: &dyn Fn(&Agent) -> bool| self.agents.values().filter(|a| f(a)).count() as i64;
+        (
+            count(&|a| a.connected),
+            count(&|a| a.draining),
+            count(&|a| !a.leases.is_empty()),
+        )
+    }
+
     pub fn progress(&self, sweep: &str) -> Option<Progress> {
         self.sweeps.get(sweep).map(Sweep::progress)
     }

@@ -909,14 +909,10 @@ impl Coordinator {
     }
 
     fn set_gauges(&self) {
-        let agents = self.scheduler.agents();
-        let count = |f: &dyn Fn(&crate::scheduler::AgentView) -> bool| {
-            agents.iter().filter(|a| f(a)).count() as i64
-        };
-        self.metrics
-            .set_agents("connected", count(&|a| a.connected));
-        self.metrics.set_agents("draining", count(&|a| a.draining));
-        self.metrics.set_agents("busy", count(&|a| a.busy > 0));
+        let (connected, draining, busy) = self.scheduler.agent_counts();
+        self.metrics.set_agents("connected", connected);
+        self.metrics.set_agents("draining", draining);
+        self.metrics.set_agents("busy", busy);
         let (mut total, mut done, mut passed, mut unsupported) = (0, 0, 0, 0);
         for p in self
             .watchers

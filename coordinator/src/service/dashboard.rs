@@ -319,7 +319,7 @@ const LIVE: &str = "for (const row of document.querySelectorAll('tr[data-state=r
 }";
 
 /// The matrix: the Markdown `quantgrid matrix` writes, as HTML.
-pub fn matrix(markdown: &str) -> String {
+pub fn matrix(markdown: &str, rendered_at: &str) -> String {
     use pulldown_cmark::Event;
     // raw HTML in the Markdown (a browser's error text, say) is shown as text, never run
     let parser = pulldown_cmark::Parser::new_ext(markdown, pulldown_cmark::Options::ENABLE_TABLES)
@@ -327,10 +327,17 @@ pub fn matrix(markdown: &str) -> String {
             Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
             other => other,
         });
-    let mut html = String::new();
+    let mut html = format!(
+        "<p class=muted>Rendered at {} (while results arrive, at most every 5 s).</p>",
+        esc(rendered_at)
+    );
     pulldown_cmark::html::push_html(&mut html, parser);
     page("Matrix", &html)
 }
+
+/// Rows of a cell's table (the newest), and results that get a point of their own in its plot.
+const TABLE_ROWS: usize = 100;
+const POINTS: usize = 400;
 
 /// A cell's history: its time per result with the p10–p90 band, status marks and new builds,
 /// drawn as SVG, then the table `quantgrid history` prints.
@@ -342,7 +349,10 @@ pub fn cell(id: &str, rows: &[HistoryRow]) -> String {
         );
     };
     let mut table = String::new();
-    for r in rows {
+    // a year of nightly results is thousands of rows: the plot shows them all, the table the
+    // newest (all of them are in the CSV and `quantgrid history`)
+    let shown = rows.len().min(TABLE_ROWS);
+    for r in rows[rows.len() - shown..].iter().rev() {
         let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
         let _ = write!(
             table,
@@ -359,10 +369,18 @@ pub fn cell(id: &str, rows: &[HistoryRow]) -> String {
             if r.new_build { "new build" } else { "" }
         );
     }
+    let of = if shown < rows.len() {
+        format!(
+            "<p class=muted>The newest {shown} of {} results; every one is in the CSV.</p>",
+            rows.len()
+        )
+    } else {
+        String::new()
+    };
     page(
         &first.label,
         &format!(
-            "<p><code>{}</code> · <a href=\"/cell/{}/samples.csv\">raw samples (CSV)</a></p>{}\
+            "<p><code>{}</code> · <a href=\"/cell/{}/samples.csv\">raw samples (CSV)</a></p>{}{of}\
              <table><tr><th>recorded</th><th>run</th><th>status</th><th>p10 ms</th><th>p50 ms</th><th>p90 ms</th><th>cosine</th><th>build</th><th></th></tr>{table}</table>",
             esc(id),
             esc(id),
@@ -416,8 +434,9 @@ pub fn plot(rows: &[HistoryRow]) -> String {
             "<polyline class=\"p50\" points=\"{}\" fill=\"none\" stroke=\"#036\" stroke-width=\"1.5\"/>",
             line.join(" ")
         );
-        // each result a point too, so a single one shows, with its figures on hover
-        for t in &timed {
+        // each result a point too, so a single one shows, with its figures on hover (up to a
+        // few hundred: beyond, the line is readable and the points only weigh the page down)
+        for t in timed.iter().filter(|_| timed.len() <= POINTS) {
             let r = &rows[t.0];
             let _ = write!(
                 svg,
@@ -561,7 +580,10 @@ mod tests {
 
     #[test]
     fn the_matrix_page_is_the_markdown_as_html() {
-        let html = matrix("## Changes\n\n| a | b |\n|---|---|\n| ✅ | <script>x</script> |\n");
+        let html = matrix(
+            "## Changes\n\n| a | b |\n|---|---|\n| ✅ | <script>x</script> |\n",
+            "12:00:00 UTC",
+        );
         assert!(
             html.contains("<table>") && html.contains("<h2>Changes</h2>"),
             "{html}"

@@ -16,6 +16,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 const COOKIE: &str = "quantgrid_token";
@@ -31,7 +33,24 @@ pub struct Http {
     pub reader: Arc<Mutex<Store>>,
     /// Served over TLS: the sign-in cookie is then marked `Secure`.
     pub secure: bool,
+    /// Store batches committed so far (the writer counts them).
+    pub commits: Arc<AtomicU64>,
+    /// The matrix page last rendered.
+    pub matrix: Arc<Mutex<Option<RenderedMatrix>>>,
 }
+
+/// A rendered matrix page, with the commit count it saw and when.
+#[derive(Debug)]
+pub struct RenderedMatrix {
+    commits: u64,
+    at: Instant,
+    html: String,
+}
+
+/// While results stream in, the matrix is rendered at most this often: a page is tens of
+/// milliseconds of CPU, which on a busy coordinator comes out of the grid's throughput. The
+/// page says when it was rendered.
+const MATRIX_MAX_AGE: Duration = Duration::from_secs(5);
 
 impl Http {
     /// Runs `f` on the dashboard's connection, off the async threads.
@@ -284,6 +303,13 @@ async fn matrix(State(http): State<Http>, headers: HeaderMap) -> Response {
     if let Some(r) = refusal(&http, &headers) {
         return r;
     }
+    // the count before reading: a batch committed meanwhile makes the next page fresh
+    let commits = http.commits.load(Ordering::Relaxed);
+    if let Some(cached) = &*http.matrix.lock().unwrap_or_else(|p| p.into_inner())
+        && (cached.commits == commits || cached.at.elapsed() < MATRIX_MAX_AGE)
+    {
+        return Html(cached.html.clone()).into_response();
+    }
     let md = http
         .read(|store| {
             matrix_markdown(
@@ -298,7 +324,16 @@ async fn matrix(State(http): State<Http>, headers: HeaderMap) -> Response {
         })
         .await;
     match md {
-        Some(Ok(md)) => Html(dashboard::matrix(&md)).into_response(),
+        Some(Ok(md)) => {
+            let html =
+                dashboard::matrix(&md, &chrono::Utc::now().format("%H:%M:%S UTC").to_string());
+            *http.matrix.lock().unwrap_or_else(|p| p.into_inner()) = Some(RenderedMatrix {
+                commits,
+                at: Instant::now(),
+                html: html.clone(),
+            });
+            Html(html).into_response()
+        }
         Some(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         None => unavailable(),
     }

@@ -125,12 +125,16 @@ async fn serve(
         actor::restore(running, config.scheduler, actor::now_ms());
     let metrics = metrics::Metrics::new();
     let observed = metrics.clone();
+    // batches committed: the dashboard's matrix is rendered again only when this moved
+    let commits = Arc::new(AtomicU64::new(0));
+    let counted = commits.clone();
     let (writer, writer_thread) = StoreWriter::spawn_observed(
         store,
         faults,
         Box::new(move |records, took| {
             observed.store_batch_records.observe(records as f64);
             observed.store_commit_seconds.observe(took.as_secs_f64());
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }),
     );
     let tracker = TaskTracker::new();
@@ -176,6 +180,8 @@ async fn serve(
             commands: commands_for_http.clone(),
             reader: reader.clone(),
             secure: config.tls.is_some(),
+            commits,
+            matrix: Arc::default(),
         });
         let stop = shutdown.clone();
         match &config.tls {
