@@ -11,6 +11,7 @@ pub mod executor;
 pub mod host;
 pub mod install;
 pub mod layers;
+pub mod native;
 pub mod probe;
 pub mod runtime;
 pub mod server;

@@ -72,7 +72,7 @@ impl Blobs {
 
 /// The files of `agent/harness/`, compiled into the binary: the pages, their JavaScript
 /// modules (served as JavaScript, as module scripts require) and the WGSL kernels.
-pub const FILES: [(&str, &str, &str); 13] = [
+pub const FILES: [(&str, &str, &str); 14] = [
     (
         "block.html",
         "text/html; charset=utf-8",
@@ -132,6 +132,11 @@ pub const FILES: [(&str, &str, &str); 13] = [
         "js/webnn-graph.js",
         JAVASCRIPT,
         include_str!("../harness/js/webnn-graph.js"),
+    ),
+    (
+        "kernels/gemv.wgsl",
+        WGSL,
+        include_str!("../harness/kernels/gemv.wgsl"),
     ),
     (
         "kernels/linear.wgsl",

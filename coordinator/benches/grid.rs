@@ -405,7 +405,11 @@ async fn dashboard(dir: &Path, agents: usize, every: &[Browser]) {
             ms / goal,
             // the matrix page is rendered again at most every 5 s while results arrive: its
             // slowest GET is the one that rendered it
-            if p == "/matrix" { ", the one that rendered it" } else { "" }
+            if p == "/matrix" {
+                ", the one that rendered it"
+            } else {
+                ""
+            }
         );
     }
     drop(_set);
@@ -455,7 +459,9 @@ async fn dashboard(dir: &Path, agents: usize, every: &[Browser]) {
                 n
             })
         });
-        let (cells, secs) = run_sweeps(&mut a, BIG, 3).await;
+        // 8 copies: a run of seconds, long enough that the pages read during it are a
+        // person's clicking, not one page landing or not in a short run
+        let (cells, secs) = run_sweeps(&mut a, BIG, 8).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let pages = viewer.map(|v| v.join().expect("viewer")).unwrap_or(0);
         if open { &mut opened } else { &mut closed }.push(f64::from(cells) / secs);

@@ -355,8 +355,9 @@ fn cell_page(path: &std::path::Path, id: &str) -> Result<(), Box<dyn std::error:
         let server = tokio::spawn(service::run(config, grpc, shutdown.clone()));
         ready.cancelled().await;
         let (addr, page, token) = (addr.clone(), format!("/cell/{id}"), token.clone());
+        // the first GET apart: it reads the cell's row groups into DuckDB's cache
         let timed = tokio::task::spawn_blocking(move || {
-            (0..20)
+            (0..41)
                 .map(|_| get(&addr, &page, &token))
                 .collect::<Vec<_>>()
         })
@@ -368,11 +369,12 @@ fn cell_page(path: &std::path::Path, id: &str) -> Result<(), Box<dyn std::error:
             timed.last().map_or(0, |(_, b)| *b),
         ))
     })?;
+    let (first, times) = (times[0], times[1..].to_vec());
     let _ = Store::open(path)?.revoke_token(&name)?;
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
     println!(
-        "dashboard cell page over {NIGHTS} runs ({REPLICATES} results each): p95 {:.1} ms, median {:.1} ms (20 GETs, {:.0} kB; target < 100 ms)",
+        "dashboard cell page over {NIGHTS} runs ({REPLICATES} results each): p95 {:.1} ms, median {:.1} ms (40 GETs after a first of {first:.1} ms, {:.0} kB; target < 100 ms)",
         sorted[(sorted.len() * 95 / 100).min(sorted.len() - 1)],
         compare::median(&times),
         bytes as f64 / 1e3

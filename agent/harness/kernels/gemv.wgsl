@@ -1,0 +1,162 @@
+// Batch-1 kernels that earn their bit width: a GEMV reads each weight once, so it can be no
+// faster than the adapter streams its bytes, and a low-bit one is only worth its name near
+// that bound. What `linear.wgsl`'s general `gemv` spends instead goes here to the loads:
+// - the weights are read 16 bytes at a time (vec4<u32>), consecutive threads on consecutive
+//   vectors, so every load is wide and coalesced;
+// - a workgroup computes ROWS outputs, and every x it loads serves all of them;
+// - a word's codes are unpacked four at a time (one per byte lane) and dotted with x as vec4,
+//   (code − zero) exact in f32, scaled once per word.
+// Rows are packed as quantgrid-matrix packs them: `words_per_row` a multiple of 4 (the host
+// takes `linear.wgsl` otherwise), fp16 scales two per word, u8 zero points four per word.
+// `stream_read` measures what the adapter streams, in the same run, for the kernels' fraction.
+struct Fast {
+  n: u32,
+  // vec4<u32> per row of weights
+  quads: u32,
+  groups_per_row: u32,
+  // log2 of words per quantization group (groups of whole words only)
+  word_group_shift: u32,
+  asym: u32,
+  bits: u32,
+}
+@group(0) @binding(0) var<uniform> f: Fast;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> scales: array<u32>;
+@group(0) @binding(4) var<storage, read> zeros: array<u32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+const ROWS = 4u;
+const THREADS = 64u;
+var<workgroup> partial: array<vec4<f32>, 64>;
+
+fn scale_of(g: u32) -> f32 {
+  let sp = unpack2x16float(scales[g / 2u]);
+  return select(sp.x, sp.y, (g % 2u) == 1u);
+}
+
+fn zero_of(g: u32) -> f32 {
+  if (f.asym == 1u) { return f32((zeros[g / 4u] >> ((g % 4u) * 8u)) & 255u); }
+  return f32(1u << (f.bits - 1u));
+}
+
+// One word's codes dotted with their x, (code − zero) · x summed, for each width. Codes sit at
+// bit `bits·e`; byte lane b holds codes b·(8/bits) + o for o < 8/bits.
+fn lanes(word: u32, shift: u32, mask: u32) -> vec4<f32> {
+  return vec4<f32>((vec4<u32>(word, word >> 8u, word >> 16u, word >> 24u) >> vec4<u32>(shift)) & vec4<u32>(mask));
+}
+
+fn dot_b8(word: u32, i: u32, z: f32) -> f32 {
+  return dot(lanes(word, 0u, 255u) - z, x[i]);
+}
+
+fn dot_b4(word: u32, i: u32, z: f32) -> f32 {
+  let a = x[i];
+  let b = x[i + 1u];
+  return dot(lanes(word, 0u, 15u) - z, vec4<f32>(a.x, a.z, b.x, b.z))
+       + dot(lanes(word, 4u, 15u) - z, vec4<f32>(a.y, a.w, b.y, b.w));
+}
+
+fn dot_b2(word: u32, i: u32, z: f32) -> f32 {
+  let a = x[i];
+  let b = x[i + 1u];
+  let c = x[i + 2u];
+  let d = x[i + 3u];
+  return dot(lanes(word, 0u, 3u) - z, vec4<f32>(a.x, b.x, c.x, d.x))
+       + dot(lanes(word, 2u, 3u) - z, vec4<f32>(a.y, b.y, c.y, d.y))
+       + dot(lanes(word, 4u, 3u) - z, vec4<f32>(a.z, b.z, c.z, d.z))
+       + dot(lanes(word, 6u, 3u) - z, vec4<f32>(a.w, b.w, c.w, d.w));
+}
+
+// x vectors per word, by width
+fn x_per_word() -> u32 { return 8u / f.bits; }
+
+fn word_dot(word: u32, i: u32, z: f32) -> f32 {
+  if (f.bits == 4u) { return dot_b4(word, i, z); }
+  if (f.bits == 2u) { return dot_b2(word, i, z); }
+  return dot_b8(word, i, z);
+}
+
+// The row's 4 words of quad q, scaled per word (a group is one or more whole words).
+fn quad_dot(j: u32, q: u32, v: vec4<u32>) -> f32 {
+  let xw = x_per_word();
+  let base = j * f.groups_per_row;
+  let word0 = q * 4u;
+  var sum = 0.0;
+  for (var e = 0u; e < 4u; e++) {
+    let g = base + ((word0 + e) >> f.word_group_shift);
+    sum += scale_of(g) * word_dot(v[e], (word0 + e) * xw, zero_of(g));
+  }
+  return sum;
+}
+
+fn reduce_and_store(j0: u32, lid: u32, acc: vec4<f32>) {
+  partial[lid] = acc;
+  workgroupBarrier();
+  for (var step = THREADS / 2u; step > 0u; step >>= 1u) {
+    if (lid < step) { partial[lid] += partial[lid + step]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let s = partial[0];
+    for (var r = 0u; r < ROWS; r++) {
+      if (j0 + r < f.n) { y[j0 + r] = s[r]; }
+    }
+  }
+}
+
+@compute @workgroup_size(64)
+fn gemv_packed(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+               @builtin(num_workgroups) nw: vec3<u32>) {
+  // more workgroups than one dispatch dimension holds spill into y
+  let j0 = (wg.x + wg.y * nw.x) * ROWS;
+  if (j0 >= f.n) { return; }
+  // rows past n repeat the last one: computed, never stored
+  let last = f.n - 1u;
+  let r0 = j0;
+  let r1 = min(j0 + 1u, last);
+  let r2 = min(j0 + 2u, last);
+  let r3 = min(j0 + 3u, last);
+  var acc = vec4<f32>(0.0);
+  for (var q = lid.x; q < f.quads; q += THREADS) {
+    acc += vec4<f32>(
+      quad_dot(r0, q, w[r0 * f.quads + q]),
+      quad_dot(r1, q, w[r1 * f.quads + q]),
+      quad_dot(r2, q, w[r2 * f.quads + q]),
+      quad_dot(r3, q, w[r3 * f.quads + q]));
+  }
+  reduce_and_store(j0, lid.x, acc);
+}
+
+// The f32 baseline at its best: f32 weights (bits 32) read as vec4 and dotted with x.
+@compute @workgroup_size(64)
+fn gemv_f32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(num_workgroups) nw: vec3<u32>) {
+  let j0 = (wg.x + wg.y * nw.x) * ROWS;
+  if (j0 >= f.n) { return; }
+  let last = f.n - 1u;
+  let r1 = min(j0 + 1u, last);
+  let r2 = min(j0 + 2u, last);
+  let r3 = min(j0 + 3u, last);
+  var acc = vec4<f32>(0.0);
+  for (var q = lid.x; q < f.quads; q += THREADS) {
+    let xv = x[q];
+    acc += vec4<f32>(
+      dot(bitcast<vec4<f32>>(w[j0 * f.quads + q]), xv),
+      dot(bitcast<vec4<f32>>(w[r1 * f.quads + q]), xv),
+      dot(bitcast<vec4<f32>>(w[r2 * f.quads + q]), xv),
+      dot(bitcast<vec4<f32>>(w[r3 * f.quads + q]), xv));
+  }
+  reduce_and_store(j0, lid.x, acc);
+}
+
+// Streaming read: every thread folds vectors a grid apart into one word, so the bytes read
+// are the buffer and the bytes written are one word a thread. `quads` is the buffer's vectors.
+@compute @workgroup_size(256)
+fn stream_read(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nw: vec3<u32>) {
+  let threads = nw.x * 256u;
+  var fold = vec4<u32>(0u);
+  for (var i = gid.x; i < f.quads; i += threads) { fold ^= w[i]; }
+  y[gid.x] = bitcast<f32>(fold.x ^ fold.y ^ fold.z ^ fold.w);
+}
