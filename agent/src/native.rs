@@ -106,6 +106,11 @@ impl Gpu {
         }
     }
 
+    /// The largest storage buffer a kernel can bind on this device.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.device.limits().max_storage_buffer_binding_size
+    }
+
     fn storage(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
         // vec4 bindings want whole 16-byte vectors
         let mut padded = bytes.to_vec();
@@ -281,7 +286,25 @@ pub fn run_layer(
     case: &LayerCase,
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(gpu, m, case, Weights::Packed(&case.quantized), timing)
+    run(gpu, m, case, Weights::Packed(&case.quantized), timing, true)
+}
+
+/// [`run_layer`] through `linear.wgsl`'s general kernels only, whatever the shape: what the
+/// wide-load GEMV is measured against.
+pub fn run_layer_general(
+    gpu: &Gpu,
+    m: u32,
+    case: &LayerCase,
+    timing: Timing,
+) -> Result<NativeRun, NativeError> {
+    run(
+        gpu,
+        m,
+        case,
+        Weights::Packed(&case.quantized),
+        timing,
+        false,
+    )
 }
 
 /// The same layer with its fp32 weights, checked against the fp32 reference: the baseline a
@@ -293,7 +316,18 @@ pub fn run_f32_layer(
     weights: &[f32],
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(gpu, m, case, Weights::F32(weights), timing)
+    run(gpu, m, case, Weights::F32(weights), timing, true)
+}
+
+/// [`run_f32_layer`] through `linear.wgsl`'s general kernels only.
+pub fn run_f32_layer_general(
+    gpu: &Gpu,
+    m: u32,
+    case: &LayerCase,
+    weights: &[f32],
+    timing: Timing,
+) -> Result<NativeRun, NativeError> {
+    run(gpu, m, case, Weights::F32(weights), timing, false)
 }
 
 /// Whether `gemv.wgsl`'s packed kernel takes these weights: 2, 4 or 8 bits, rows of whole
@@ -318,6 +352,7 @@ fn run(
     case: &LayerCase,
     weights: Weights<'_>,
     timing: Timing,
+    wide: bool,
 ) -> Result<NativeRun, NativeError> {
     let q = &case.quantized;
     let (k, n) = (q.k, q.n);
@@ -334,7 +369,7 @@ fn run(
     }
     // the kernel, its uniform and its weight buffers
     let (kernel, params, w_bytes, s_bytes, z_bytes) = match weights {
-        Weights::F32(w) if m == 1 && k.is_multiple_of(4) => {
+        Weights::F32(w) if wide && m == 1 && k.is_multiple_of(4) => {
             let params = fast_params(n, k / 4, 0, 0, false, 32);
             (
                 KernelName::GemvF32,
@@ -358,7 +393,7 @@ fn run(
                 && !q.zeros.is_empty();
             let group = q.params.group_size.max(1);
             let groups_per_row = q.k.div_ceil(group);
-            match fast_packed(q).filter(|_| m == 1) {
+            match fast_packed(q).filter(|_| wide && m == 1) {
                 Some(shift) => (
                     KernelName::GemvPacked,
                     fast_params(
