@@ -10,6 +10,8 @@
 //! weights would sit in the GPU's cache, the dispatches rotate through copies so the working
 //! set exceeds it.
 
+pub mod block;
+
 use crate::layers::{float_bytes, scale_bytes, word_bytes, zero_bytes};
 use quantgrid_matrix::quant::Bits;
 use quantgrid_matrix::reference::{Comparison, KernelCheck, LayerCase, check_kernel, compare};

@@ -105,3 +105,51 @@ async fn a_wrong_kernel_fails_the_check_natively() {
     let run = native::run_layer(&gpu, 1, &case, QUICK).expect("runs");
     assert!(!run.check.passed(), "{:?}", run.check);
 }
+
+/// A family's whole block, lowered as a cell lowers it.
+fn block(model: &str, seq_len: u32, bits: Bits) -> quantgrid_matrix::block::BlockCase {
+    use quantgrid_matrix::{family::resolve, graph, workload::WorkloadSize};
+    let r = resolve(model).expect(model);
+    let size = WorkloadSize {
+        layers: 1,
+        seq_len,
+        head: false,
+    };
+    let g = graph::lower(r.family.key, r.model, size);
+    let params = vec![
+        QuantParams {
+            bits,
+            scheme: Scheme::Symmetric,
+            group_size: 32,
+        };
+        g.layers.len()
+    ];
+    quantgrid_matrix::block::block_case(g, 11, &params, |l| {
+        Ok::<_, ()>(quantgrid_matrix::reference::weights(11, l))
+    })
+    .expect("case")
+}
+
+#[tokio::test]
+async fn whole_blocks_run_natively_and_pass_the_same_checks_as_the_page() {
+    let gpu = Gpu::open().await.expect("a Vulkan adapter");
+    // an encoder block, a decode step with rotary positions and a KV cache, and ALiBi
+    for (model, seq) in [("bert", 8), ("tinyllama", 8), ("bloom", 6)] {
+        let mut cosines = Vec::new();
+        for bits in [Bits::B4, Bits::B8] {
+            let c = block(model, seq, bits);
+            let run = native::block::run_block(&gpu, &c, 1, 3).expect("the block runs");
+            assert_eq!(run.clock.samples_ms.len(), 3);
+            assert!(run.clock.samples_ms.iter().all(|t| *t > 0.0));
+            assert!(run.weight_bytes > 0);
+            let v = quantgrid_matrix::block::check(&c, &run.values).expect("every tensor");
+            assert_eq!(v.failure, None, "{model} {bits}-bit natively: {v:?}");
+            assert!(v.end_to_end_rel_err < 1e-4, "{model} {bits}-bit: {v:?}");
+            cosines.push(v.accuracy.cosine);
+        }
+        assert!(
+            cosines[0] < cosines[1] && cosines[1] < 1.0,
+            "{model}: {cosines:?}"
+        );
+    }
+}
