@@ -26,6 +26,7 @@ fn executor(p: &Probed) -> BrowserExecutor {
         labels: Default::default(),
         slots: 1,
         simulated: false,
+        native: None,
     };
     BrowserExecutor::new(vec![p.clone()], caps, true)
 }

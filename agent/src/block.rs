@@ -76,7 +76,8 @@ pub fn block_args(
     let mut layers = Vec::with_capacity(case.quantized.len());
     for (l, q) in case.graph.layers.iter().zip(&case.quantized) {
         let (layer, blobs) = match platform {
-            Platform::Webgpu => {
+            // a native cell's graph is the WebGPU one (agent::native::block runs it)
+            Platform::Webgpu | Platform::Native => {
                 let (layer, blobs) = webgpu_layer(blobs, l, q);
                 (PageLayer::Webgpu(layer), blobs)
             }

@@ -27,6 +27,9 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+mod native_cell;
+use native_cell::native_cell;
+
 /// Seed of the synthetic weights: fixed, so a cell measures the same tensors everywhere.
 pub const WEIGHT_SEED: u64 = 0x5147_5249_4400_0001;
 
@@ -56,6 +59,8 @@ pub struct BrowserExecutor {
     /// Where registry checkpoints are unpacked ([`crate::checkpoint`]).
     models_dir: std::path::PathBuf,
     state: Arc<Mutex<State>>,
+    /// The host's own adapter, for native cells.
+    native: Option<Arc<crate::native::Gpu>>,
 }
 
 impl std::fmt::Debug for BrowserExecutor {
@@ -93,7 +98,14 @@ impl BrowserExecutor {
                 checkpoint: None,
                 live: HashMap::new(),
             })),
+            native: None,
         }
+    }
+
+    /// Runs native cells on `gpu` (the capabilities should name its adapter).
+    pub fn with_native(mut self, gpu: Option<Arc<crate::native::Gpu>>) -> BrowserExecutor {
+        self.native = gpu;
+        self
     }
 
     /// Registry checkpoints from `dir` instead of `QUANTGRID_MODELS` or the default cache.
@@ -203,8 +215,10 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
     let cell = job.cell.clone();
     let build = exec.build_for(&cell).cloned();
     let mut r = run_cell_in(exec, job).await;
-    // every answer names the build that gave it; a measured one already carries its own
+    // every answer names the build that gave it; a measured one already carries its own (a
+    // native cell's is the adapter's, never the browser's)
     if r.environment.is_none()
+        && cell.platform != Platform::Native
         && let Some(build) = &build
     {
         r.environment = Some(environment(&cell, build, Vec::new(), None));
@@ -214,6 +228,9 @@ async fn run_cell(exec: BrowserExecutor, job: Job) -> CellResult {
 
 async fn run_cell_in(exec: BrowserExecutor, job: Job) -> CellResult {
     let cell = job.cell.clone();
+    if cell.platform == Platform::Native {
+        return native_cell(exec, job).await;
+    }
     let Some(build) = exec.build_for(&cell).cloned() else {
         return result(
             &cell,
@@ -485,14 +502,31 @@ async fn block_cell(
         verdicts.push(v);
         timed.get_or_insert(run);
     }
+    let r = conclude(cell, verdicts, timed, warmup, &source, |run| {
+        // the device is what the evidence says, never what was asked for
+        let webnn = run
+            .webnn
+            .as_ref()
+            .map(|c| webnn_ran_on(&c.requested, c.accelerated, crate::host::devices()));
+        environment(cell, build, flags, webnn)
+    });
+    (r, true)
+}
+
+/// A cell's result from its cases' verdicts and its timed run, wherever they ran.
+fn conclude(
+    cell: &Cell,
+    verdicts: Vec<BlockVerdict>,
+    timed: Option<block::BlockRun>,
+    warmup: u32,
+    source: &Source,
+    environment: impl FnOnce(&block::BlockRun) -> Environment,
+) -> CellResult {
     let (Some(verdict), Some(run)) = (BlockVerdict::over(verdicts), timed) else {
-        return (
-            result(cell, Status::Error, Some("nothing to run".into())),
-            true,
-        );
+        return result(cell, Status::Error, Some("nothing to run".into()));
     };
     let (status, text, mut measurement) = block_verdict(&verdict, &run, warmup);
-    match &source {
+    match source {
         Source::Synthetic => {}
         Source::File(f) => measurement.weights_sha256 = Some(f.sha256().to_string()),
         Source::Checkpoint(inst) => {
@@ -500,21 +534,15 @@ async fn block_cell(
             measurement.weights_source = Some(inst.checkpoint.source());
         }
     }
-    // the device is what the evidence says, never what was asked for
-    let webnn = run
-        .webnn
-        .as_ref()
-        .map(|c| webnn_ran_on(&c.requested, c.accelerated, crate::host::devices()));
-    let r = CellResult {
+    CellResult {
         cell_id: cell.id.clone(),
         status,
         error_text: text,
         effective_bits: cell.precision.effective,
         measurement: Some(measurement),
-        environment: Some(environment(cell, build, flags, webnn)),
+        environment: Some(environment(&run)),
         simulated: false,
-    };
-    (r, true)
+    }
 }
 
 /// What a cell runs, pure: its model's graph at `size`, each layer with the precision it

@@ -84,6 +84,7 @@ impl SimulatedExecutor {
             slots,
             // it measures nothing: it takes only load-test sweeps
             simulated: true,
+            native: None,
         }
     }
 }

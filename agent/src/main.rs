@@ -328,6 +328,14 @@ fn main() -> Result<()> {
                     }
                     gpu_vendors.sort();
                     gpu_vendors.dedup();
+                    // native cells: the host's own adapter through wgpu, where it has one
+                    let native = match rt.block_on(quantgrid_agent::native::Gpu::open()) {
+                        Ok(gpu) => Some(Arc::new(gpu)),
+                        Err(e) => {
+                            eprintln!("no native cells: {e}");
+                            None
+                        }
+                    };
                     let caps = quantgrid_matrix::agent::Capabilities {
                         os: machine.os,
                         arch: machine.arch.to_string(),
@@ -336,10 +344,12 @@ fn main() -> Result<()> {
                         labels: label_map,
                         slots,
                         simulated: false,
+                        native: native.as_ref().map(|g| g.adapter()),
                     };
                     let exec = quantgrid_agent::browser_executor::BrowserExecutor::new(
                         probed, caps, !headed,
-                    );
+                    )
+                    .with_native(native);
                     Arc::new(match models_dir {
                         Some(dir) => exec.with_models_dir(dir),
                         None => exec,

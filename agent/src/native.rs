@@ -19,6 +19,9 @@ use quantgrid_matrix::result::AdapterInfo;
 use std::time::Instant;
 use wgpu::util::DeviceExt;
 
+/// The major version of wgpu this agent was built with (the workspace's `wgpu = "30"`).
+pub const WGPU_MAJOR: u32 = 30;
+
 const LINEAR: &str = include_str!("../harness/kernels/linear.wgsl");
 const GEMV: &str = include_str!("../harness/kernels/gemv.wgsl");
 
@@ -106,6 +109,11 @@ impl Gpu {
             ),
             is_fallback: self.info.device_type == wgpu::DeviceType::Cpu,
         }
+    }
+
+    /// The adapter's driver and its own version text (e.g. `NVIDIA`, `580.159.03`).
+    pub fn driver(&self) -> (String, String) {
+        (self.info.driver.clone(), self.info.driver_info.clone())
     }
 
     /// The largest storage buffer a kernel can bind on this device.

@@ -123,6 +123,7 @@ async fn minilm_runs_end_to_end_in_chromium_and_its_embedding_cosine_falls_with_
         labels: Default::default(),
         slots: 1,
         simulated: false,
+        native: None,
     };
     let exec = BrowserExecutor::new(vec![probed], caps, true).with_models_dir(models_dir());
     let cells = spec::parse(

@@ -28,6 +28,7 @@ async fn chromium_executor() -> BrowserExecutor {
         labels: Default::default(),
         slots: 1,
         simulated: false,
+        native: None,
     };
     BrowserExecutor::new(vec![probed], caps, true)
 }

@@ -21,6 +21,7 @@ fn executor(probed: Vec<Probed>) -> BrowserExecutor {
         labels: Default::default(),
         slots: 1,
         simulated: false,
+        native: None,
     };
     BrowserExecutor::new(probed, caps, true)
 }

@@ -128,6 +128,7 @@ fn caps(browsers: &[Browser]) -> Capabilities {
         slots: 1,
         // load-test agents: they take only load-test sweeps
         simulated: true,
+        native: None,
     }
 }
 

@@ -447,6 +447,8 @@ pub enum PlatformArg {
     Webgpu,
     Webnn,
     Both,
+    /// The WebGPU graph without the browser: wgpu on the agent's own GPU.
+    Native,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -532,6 +534,7 @@ impl Narrow {
                 None | Some(PlatformArg::Both) => Vec::new(),
                 Some(PlatformArg::Webgpu) => vec![Platform::Webgpu],
                 Some(PlatformArg::Webnn) => vec![Platform::Webnn],
+                Some(PlatformArg::Native) => vec![Platform::Native],
             },
             bits: self.bits.clone(),
             mixed: self.mixed_precision.then_some(true),
@@ -589,6 +592,7 @@ impl Narrow {
             None | Some(PlatformArg::Both) => "both",
             Some(PlatformArg::Webgpu) => "webgpu",
             Some(PlatformArg::Webnn) => "webnn",
+            Some(PlatformArg::Native) => "native",
         };
         y.push_str(&format!("platforms: {platforms}\n"));
         let bits: Vec<String> = if self.bits.is_empty() {

@@ -306,3 +306,57 @@ fn run_with_the_old_flags_measures_a_real_cell() {
     let store = Store::open(&dir.path().join("results.duckdb")).expect("open");
     assert!(store.tokens().expect("tokens").iter().all(|t| t.revoked));
 }
+
+#[test]
+fn a_native_cell_runs_beside_its_browser_and_the_matrix_divides_the_two() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Firefox's WebGPU and the native run are both on lavapipe here
+    std::fs::write(
+        dir.path().join("native.yaml"),
+        "version: 1\nname: native\nfamilies: [bert]\nbrowsers: [firefox]\nplatforms: [webgpu, native]\nbits: [8]\n",
+    )
+    .expect("spec");
+    let out = quantgrid(
+        dir.path(),
+        &[
+            "run",
+            "--config",
+            "native.yaml",
+            "--db-path",
+            "results.duckdb",
+            "--generate-matrix",
+            "--output",
+            "matrix.md",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let md = std::fs::read_to_string(dir.path().join("matrix.md")).expect("matrix.md");
+    let native = md
+        .lines()
+        .find(|l| l.starts_with("| firefox | Native |"))
+        .unwrap_or_else(|| panic!("a native row in:\n{md}"));
+    assert!(
+        native.contains("✅") && native.contains("· browser "),
+        "{native}"
+    );
+    // what ran it is named: wgpu on the host's adapter, a CPU here
+    assert!(md.contains("wgpu 30 (native)"), "{md}");
+    let store = Store::open(&dir.path().join("results.duckdb")).expect("open");
+    let rows = store.results(None, 10).expect("results");
+    let native = rows
+        .iter()
+        .find(|r| r.label.contains("native"))
+        .expect("a native result");
+    assert_eq!(native.status, Status::Pass, "{native:?}");
+    assert!(
+        native.kernel_err_ratio.is_some_and(|r| r <= 1.0),
+        "{native:?}"
+    );
+    assert!(
+        native
+            .adapter
+            .as_deref()
+            .is_some_and(|a| a.contains("(software)")),
+        "{native:?}"
+    );
+}

@@ -37,6 +37,8 @@ impl BrowserCapability {
         match platform {
             Platform::Webgpu => self.webgpu.is_some(),
             Platform::Webnn => self.webnn,
+            // native runs beside the browser, on the agent's own adapter (`Capabilities`)
+            Platform::Native => false,
         }
     }
 }
@@ -54,6 +56,9 @@ pub struct Capabilities {
     /// submitted as load tests, and real agents never take those.
     #[serde(default)]
     pub simulated: bool,
+    /// The adapter native cells run on (wgpu over Vulkan), where the agent has one.
+    #[serde(default)]
+    pub native: Option<crate::result::AdapterInfo>,
 }
 
 impl Capabilities {
@@ -76,6 +81,10 @@ impl Capabilities {
 
     /// Some build of `browser` reported `platform` as available.
     pub fn has_platform(&self, browser: Browser, platform: Platform) -> bool {
+        if platform == Platform::Native {
+            // a native cell mirrors `browser`'s cell on the same agent
+            return self.native.is_some() && self.has_browser(browser);
+        }
         self.browsers
             .iter()
             .any(|b| b.browser == browser && b.has(platform))
@@ -120,6 +129,7 @@ mod tests {
             labels: [("pool".to_string(), "lab".to_string())].into(),
             slots: 1,
             simulated: false,
+            native: None,
         }
     }
 

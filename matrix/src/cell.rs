@@ -58,15 +58,19 @@ impl fmt::Display for Browser {
 pub enum Platform {
     Webgpu,
     Webnn,
+    /// The cell's WebGPU graph without the browser: the same WGSL run natively through wgpu
+    /// on the agent's own GPU, beside the browser whose cell it mirrors.
+    Native,
 }
 
 impl Platform {
-    pub const ALL: [Platform; 2] = [Platform::Webgpu, Platform::Webnn];
+    pub const ALL: [Platform; 3] = [Platform::Webgpu, Platform::Webnn, Platform::Native];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Platform::Webgpu => "webgpu",
             Platform::Webnn => "webnn",
+            Platform::Native => "native",
         }
     }
 
@@ -74,6 +78,7 @@ impl Platform {
         match self {
             Platform::Webgpu => "WebGPU",
             Platform::Webnn => "WebNN",
+            Platform::Native => "Native",
         }
     }
 

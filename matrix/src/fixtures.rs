@@ -80,5 +80,6 @@ pub fn chromium_capabilities(slots: u32) -> Capabilities {
         labels: Default::default(),
         slots,
         simulated: false,
+        native: None,
     }
 }

@@ -63,7 +63,7 @@ impl Outcome {
     /// before v4 whose samples were GPU timestamps have none.
     pub fn page_p50_ms(&self) -> Option<f64> {
         match self.timer.as_deref() {
-            None | Some("performance.now") => self.p50_ms,
+            None | Some("performance.now") | Some(crate::result::NATIVE_TIMER) => self.p50_ms,
             Some(_) => None,
         }
     }
@@ -86,7 +86,7 @@ impl Class {
             return Class::Unknown;
         };
         match platform {
-            Platform::Webgpu => match &env.adapter {
+            Platform::Webgpu | Platform::Native => match &env.adapter {
                 Some(a) if a.is_software() => Class::Cpu,
                 Some(_) => Class::Hardware,
                 None => Class::Unknown,
@@ -235,6 +235,29 @@ fn stated(t: &Thresholds) -> String {
     parts.join(", ")
 }
 
+/// The browser-overhead ratio of a native cell: its browser's WebGPU time over the native
+/// time, both wall clocks around awaited runs of the same graph, where both passed on the same
+/// adapter (the same class of device, and no two different adapter names).
+fn overhead(browser: &Entry, native: &Entry) -> Option<String> {
+    let (b, n) = (browser.outcome.as_ref()?, native.outcome.as_ref()?);
+    if b.status != Status::Pass || n.status != Status::Pass {
+        return None;
+    }
+    let (bt, nt) = (b.page_p50_ms()?, n.page_p50_ms()?);
+    let (ba, na) = (
+        b.environment.as_ref()?.adapter.as_ref()?,
+        n.environment.as_ref()?.adapter.as_ref()?,
+    );
+    if Class::of(Platform::Webgpu, b) != Class::of(Platform::Native, n) {
+        return None;
+    }
+    match (ba.renderer(), na.renderer()) {
+        (Some(x), Some(y)) if x != y => return None,
+        _ => {}
+    }
+    (nt > 0.0).then(|| format!(" · browser {:.2}×", bt / nt))
+}
+
 /// One table cell: what was measured, in a few characters.
 fn show(cell: &Cell, o: Option<&Outcome>, tolerance: &Thresholds, notes: &mut Notes) -> String {
     let Some(o) = o else {
@@ -293,6 +316,8 @@ fn recommended<'e>(
         .iter()
         .filter_map(|e| {
             let o = e.outcome.as_ref()?;
+            // where to run a model in a browser: native cells are the yardstick, not a choice
+            (e.cell.platform != Platform::Native).then_some(())?;
             (o.status == Status::Pass && accurate(o, tolerance)).then_some(())?;
             Some((*e, o.page_p50_ms()?, Class::of(e.cell.platform, o)))
         })
@@ -637,6 +662,15 @@ fn timing(out: &mut String, entries: &[Entry], tolerance: &Thresholds) {
         out,
         "Times are medians on the page's clock (`performance.now` around runs the page awaited, submission included): every browser and platform has it, so it is the only clock times are compared on."
     );
+    if entries.iter().any(|e| {
+        e.cell.platform == Platform::Native
+            && e.outcome.as_ref().is_some_and(|o| o.p50_ms.is_some())
+    }) {
+        let _ = writeln!(
+            out,
+            "Native rows ran the same graph from the same WGSL through wgpu on the agent's own adapter, timed by the host's wall clock around the same awaited runs (no browser). `browser N×` beside one is its browser's WebGPU time over the native time, shown only where both passed on the same adapter (the same class of device, and not two different named adapters): what the browser adds to the kernels. Native rows are never recommended."
+        );
+    }
     let gpu = labels(&|o| o.gpu_p50_ms.is_some());
     if !gpu.is_empty() {
         let _ = writeln!(
@@ -706,7 +740,15 @@ fn family_table(
         for b in &bits {
             let text = match by_bits.get(b) {
                 Some(e) => {
-                    let shown = show(&e.cell, e.outcome.as_ref(), tol, notes);
+                    let mut shown = show(&e.cell, e.outcome.as_ref(), tol, notes);
+                    if *platform == Platform::Native {
+                        let browser_cell = rows
+                            .get(&(*browser, Platform::Webgpu, model.clone(), v.clone()))
+                            .and_then(|r| r.get(b));
+                        if let Some(ratio) = browser_cell.and_then(|w| overhead(w, e)) {
+                            shown.push_str(&ratio);
+                        }
+                    }
                     match changes.and_then(|d| d.arrow(&e.cell.id)) {
                         Some(arrow) => format!("{shown} {arrow}"),
                         None => shown,
@@ -870,6 +912,76 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_browser_overhead_ratio_needs_the_same_adapter() {
+        let s = spec::parse(
+            "version: 1\nname: n\nfamilies: [bert]\nbrowsers: [chromium, firefox]\nplatforms: [webgpu, native]\nbits: [4]\n",
+            "n.yaml",
+        )
+        .expect("spec");
+        let lavapipe = AdapterInfo {
+            vendor: "0x10005".into(),
+            architecture: "llvmpipe".into(),
+            device: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+            description: String::new(),
+            is_fallback: true,
+        };
+        let unnamed = AdapterInfo {
+            vendor: String::new(),
+            architecture: String::new(),
+            device: String::new(),
+            description: String::new(),
+            is_fallback: true,
+        };
+        let native_env = env(Browser::Firefox, "wgpu 30", Some(lavapipe), None);
+        let entries: Vec<Entry> = s
+            .expand()
+            .into_iter()
+            .map(|cell| {
+                let (p50, e) = match (cell.browser, cell.platform) {
+                    (Browser::Chromium, Platform::Webgpu) => (
+                        30.0,
+                        env(Browser::Chromium, "156.0", Some(swiftshader()), None),
+                    ),
+                    (Browser::Firefox, Platform::Webgpu) => (
+                        100.0,
+                        env(Browser::Firefox, "153.8.0esr", Some(unnamed.clone()), None),
+                    ),
+                    _ => (25.0, native_env.clone()),
+                };
+                let mut o = outcome(Status::Pass, Bits::B4, Some(p50), None, e);
+                if cell.platform == Platform::Native {
+                    o.timer = Some(crate::result::NATIVE_TIMER.into());
+                    o.gpu_p50_ms = None;
+                }
+                Entry {
+                    cell,
+                    outcome: Some(o),
+                }
+            })
+            .collect();
+        let md = render(&Report {
+            source: "test",
+            entries: &entries,
+            include_simulated: false,
+            changes: None,
+            accuracy: Thresholds::rel_err(0.05),
+        });
+        // Firefox names no adapter and runs on the CPU, as lavapipe does: 100 / 25
+        assert!(
+            md.contains("| firefox | Native | sym g32 | ✅ 25.0 ms · cos 0.9850 · err 2.1% · browser 4.00× |"),
+            "{md}"
+        );
+        // SwiftShader is not lavapipe: no ratio for Chromium
+        let chromium_native = md
+            .lines()
+            .find(|l| l.starts_with("| chromium | Native |"))
+            .expect("chromium native row");
+        assert!(!chromium_native.contains("browser"), "{chromium_native}");
+        // the yardstick is never where to run
+        assert!(!md.contains("Native · "), "{md}");
+    }
+
     fn entries() -> Vec<Entry> {
         let s = spec::parse(
             "version: 1\nname: snap\nfamilies: [bert, whisper]\nbrowsers: [chromium, firefox]\nplatforms: both\nbits: [2, 4, 8]\nexperimental_precision: [false, true]\n",
@@ -918,6 +1030,7 @@ mod tests {
                     (_, Platform::Webnn, _) => Some(outcome(Status::Pass, b, Some(3.2 + f64::from(b.get())), None, e)),
                     ("whisper", Platform::Webgpu, _) if b == Bits::B2 => Some(outcome(Status::Timeout, b, None, Some("cell exceeded 120 s"), e)),
                     (_, Platform::Webgpu, _) => Some(outcome(Status::Pass, b, Some(20.0 - f64::from(b.get())), None, e)),
+                    (_, Platform::Native, _) => Some(outcome(Status::Pass, b, Some(12.0 - f64::from(b.get())), None, e)),
                 };
                 Entry { cell, outcome }
             })

@@ -71,6 +71,35 @@ pub struct AdapterInfo {
 }
 
 impl AdapterInfo {
+    /// Which renderer this is, where the adapter names one: a software one by its name
+    /// (lavapipe and llvmpipe are one), a hardware one by its vendor (a name or a PCI id);
+    /// `None` for an adapter that names nothing (Firefox's).
+    pub fn renderer(&self) -> Option<String> {
+        let text = format!(
+            "{} {} {} {}",
+            self.vendor, self.architecture, self.device, self.description
+        )
+        .to_lowercase();
+        for (needle, name) in [
+            ("llvmpipe", "lavapipe"),
+            ("lavapipe", "lavapipe"),
+            ("swiftshader", "swiftshader"),
+            ("warp", "warp"),
+            ("nvidia", "nvidia"),
+            ("0x10de", "nvidia"),
+            ("amd", "amd"),
+            ("0x1002", "amd"),
+            ("intel", "intel"),
+            ("0x8086", "intel"),
+            ("apple", "apple"),
+        ] {
+            if text.contains(needle) {
+                return Some(name.to_string());
+            }
+        }
+        None
+    }
+
     /// A CPU rasterizer posing as a GPU: its timings say nothing about GPUs.
     pub fn is_software(&self) -> bool {
         const SOFTWARE: [&str; 5] = ["swiftshader", "lavapipe", "llvmpipe", "warp", "softpipe"];
@@ -125,6 +154,11 @@ pub struct Environment {
     /// WebNN context facts (e.g. `opSupportLimits()`), as JSON text.
     pub webnn_info: Option<String>,
 }
+
+/// The timer of native cells: the host's monotonic clock around runs submitted and awaited
+/// through wgpu, as `performance.now` is around the page's; the two are one kind of clock,
+/// which is what lets a browser's time be divided by the native one.
+pub const NATIVE_TIMER: &str = "native wall clock";
 
 /// Where a WebNN context runs. A browser may accept `deviceType: "gpu"` and run on the CPU
 /// (Chromium's TFLite backend does), so the request is never taken as the answer.
@@ -272,8 +306,9 @@ pub struct Measurement {
     /// the grid itself costs per cell.
     pub kernel_ms: f64,
     /// What timed the samples: `performance.now` (the page's wall clock around runs that it
-    /// awaited) or `timestamp-query` (GPU timestamps around each run's pass, used where the
-    /// browser only notices completion by polling).
+    /// awaited), [`NATIVE_TIMER`] (the host's wall clock around the same runs, submitted and
+    /// awaited natively) or `timestamp-query` (GPU timestamps around each run's pass, used
+    /// where the browser only notices completion by polling).
     pub timer: String,
     /// GPU time per run of each sample (`timestamp-query` around each run's pass), in the
     /// order of `samples_ms`, where the adapter has `timestamp-query`; empty elsewhere (and for

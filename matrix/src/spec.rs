@@ -367,16 +367,17 @@ impl<'de> Deserialize<'de> for PlatformSelection {
         impl<'de> Visitor<'de> for V {
             type Value = PlatformSelection;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("`webgpu`, `webnn`, `both` or a list of platforms")
+                f.write_str("`webgpu`, `webnn`, `native`, `both` or a list of platforms")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 match v {
-                    "both" => Ok(PlatformSelection(Platform::ALL.to_vec())),
+                    // the browsers' two APIs; native is asked for by name
+                    "both" => Ok(PlatformSelection(vec![Platform::Webgpu, Platform::Webnn])),
                     other => Platform::parse(other)
                         .map(|p| PlatformSelection(vec![p]))
                         .ok_or_else(|| {
                             E::custom(format_args!(
-                                "unknown platform `{other}`, expected webgpu, webnn or both"
+                                "unknown platform `{other}`, expected webgpu, webnn, native or both"
                             ))
                         }),
                 }

@@ -51,7 +51,14 @@ macro_rules! enum_map {
 
 enum_map!(Browser, pb::Browser, "browser",
     Chrome <=> Chrome, Chromium <=> Chromium, Edge <=> Edge, Firefox <=> Firefox, Safari <=> Safari);
-enum_map!(Platform, pb::Platform, "platform", Webgpu <=> Webgpu, Webnn <=> Webnn);
+enum_map!(
+    Platform,
+    pb::Platform,
+    "platform",
+    Webgpu <=> Webgpu,
+    Webnn <=> Webnn,
+    Native <=> Native
+);
 enum_map!(Scheme, pb::Scheme, "scheme", Symmetric <=> Symmetric, Asymmetric <=> Asymmetric);
 enum_map!(Status, pb::Status, "status",
     Pass <=> Pass, Fail <=> Fail, Unsupported <=> Unsupported, Error <=> Error,
@@ -378,6 +385,7 @@ pub fn register_request(name: &str, version: &str, caps: &Capabilities) -> pb::R
         simulated: caps.simulated,
         // set by the agent from its key; empty: an unsigned agent
         public_key: Vec::new(),
+        native_adapter: caps.native.as_ref().map(Into::into),
     }
 }
 
@@ -425,6 +433,7 @@ impl TryFrom<&pb::RegisterRequest> for Capabilities {
             labels: r.labels.clone().into_iter().collect(),
             slots: r.slots,
             simulated: r.simulated,
+            native: r.native_adapter.as_ref().map(Into::into),
         })
     }
 }
@@ -540,6 +549,7 @@ mod tests {
             labels: [("pool".to_string(), "lab".to_string())].into(),
             slots: 1,
             simulated: false,
+            native: None,
         };
         let wire = register_request("lab-1", "0.1.0", &caps);
         assert_eq!(Capabilities::try_from(&wire), Ok(caps));

@@ -224,7 +224,7 @@ pub fn run_block(
             samples_ms,
             runs_per_sample: 1,
             kernel_ms: c0.elapsed().as_secs_f64() * 1e3,
-            timer: "host Instant (native)".into(),
+            timer: quantgrid_matrix::result::NATIVE_TIMER.into(),
         },
         values,
         build_ms,

@@ -63,6 +63,7 @@ fn caps(browsers: Vec<BrowserCapability>, slots: u32) -> Capabilities {
         labels: Default::default(),
         slots,
         simulated: false,
+        native: None,
     }
 }
 
