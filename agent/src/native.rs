@@ -249,7 +249,7 @@ impl Default for Timing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
 pub enum KernelName {
-    /// `gemv.wgsl`'s wide-load low-bit GEMV.
+    /// `gemv.wgsl`'s wide-load low-bit GEMV (`gemv_b2`, `gemv_b4`, `gemv_b8`).
     GemvPacked,
     /// `gemv.wgsl`'s vec4 f32 GEMV.
     GemvF32,
@@ -442,7 +442,14 @@ fn run(
         }
     };
     let (module, entry) = match kernel {
-        KernelName::GemvPacked => (&gpu.gemv, "gemv_packed"),
+        KernelName::GemvPacked => (
+            &gpu.gemv,
+            match q.params.bits {
+                Bits::B2 => "gemv_b2",
+                Bits::B4 => "gemv_b4",
+                _ => "gemv_b8",
+            },
+        ),
         KernelName::GemvF32 => (&gpu.gemv, "gemv_f32"),
         KernelName::Gemv => (&gpu.linear, "gemv"),
         KernelName::Gemm => (&gpu.linear, "gemm"),

@@ -5,7 +5,7 @@
 //   vectors, so every load is wide and coalesced;
 // - a workgroup computes ROWS outputs, and every x it loads serves all of them;
 // - a word's codes are unpacked four at a time (one per byte lane) and dotted with x as vec4,
-//   (code − zero) exact in f32, scaled once per word.
+//   (code − zero) exact in f32, scaled once per quantization group of the quad.
 // Rows are packed as quantgrid-matrix packs them: `words_per_row` a multiple of 4 (the host
 // takes `linear.wgsl` otherwise), fp16 scales two per word, u8 zero points four per word.
 // `stream_read` measures what the adapter streams, in the same run, for the kernels' fraction.
@@ -41,51 +41,73 @@ fn zero_of(g: u32) -> f32 {
 }
 
 // One word's codes dotted with their x, (code − zero) · x summed, for each width. Codes sit at
-// bit `bits·e`; byte lane b holds codes b·(8/bits) + o for o < 8/bits.
+// bit `bits·e`; byte lane b holds codes b·(8/bits) + o for o < 8/bits, so each shift of the
+// four byte lanes gives four codes whose x are 8/bits apart.
 fn lanes(word: u32, shift: u32, mask: u32) -> vec4<f32> {
   return vec4<f32>((vec4<u32>(word, word >> 8u, word >> 16u, word >> 24u) >> vec4<u32>(shift)) & vec4<u32>(mask));
 }
 
-fn dot_b8(word: u32, i: u32, z: f32) -> f32 {
-  return dot(lanes(word, 0u, 255u) - z, x[i]);
+fn dot_b8(word: u32, a: vec4<f32>, z: f32) -> f32 {
+  return dot(lanes(word, 0u, 255u) - z, a);
 }
 
-fn dot_b4(word: u32, i: u32, z: f32) -> f32 {
-  let a = x[i];
-  let b = x[i + 1u];
+fn dot_b4(word: u32, a: vec4<f32>, b: vec4<f32>, z: f32) -> f32 {
   return dot(lanes(word, 0u, 15u) - z, vec4<f32>(a.x, a.z, b.x, b.z))
        + dot(lanes(word, 4u, 15u) - z, vec4<f32>(a.y, a.w, b.y, b.w));
 }
 
-fn dot_b2(word: u32, i: u32, z: f32) -> f32 {
-  let a = x[i];
-  let b = x[i + 1u];
-  let c = x[i + 2u];
-  let d = x[i + 3u];
+fn dot_b2(word: u32, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>, z: f32) -> f32 {
   return dot(lanes(word, 0u, 3u) - z, vec4<f32>(a.x, b.x, c.x, d.x))
        + dot(lanes(word, 2u, 3u) - z, vec4<f32>(a.y, b.y, c.y, d.y))
        + dot(lanes(word, 4u, 3u) - z, vec4<f32>(a.z, b.z, c.z, d.z))
        + dot(lanes(word, 6u, 3u) - z, vec4<f32>(a.w, b.w, c.w, d.w));
 }
 
-// x vectors per word, by width
-fn x_per_word() -> u32 { return 8u / f.bits; }
-
-fn word_dot(word: u32, i: u32, z: f32) -> f32 {
-  if (f.bits == 4u) { return dot_b4(word, i, z); }
-  if (f.bits == 2u) { return dot_b2(word, i, z); }
-  return dot_b8(word, i, z);
+// The quantization group of word `e` of quad q of row j.
+fn group_of(j: u32, q: u32, e: u32) -> u32 {
+  return j * f.groups_per_row + ((q * 4u + e) >> f.word_group_shift);
 }
 
-// The row's 4 words of quad q, scaled per word (a group is one or more whole words).
-fn quad_dot(j: u32, q: u32, v: vec4<u32>) -> f32 {
-  let xw = x_per_word();
-  let base = j * f.groups_per_row;
-  let word0 = q * 4u;
+// One row's quad against its x, scaled per group: once per quad where the quad is one group
+// (4-bit and 8-bit at g32 and up), per word otherwise.
+fn row_b8(j: u32, q: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> f32 {
+  let v = w[j * f.quads + q];
+  let g0 = group_of(j, q, 0u);
+  let g3 = group_of(j, q, 3u);
+  if (g0 == g3) {
+    let z = zero_of(g0);
+    return scale_of(g0) * (dot_b8(v.x, x0, z) + dot_b8(v.y, x1, z) + dot_b8(v.z, x2, z) + dot_b8(v.w, x3, z));
+  }
+  let g1 = group_of(j, q, 1u);
+  let g2 = group_of(j, q, 2u);
+  return scale_of(g0) * dot_b8(v.x, x0, zero_of(g0)) + scale_of(g1) * dot_b8(v.y, x1, zero_of(g1))
+       + scale_of(g2) * dot_b8(v.z, x2, zero_of(g2)) + scale_of(g3) * dot_b8(v.w, x3, zero_of(g3));
+}
+
+fn row_b4(j: u32, q: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+          x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> f32 {
+  let v = w[j * f.quads + q];
+  let g0 = group_of(j, q, 0u);
+  let g3 = group_of(j, q, 3u);
+  if (g0 == g3) {
+    let z = zero_of(g0);
+    return scale_of(g0) * (dot_b4(v.x, x0, x1, z) + dot_b4(v.y, x2, x3, z)
+                         + dot_b4(v.z, x4, x5, z) + dot_b4(v.w, x6, x7, z));
+  }
+  let g1 = group_of(j, q, 1u);
+  let g2 = group_of(j, q, 2u);
+  return scale_of(g0) * dot_b4(v.x, x0, x1, zero_of(g0)) + scale_of(g1) * dot_b4(v.y, x2, x3, zero_of(g1))
+       + scale_of(g2) * dot_b4(v.z, x4, x5, zero_of(g2)) + scale_of(g3) * dot_b4(v.w, x6, x7, zero_of(g3));
+}
+
+// 2-bit: a word is 16 codes, so a quad's 64 x are read as the row goes, four vectors a word
+fn row_b2(j: u32, q: u32) -> f32 {
+  let v = w[j * f.quads + q];
   var sum = 0.0;
   for (var e = 0u; e < 4u; e++) {
-    let g = base + ((word0 + e) >> f.word_group_shift);
-    sum += scale_of(g) * word_dot(v[e], (word0 + e) * xw, zero_of(g));
+    let i = (q * 4u + e) * 4u;
+    let g = group_of(j, q, e);
+    sum += scale_of(g) * dot_b2(v[e], x[i], x[i + 1u], x[i + 2u], x[i + 3u], zero_of(g));
   }
   return sum;
 }
@@ -105,25 +127,72 @@ fn reduce_and_store(j0: u32, lid: u32, acc: vec4<f32>) {
   }
 }
 
-@compute @workgroup_size(64)
-fn gemv_packed(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-               @builtin(num_workgroups) nw: vec3<u32>) {
+// The first of the workgroup's ROWS outputs, or None past n (rows past n repeat the last
+// one: computed, never stored).
+fn first_row(wg: vec3<u32>, nw: vec3<u32>) -> u32 {
   // more workgroups than one dispatch dimension holds spill into y
-  let j0 = (wg.x + wg.y * nw.x) * ROWS;
+  return (wg.x + wg.y * nw.x) * ROWS;
+}
+
+fn row(j0: u32, r: u32) -> u32 { return min(j0 + r, f.n - 1u); }
+
+// Each width its own entry point, so its loop holds the quad's x in registers and every row
+// of the workgroup uses them.
+@compute @workgroup_size(64)
+fn gemv_b4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(num_workgroups) nw: vec3<u32>) {
+  let j0 = first_row(wg, nw);
   if (j0 >= f.n) { return; }
-  // rows past n repeat the last one: computed, never stored
-  let last = f.n - 1u;
-  let r0 = j0;
-  let r1 = min(j0 + 1u, last);
-  let r2 = min(j0 + 2u, last);
-  let r3 = min(j0 + 3u, last);
   var acc = vec4<f32>(0.0);
   for (var q = lid.x; q < f.quads; q += THREADS) {
+    let i = q * 8u;
+    let x0 = x[i];
+    let x1 = x[i + 1u];
+    let x2 = x[i + 2u];
+    let x3 = x[i + 3u];
+    let x4 = x[i + 4u];
+    let x5 = x[i + 5u];
+    let x6 = x[i + 6u];
+    let x7 = x[i + 7u];
     acc += vec4<f32>(
-      quad_dot(r0, q, w[r0 * f.quads + q]),
-      quad_dot(r1, q, w[r1 * f.quads + q]),
-      quad_dot(r2, q, w[r2 * f.quads + q]),
-      quad_dot(r3, q, w[r3 * f.quads + q]));
+      row_b4(row(j0, 0u), q, x0, x1, x2, x3, x4, x5, x6, x7),
+      row_b4(row(j0, 1u), q, x0, x1, x2, x3, x4, x5, x6, x7),
+      row_b4(row(j0, 2u), q, x0, x1, x2, x3, x4, x5, x6, x7),
+      row_b4(row(j0, 3u), q, x0, x1, x2, x3, x4, x5, x6, x7));
+  }
+  reduce_and_store(j0, lid.x, acc);
+}
+
+@compute @workgroup_size(64)
+fn gemv_b8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(num_workgroups) nw: vec3<u32>) {
+  let j0 = first_row(wg, nw);
+  if (j0 >= f.n) { return; }
+  var acc = vec4<f32>(0.0);
+  for (var q = lid.x; q < f.quads; q += THREADS) {
+    let i = q * 4u;
+    let x0 = x[i];
+    let x1 = x[i + 1u];
+    let x2 = x[i + 2u];
+    let x3 = x[i + 3u];
+    acc += vec4<f32>(
+      row_b8(row(j0, 0u), q, x0, x1, x2, x3),
+      row_b8(row(j0, 1u), q, x0, x1, x2, x3),
+      row_b8(row(j0, 2u), q, x0, x1, x2, x3),
+      row_b8(row(j0, 3u), q, x0, x1, x2, x3));
+  }
+  reduce_and_store(j0, lid.x, acc);
+}
+
+@compute @workgroup_size(64)
+fn gemv_b2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(num_workgroups) nw: vec3<u32>) {
+  let j0 = first_row(wg, nw);
+  if (j0 >= f.n) { return; }
+  var acc = vec4<f32>(0.0);
+  for (var q = lid.x; q < f.quads; q += THREADS) {
+    acc += vec4<f32>(row_b2(row(j0, 0u), q), row_b2(row(j0, 1u), q),
+                     row_b2(row(j0, 2u), q), row_b2(row(j0, 3u), q));
   }
   reduce_and_store(j0, lid.x, acc);
 }
