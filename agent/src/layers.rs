@@ -255,6 +255,9 @@ pub struct Packing {
     pub words_per_row: usize,
     pub groups_per_row: u32,
     pub asym: bool,
+    /// Where `kernels/gemv.wgsl`'s wide-load batch-1 kernel (`gemv_b{bits}`) takes these
+    /// weights: log2 of the words per quantization group. `None`: `linear.wgsl`'s `gemv`.
+    pub wide: Option<u32>,
 }
 
 impl Packing {
@@ -266,8 +269,26 @@ impl Packing {
             words_per_row: q.words_per_row(),
             groups_per_row: q.k.div_ceil(group),
             asym: q.params.scheme == Scheme::Asymmetric && !q.zeros.is_empty(),
+            wide: wide(q),
         }
     }
+}
+
+/// Whether `gemv.wgsl`'s kernel takes these weights: 2, 4 or 8 bits, rows of whole 16-byte
+/// vectors, and groups of a power-of-two count of whole words (its group index is a shift).
+fn wide(q: &Quantized) -> Option<u32> {
+    use quantgrid_matrix::quant::Bits;
+    let bits = q.params.bits;
+    if !matches!(bits, Bits::B2 | Bits::B4 | Bits::B8) {
+        return None;
+    }
+    let per = 32 / bits.get();
+    let group = q.params.group_size;
+    let words_per_group = group / per;
+    let fits = q.k.is_multiple_of(4 * per)
+        && group.is_multiple_of(per)
+        && words_per_group.is_power_of_two();
+    fits.then(|| words_per_group.trailing_zeros())
 }
 
 /// Serves `q`'s packed words, scales and zero points (unserved when dropped).
@@ -416,11 +437,12 @@ mod tests {
             words_per_row: 8,
             groups_per_row: 2,
             asym: false,
+            wide: Some(2),
         }))
         .to_value();
         assert_eq!(
             packed["layout"],
-            serde_json::json!({"kind": "packed", "bits": 4, "group": 32, "wordsPerRow": 8, "groupsPerRow": 2, "asym": false})
+            serde_json::json!({"kind": "packed", "bits": 4, "group": 32, "wordsPerRow": 8, "groupsPerRow": 2, "asym": false, "wide": 2})
         );
         assert_eq!(packed["repetitions"], serde_json::json!(3));
         let f32 = args(Layout::F32).to_value();

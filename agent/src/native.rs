@@ -340,22 +340,6 @@ pub fn run_f32_layer_general(
     run(gpu, m, case, Weights::F32(weights), timing, false)
 }
 
-/// Whether `gemv.wgsl`'s packed kernel takes these weights: 2, 4 or 8 bits, rows of whole
-/// vectors, and groups of a power-of-two count of whole words.
-fn fast_packed(q: &quantgrid_matrix::quant::Quantized) -> Option<u32> {
-    let bits = q.params.bits;
-    if !matches!(bits, Bits::B2 | Bits::B4 | Bits::B8) {
-        return None;
-    }
-    let per = 32 / bits.get();
-    let group = q.params.group_size;
-    let words_per_group = group / per;
-    let fits = q.k.is_multiple_of(4 * per)
-        && group.is_multiple_of(per)
-        && words_per_group.is_power_of_two();
-    fits.then(|| words_per_group.trailing_zeros())
-}
-
 fn run(
     gpu: &Gpu,
     m: u32,
@@ -403,7 +387,10 @@ fn run(
                 && !q.zeros.is_empty();
             let group = q.params.group_size.max(1);
             let groups_per_row = q.k.div_ceil(group);
-            match fast_packed(q).filter(|_| wide && m == 1) {
+            match crate::layers::Packing::of(q)
+                .wide
+                .filter(|_| wide && m == 1)
+            {
                 Some(shift) => (
                     KernelName::GemvPacked,
                     fast_params(

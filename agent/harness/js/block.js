@@ -1,7 +1,7 @@
 // A cell's graph on WebGPU: every op of the family's block in WGSL (kernels/block.wgsl, the
 // quantized matmuls in kernels/linear.wgsl with their packed weights), in the graph's order,
 // one command encoder per run. The agent checks every tensor the page computed in Rust.
-import { device, lost, clearLost } from "./webgpu.js";
+import { device, lost, clearLost, fastParams, fastGroups } from "./webgpu.js";
 import { fetched, base64 } from "./tensors.js";
 import { run as webnnRun } from "./webnn-graph.js";
 import { timed } from "./timing.js";
@@ -39,12 +39,16 @@ async function pipelines(dev) {
   const pl = dev.createPipelineLayout({ bindGroupLayouts: [layout] });
   const block = await module(dev, "block.wgsl");
   const linear = await module(dev, "linear.wgsl");
+  const gemv = await module(dev, "gemv.wgsl");
   const out = { layout, block: {}, linear: {} };
   for (const e of ["layer_norm", "rms_norm", "act", "binary", "rope", "attention", "mean_pool"]) {
     out.block[e] = await dev.createComputePipelineAsync({ layout: pl, compute: { module: block, entryPoint: e } });
   }
   for (const e of ["gemv", "gemm"]) {
     out.linear[e] = await dev.createComputePipelineAsync({ layout: "auto", compute: { module: linear, entryPoint: e } });
+  }
+  for (const e of ["gemv_b2", "gemv_b4", "gemv_b8"]) {
+    out.linear[e] = await dev.createComputePipelineAsync({ layout: "auto", compute: { module: gemv, entryPoint: e } });
   }
   return out;
 }
@@ -83,13 +87,15 @@ function plan(dev, P, g, bufs, layers) {
     switch (op.op) {
       case "linear": {
         const L = layers[op.layer];
-        const entry = L.m > 1 ? "gemm" : "gemv";
+        // batch 1 on gemv.wgsl's wide loads where the weights fit it (the same rule as native)
+        const wide = L.m === 1 && L.wide !== null && L.wide !== undefined;
+        const entry = wide ? `gemv_b${L.bits}` : L.m > 1 ? "gemm" : "gemv";
         const pipeline = P.linear[entry];
         const bind = dev.createBindGroup({
           layout: pipeline.getBindGroupLayout(0),
-          entries: [L.params, bufs.t[op.x], L.w, L.s, L.z, bufs.t[op.y]].map((buffer, binding) => ({ binding, resource: { buffer } })),
+          entries: [wide ? L.fast : L.params, bufs.t[op.x], L.w, L.s, L.z, bufs.t[op.y]].map((buffer, binding) => ({ binding, resource: { buffer } })),
         });
-        const groups = L.m > 1 ? [Math.ceil(L.n / 16), Math.ceil(L.m / 16)] : [Math.min(L.n, 65535), Math.ceil(L.n / 65535)];
+        const groups = wide ? fastGroups(L.n) : L.m > 1 ? [Math.ceil(L.n / 16), Math.ceil(L.m / 16)] : [Math.min(L.n, 65535), Math.ceil(L.n / 65535)];
         steps.push({ pipeline, bind, groups });
         break;
       }
@@ -184,7 +190,11 @@ async function run(a) {
     new Uint32Array(params.getMappedRange()).set([L.m, L.k, L.n, L.bits, L.group, L.wordsPerRow, L.asym ? 1 : 0, L.groupsPerRow]);
     params.unmap();
     made.push(params);
-    return { ...L, params, w: make(w), s: make(s), z: make(z) };
+    const fast = dev.createBuffer({ size: 32, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
+    new Uint32Array(fast.getMappedRange()).set(L.wide === null || L.wide === undefined ? new Uint32Array(8) : fastParams(L, L));
+    fast.unmap();
+    made.push(fast);
+    return { ...L, params, fast, w: make(w), s: make(s), z: make(z) };
   });
   const steps = plan(dev, P, g, bufs, layers);
   const build_ms = performance.now() - t0;

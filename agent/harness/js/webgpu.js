@@ -1,14 +1,29 @@
-// The WebGPU side of a layer: the device, the kernels of kernels/linear.wgsl, both clocks.
+// The WebGPU side of a layer: the device, the kernels of kernels/linear.wgsl (and, at batch 1
+// where the weights fit it, kernels/gemv.wgsl's wide-load GEMV), both clocks.
 import { timed } from "./timing.js";
 import { Unavailable } from "./answer.js";
 
 // the kernels, fetched once from the harness server, next to this module
-let wgslPromise = null;
-const wgsl = () => (wgslPromise ||= fetch(new URL("../kernels/linear.wgsl", import.meta.url), { cache: "no-store" })
-  .then((r) => {
-    if (!r.ok) throw new Error(`fetching kernels/linear.wgsl: HTTP ${r.status}`);
-    return r.text();
-  }));
+const sources = new Map();
+const wgsl = (name = "linear.wgsl") => {
+  if (!sources.has(name)) {
+    sources.set(name, fetch(new URL(`../kernels/${name}`, import.meta.url), { cache: "no-store" }).then((r) => {
+      if (!r.ok) throw new Error(`fetching kernels/${name}: HTTP ${r.status}`);
+      return r.text();
+    }));
+  }
+  return sources.get(name);
+};
+
+// kernels/gemv.wgsl's uniform (`Fast`) for packed weights `L` of a batch-1 layer `a`
+export const fastParams = (a, L) =>
+  new Uint32Array([a.n, L.wordsPerRow / 4, L.groupsPerRow, L.wide, L.asym ? 1 : 0, L.bits, 0, 0]);
+
+// workgroups of kernels/gemv.wgsl's ROWS (4) outputs over n, spilling into y
+export const fastGroups = (n) => {
+  const g = Math.max(1, Math.ceil(n / 4));
+  return [Math.min(g, 65535), Math.ceil(g / 65535)];
+};
 
 // How long the browser takes to report that nothing is running: microseconds where it is
 // notified, up to its polling period where it polls (Firefox: ~100 ms). Measured once.
@@ -72,9 +87,11 @@ async function prepare(dev, a, data) {
   const [xdata, wdata, sdata, zdata] = data;
   const t0 = performance.now();
   const tiled = a.m > 1;
-  const entryPoint = tiled ? "gemm" : "gemv";
+  const L = a.layout;
+  const wide = !tiled && L.kind === "packed" && L.wide !== null && L.wide !== undefined;
+  const entryPoint = wide ? `gemv_b${L.bits}` : tiled ? "gemm" : "gemv";
   if (!pipelines.has(entryPoint)) {
-    const module = dev.createShaderModule({ code: await wgsl() });
+    const module = dev.createShaderModule({ code: await wgsl(wide ? "gemv.wgsl" : "linear.wgsl") });
     const info = await module.getCompilationInfo();
     const bad = info.messages.filter((m) => m.type === "error");
     if (bad.length) throw new Error("shader compilation: " + bad.map((m) => m.message).join("; "));
@@ -89,10 +106,11 @@ async function prepare(dev, a, data) {
   };
   const S = GPUBufferUsage.STORAGE;
   // the kernel's uniform: an unquantized layer is F32_WEIGHTS bits in kernels/linear.wgsl
-  const L = a.layout;
-  const params = L.kind === "f32"
-    ? new Uint32Array([a.m, a.k, a.n, 32, 1, a.k, 0, 0])
-    : new Uint32Array([a.m, a.k, a.n, L.bits, L.group, L.wordsPerRow, L.asym ? 1 : 0, L.groupsPerRow]);
+  const params = wide
+    ? fastParams(a, L)
+    : L.kind === "f32"
+      ? new Uint32Array([a.m, a.k, a.n, 32, 1, a.k, 0, 0])
+      : new Uint32Array([a.m, a.k, a.n, L.bits, L.group, L.wordsPerRow, L.asym ? 1 : 0, L.groupsPerRow]);
   const pbuf = make(new Uint8Array(params.buffer), GPUBufferUsage.UNIFORM);
   const xbuf = make(xdata, S);
   const wbuf = make(wdata, S), sbuf = make(sdata, S), zbuf = make(zdata, S);
@@ -103,9 +121,11 @@ async function prepare(dev, a, data) {
     layout: pipeline.getBindGroupLayout(0),
     entries: [pbuf, xbuf, wbuf, sbuf, zbuf, ybuf].map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
-  const groups = tiled
-    ? [Math.ceil(a.n / 16), Math.ceil(a.m / 16)]
-    : [Math.min(a.n, 65535), Math.ceil(a.n / 65535)];
+  const groups = wide
+    ? fastGroups(a.n)
+    : tiled
+      ? [Math.ceil(a.n / 16), Math.ceil(a.m / 16)]
+      : [Math.min(a.n, 65535), Math.ceil(a.n / 65535)];
   const encode = (qs, slot) => {
     const enc = dev.createCommandEncoder();
     const pass = enc.beginComputePass(qs ? {

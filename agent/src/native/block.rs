@@ -58,6 +58,8 @@ struct Pipelines {
     block: std::collections::HashMap<&'static str, wgpu::ComputePipeline>,
     gemv: wgpu::ComputePipeline,
     gemm: wgpu::ComputePipeline,
+    /// `gemv.wgsl`'s wide-load kernels by width.
+    wide: std::collections::HashMap<u32, wgpu::ComputePipeline>,
 }
 
 fn pipelines(gpu: &Gpu) -> Pipelines {
@@ -131,6 +133,10 @@ fn pipelines(gpu: &Gpu) -> Pipelines {
         block,
         gemv: gpu.pipeline(&gpu.linear, "gemv"),
         gemm: gpu.pipeline(&gpu.linear, "gemm"),
+        wide: [2, 4, 8]
+            .into_iter()
+            .map(|b| (b, gpu.pipeline(&gpu.gemv, &format!("gemv_b{b}"))))
+            .collect(),
     }
 }
 
@@ -244,7 +250,11 @@ fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u6
     let make = |bytes: Option<&[u8]>, size: u64| match bytes {
         Some(b) => {
             let mut padded = b.to_vec();
-            padded.resize((size.max(b.len() as u64)).max(4) as usize, 0);
+            // whole 16-byte vectors: gemv.wgsl binds weights and x as vec4 arrays
+            padded.resize(
+                size.max(b.len() as u64).max(4).div_ceil(16) as usize * 16,
+                0,
+            );
             gpu.device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("tensor"),
@@ -291,6 +301,19 @@ fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u6
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
+            // batch 1 on gemv.wgsl's wide loads where the weights fit it, as block.js does
+            let wide = pk.wide.filter(|_| l.m == 1);
+            let params = match wide {
+                Some(shift) => super::fast_params(
+                    l.n,
+                    pk.words_per_row as u32 / 4,
+                    pk.groups_per_row,
+                    shift,
+                    pk.asym,
+                    pk.bits,
+                ),
+                None => params,
+            };
             let params = gpu
                 .device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -299,7 +322,7 @@ fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u6
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
             (
-                l.clone(),
+                (l.clone(), wide.map(|_| pk.bits)),
                 params,
                 make(Some(&w), w.len() as u64),
                 make(Some(&s), s.len() as u64),
@@ -344,14 +367,18 @@ fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u6
         let y = t(op.output());
         match *op {
             Op::Linear { x, layer, y: out } => {
-                let (l, params, w, s, z) = &layers[layer as usize];
-                let pipeline = if l.m > 1 { &p.gemm } else { &p.gemv };
+                let ((l, wide), params, w, s, z) = &layers[layer as usize];
+                let pipeline = match wide {
+                    Some(bits) => &p.wide[bits],
+                    None if l.m > 1 => &p.gemm,
+                    None => &p.gemv,
+                };
                 let layout = pipeline.get_bind_group_layout(0);
                 let b = bind(&layout, [params, buf(x), w, s, z, buf(out)]);
-                let groups = if l.m > 1 {
-                    (l.n.div_ceil(16), l.m.div_ceil(16))
-                } else {
-                    (l.n.min(65_535), l.n.div_ceil(65_535))
+                let groups = match wide {
+                    Some(_) => super::spill(l.n.div_ceil(super::ROWS)),
+                    None if l.m > 1 => (l.n.div_ceil(16), l.m.div_ceil(16)),
+                    None => (l.n.min(65_535), l.n.div_ceil(65_535)),
                 };
                 linears.push((at, pipeline.clone(), b, groups));
             }
