@@ -250,7 +250,7 @@ impl Default for Timing {
 #[strum(serialize_all = "snake_case")]
 pub enum KernelName {
     /// `gemv.wgsl`'s wide-load low-bit GEMV (`gemv_b2`, `gemv_b4`, `gemv_b8`).
-    GemvPacked,
+    GemvWide,
     /// `gemv.wgsl`'s vec4 f32 GEMV.
     GemvF32,
     /// `linear.wgsl`'s general GEMV (every width and layout).
@@ -392,7 +392,7 @@ fn run(
                 .filter(|_| wide && m == 1)
             {
                 Some(shift) => (
-                    KernelName::GemvPacked,
+                    KernelName::GemvWide,
                     fast_params(
                         n,
                         q.words_per_row() as u32 / 4,
@@ -429,7 +429,7 @@ fn run(
         }
     };
     let (module, entry) = match kernel {
-        KernelName::GemvPacked => (
+        KernelName::GemvWide => (
             &gpu.gemv,
             match q.params.bits {
                 Bits::B2 => "gemv_b2",
@@ -444,7 +444,7 @@ fn run(
     let weight_bytes = (w_bytes.len() + s_bytes.len() + z_bytes.len()) as u64;
     let copies = copies_for(weight_bytes, timing.working_set_bytes);
     let groups = match kernel {
-        KernelName::GemvPacked | KernelName::GemvF32 => n.div_ceil(ROWS),
+        KernelName::GemvWide | KernelName::GemvF32 => n.div_ceil(ROWS),
         KernelName::Gemv => n,
         KernelName::Gemm => 0,
     };

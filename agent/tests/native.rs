@@ -58,7 +58,7 @@ async fn every_width_and_scheme_passes_the_kernel_check_natively() {
                 let whole = |b: u32| k % (128 / b) == 0;
                 let expected = match (m, bits) {
                     (1, Bits::B2 | Bits::B4 | Bits::B8) if whole(bits.get()) => {
-                        KernelName::GemvPacked
+                        KernelName::GemvWide
                     }
                     (1, _) => KernelName::Gemv,
                     _ => KernelName::Gemm,
