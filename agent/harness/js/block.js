@@ -29,8 +29,9 @@ async function module(dev, name) {
   return m;
 }
 
-// Pipelines, compiled once per cell as an application would.
-async function pipelines(dev) {
+// Pipelines, compiled once per cell as an application would; of gemv.wgsl only the widths
+// the cell's batch-1 layers use (`wide`), as a compile is a cost the cell pays.
+async function pipelines(dev, wide) {
   const S = GPUShaderStage.COMPUTE;
   const entries = [{ binding: 0, visibility: S, buffer: { type: "uniform" } }];
   for (let i = 1; i <= 4; i++) entries.push({ binding: i, visibility: S, buffer: { type: "read-only-storage" } });
@@ -39,7 +40,7 @@ async function pipelines(dev) {
   const pl = dev.createPipelineLayout({ bindGroupLayouts: [layout] });
   const block = await module(dev, "block.wgsl");
   const linear = await module(dev, "linear.wgsl");
-  const gemv = await module(dev, "gemv.wgsl");
+  const gemv = wide.length ? await module(dev, "gemv.wgsl") : null;
   const out = { layout, block: {}, linear: {} };
   for (const e of ["layer_norm", "rms_norm", "act", "binary", "rope", "attention", "mean_pool"]) {
     out.block[e] = await dev.createComputePipelineAsync({ layout: pl, compute: { module: block, entryPoint: e } });
@@ -47,7 +48,7 @@ async function pipelines(dev) {
   for (const e of ["gemv", "gemm"]) {
     out.linear[e] = await dev.createComputePipelineAsync({ layout: "auto", compute: { module: linear, entryPoint: e } });
   }
-  for (const e of ["gemv_b2", "gemv_b4", "gemv_b8"]) {
+  for (const e of wide) {
     out.linear[e] = await dev.createComputePipelineAsync({ layout: "auto", compute: { module: gemv, entryPoint: e } });
   }
   return out;
@@ -180,7 +181,8 @@ async function run(a) {
   const data = await Promise.all(a.data.map(fetched));
   const weights = await Promise.all(a.layers.map((L) => Promise.all([L.w, L.scales, L.zeros].map(fetched))));
   const t0 = performance.now();
-  const P = await pipelines(dev);
+  const wide = [...new Set(a.layers.filter((L) => L.m === 1 && L.wide !== null && L.wide !== undefined).map((L) => `gemv_b${L.bits}`))];
+  const P = await pipelines(dev, wide);
   const bufs = { made, dummy: make(null, 4), t: g.tensors.map((t, i) => make(data[i], t.rows * t.cols * 4)) };
   let weight_bytes = 0;
   const layers = a.layers.map((L, i) => {

@@ -62,7 +62,8 @@ struct Pipelines {
     wide: std::collections::HashMap<u32, wgpu::ComputePipeline>,
 }
 
-fn pipelines(gpu: &Gpu) -> Pipelines {
+/// Of `gemv.wgsl`, only `widths` (those the cell's batch-1 layers use), as `block.js` does.
+fn pipelines(gpu: &Gpu, widths: &[u32]) -> Pipelines {
     let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -133,9 +134,9 @@ fn pipelines(gpu: &Gpu) -> Pipelines {
         block,
         gemv: gpu.pipeline(&gpu.linear, "gemv"),
         gemm: gpu.pipeline(&gpu.linear, "gemm"),
-        wide: [2, 4, 8]
-            .into_iter()
-            .map(|b| (b, gpu.pipeline(&gpu.gemv, &format!("gemv_b{b}"))))
+        wide: widths
+            .iter()
+            .map(|&b| (b, gpu.pipeline(&gpu.gemv, &format!("gemv_b{b}"))))
             .collect(),
     }
 }
@@ -244,7 +245,16 @@ pub fn run_block(
 #[allow(clippy::type_complexity)]
 fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u64), NativeError> {
     let g = &case.graph;
-    let p = pipelines(gpu);
+    let mut widths: Vec<u32> = g
+        .layers
+        .iter()
+        .zip(&case.quantized)
+        .filter(|(l, _)| l.m == 1)
+        .filter_map(|(_, q)| Packing::of(q).wide.map(|_| q.params.bits.get()))
+        .collect();
+    widths.sort_unstable();
+    widths.dedup();
+    let p = pipelines(gpu, &widths);
     let usage =
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
     let make = |bytes: Option<&[u8]>, size: u64| match bytes {
