@@ -255,91 +255,7 @@ fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u6
     widths.sort_unstable();
     widths.dedup();
     let p = pipelines(gpu, &widths);
-    let usage =
-        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-    let make = |bytes: Option<&[u8]>, size: u64| match bytes {
-        Some(b) => {
-            let mut padded = b.to_vec();
-            // whole 16-byte vectors: gemv.wgsl binds weights and x as vec4 arrays
-            padded.resize(
-                size.max(b.len() as u64).max(4).div_ceil(16) as usize * 16,
-                0,
-            );
-            gpu.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("tensor"),
-                    contents: &padded,
-                    usage,
-                })
-        }
-        None => gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tensor"),
-            size: size.max(4),
-            usage,
-            mapped_at_creation: false,
-        }),
-    };
-    let dummy = make(None, 4);
-    let tensors: Vec<wgpu::Buffer> = g
-        .tensors
-        .iter()
-        .zip(&case.given)
-        .map(|(t, given)| {
-            let bytes = given.as_ref().map(|v| float_bytes(v));
-            make(bytes.as_deref(), t.len() as u64 * 4)
-        })
-        .collect();
-    let mut weight_bytes = 0u64;
-    let layers: Vec<_> = g
-        .layers
-        .iter()
-        .zip(&case.quantized)
-        .map(|(l, q)| {
-            let (w, s, z) = (word_bytes(&q.packed), scale_bytes(q), zero_bytes(q));
-            weight_bytes += (w.len() + s.len() + z.len()) as u64;
-            let pk = Packing::of(q);
-            let params: Vec<u8> = [
-                l.m,
-                l.k,
-                l.n,
-                pk.bits,
-                pk.group,
-                pk.words_per_row as u32,
-                u32::from(pk.asym),
-                pk.groups_per_row,
-            ]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-            // batch 1 on gemv.wgsl's wide loads where the weights fit it, as block.js does
-            let wide = pk.wide.filter(|_| l.m == 1);
-            let params = match wide {
-                Some(shift) => super::fast_params(
-                    l.n,
-                    pk.words_per_row as u32 / 4,
-                    pk.groups_per_row,
-                    shift,
-                    pk.asym,
-                    pk.bits,
-                ),
-                None => params,
-            };
-            let params = gpu
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("layer"),
-                    contents: &params,
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-            (
-                (l.clone(), wide.map(|_| pk.bits)),
-                params,
-                make(Some(&w), w.len() as u64),
-                make(Some(&s), s.len() as u64),
-                make(Some(&z), z.len() as u64),
-            )
-        })
-        .collect();
+    let (tensors, layers, dummy, weight_bytes) = buffers(gpu, case);
     let t = |id: TensorId| &g.tensors[id.index()];
     let buf = |id: TensorId| &tensors[id.index()];
     let mut steps = Vec::with_capacity(g.ops.len());
@@ -358,24 +274,31 @@ fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u6
             entries: &entries,
         })
     };
-    let mut dispatch = |entry: &str,
-                        params: wgpu::Buffer,
-                        ins: [Option<TensorId>; 4],
-                        y: TensorId,
-                        groups: (u32, u32)| {
+    let dispatch = |entry: &str,
+                    params: wgpu::Buffer,
+                    ins: [Option<TensorId>; 4],
+                    y: TensorId,
+                    groups: (u32, u32)| {
         let [a, b, c, d] = ins.map(|i| i.map_or(&dummy, buf));
         let bind = bind(&p.layout, [&params, a, b, c, d, buf(y)]);
-        steps.push(Step::Dispatch {
+        Step::Dispatch {
             pipeline: p.block[entry].clone(),
             bind,
             groups,
-        });
+        }
     };
-    let mut copies = Vec::new();
-    let mut linears = Vec::new();
-    for (at, op) in g.ops.iter().enumerate() {
+    let copy =
+        |from: TensorId, from_offset: u64, to: TensorId, to_offset: u64, bytes: u64| Step::Copy {
+            from: from.index(),
+            from_offset,
+            to: to.index(),
+            to_offset,
+            bytes,
+        };
+    // one step per op in the graph's order (a concat is two copies)
+    for op in &g.ops {
         let y = t(op.output());
-        match *op {
+        let step = match *op {
             Op::Linear { x, layer, y: out } => {
                 let ((l, wide), params, w, s, z) = &layers[layer as usize];
                 let pipeline = match wide {
@@ -390,7 +313,11 @@ fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u6
                     None if l.m > 1 => (l.n.div_ceil(16), l.m.div_ceil(16)),
                     None => (l.n.min(65_535), l.n.div_ceil(65_535)),
                 };
-                linears.push((at, pipeline.clone(), b, groups));
+                Step::Dispatch {
+                    pipeline: pipeline.clone(),
+                    bind: b,
+                    groups,
+                }
             }
             Op::LayerNorm {
                 x,
@@ -503,60 +430,124 @@ fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u6
                 out,
                 spread(y.cols),
             ),
-            Op::Row { x, row, y: out } => copies.push((
-                at,
-                vec![(
-                    x.index(),
-                    u64::from(row * y.cols) * 4,
-                    out.index(),
-                    0,
-                    u64::from(y.cols) * 4,
-                )],
-            )),
+            Op::Row { x, row, y: out } => copy(
+                x,
+                u64::from(row * y.cols) * 4,
+                out,
+                0,
+                u64::from(y.cols) * 4,
+            ),
             Op::Concat { a, b, y: out } => {
-                let (ta, tb) = (t(a), t(b));
-                let first = ta.len() as u64 * 4;
-                copies.push((
-                    at,
-                    vec![
-                        (a.index(), 0, out.index(), 0, first),
-                        (b.index(), 0, out.index(), first, tb.len() as u64 * 4),
-                    ],
-                ));
+                let first = t(a).len() as u64 * 4;
+                steps.push(copy(a, 0, out, 0, first));
+                copy(b, 0, out, first, t(b).len() as u64 * 4)
             }
-        }
+        };
+        steps.push(step);
     }
-    drop(dispatch);
-    // the steps in the graph's order: the block ops were pushed in order, linears and copies
-    // are merged back in at their places
-    let mut block_steps = steps.into_iter();
-    let mut ordered = Vec::with_capacity(g.ops.len() + 1);
-    let (mut linears, mut copies) = (
-        linears.into_iter().peekable(),
-        copies.into_iter().peekable(),
-    );
-    for at in 0..g.ops.len() {
-        if linears.peek().is_some_and(|l| l.0 == at) {
-            let (_, pipeline, bind, groups) = linears.next().expect("peeked");
-            ordered.push(Step::Dispatch {
-                pipeline,
-                bind,
-                groups,
-            });
-        } else if copies.peek().is_some_and(|c| c.0 == at) {
-            let (_, list) = copies.next().expect("peeked");
-            for (from, from_offset, to, to_offset, bytes) in list {
-                ordered.push(Step::Copy {
-                    from,
-                    from_offset,
-                    to,
-                    to_offset,
-                    bytes,
+    Ok((steps, tensors, weight_bytes))
+}
+
+/// A layer's uniform (`linear.wgsl`'s, or `gemv.wgsl`'s where it takes the layer), its wide
+/// width if any, and its weight, scale and zero-point buffers.
+type LayerBuffers = (
+    (quantgrid_matrix::workload::Layer, Option<u32>),
+    wgpu::Buffer,
+    wgpu::Buffer,
+    wgpu::Buffer,
+    wgpu::Buffer,
+);
+
+/// Every tensor's buffer (given ones filled), every layer's, a dummy for unused bindings, and
+/// the weight bytes, as `block.js`'s `run` makes them.
+fn buffers(
+    gpu: &Gpu,
+    case: &BlockCase,
+) -> (Vec<wgpu::Buffer>, Vec<LayerBuffers>, wgpu::Buffer, u64) {
+    let g = &case.graph;
+    let usage =
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let make = |bytes: Option<&[u8]>, size: u64| match bytes {
+        Some(b) => {
+            let mut padded = b.to_vec();
+            // whole 16-byte vectors: gemv.wgsl binds weights and x as vec4 arrays
+            padded.resize(
+                size.max(b.len() as u64).max(4).div_ceil(16) as usize * 16,
+                0,
+            );
+            gpu.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("tensor"),
+                    contents: &padded,
+                    usage,
+                })
+        }
+        None => gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tensor"),
+            size: size.max(4),
+            usage,
+            mapped_at_creation: false,
+        }),
+    };
+    let dummy = make(None, 4);
+    let tensors: Vec<wgpu::Buffer> = g
+        .tensors
+        .iter()
+        .zip(&case.given)
+        .map(|(t, given)| {
+            let bytes = given.as_ref().map(|v| float_bytes(v));
+            make(bytes.as_deref(), t.len() as u64 * 4)
+        })
+        .collect();
+    let mut weight_bytes = 0u64;
+    let layers = g
+        .layers
+        .iter()
+        .zip(&case.quantized)
+        .map(|(l, q)| {
+            let (w, s, z) = (word_bytes(&q.packed), scale_bytes(q), zero_bytes(q));
+            weight_bytes += (w.len() + s.len() + z.len()) as u64;
+            let pk = Packing::of(q);
+            // batch 1 on gemv.wgsl's wide loads where the weights fit it, as block.js does
+            let wide = pk.wide.filter(|_| l.m == 1);
+            let params: Vec<u8> = match wide {
+                Some(shift) => super::fast_params(
+                    l.n,
+                    pk.words_per_row as u32 / 4,
+                    pk.groups_per_row,
+                    shift,
+                    pk.asym,
+                    pk.bits,
+                ),
+                None => [
+                    l.m,
+                    l.k,
+                    l.n,
+                    pk.bits,
+                    pk.group,
+                    pk.words_per_row as u32,
+                    u32::from(pk.asym),
+                    pk.groups_per_row,
+                ]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            };
+            let params = gpu
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("layer"),
+                    contents: &params,
+                    usage: wgpu::BufferUsages::UNIFORM,
                 });
-            }
-        } else if let Some(s) = block_steps.next() {
-            ordered.push(s);
-        }
-    }
-    Ok((ordered, tensors, weight_bytes))
+            (
+                (l.clone(), wide.map(|_| pk.bits)),
+                params,
+                make(Some(&w), w.len() as u64),
+                make(Some(&s), s.len() as u64),
+                make(Some(&z), z.len() as u64),
+            )
+        })
+        .collect();
+    (tensors, layers, dummy, weight_bytes)
 }
