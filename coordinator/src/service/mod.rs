@@ -183,7 +183,6 @@ async fn serve(
             commits,
             matrix: Arc::default(),
         });
-        let stop = shutdown.clone();
         match &config.tls {
             Some(tls) => {
                 let listener = https::TlsListener::spawn(
@@ -193,24 +192,10 @@ async fn serve(
                     shutdown.clone(),
                 )
                 .map_err(ServeError::Http)?;
-                tracker.spawn(async move {
-                    let served = axum::serve(listener, app)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await;
-                    if let Err(e) = served {
-                        tracing::error!(error = %e, "https server stopped");
-                    }
-                });
+                tracker.spawn(serve_http(listener, app, shutdown.clone()));
             }
             None => {
-                tracker.spawn(async move {
-                    let served = axum::serve(listener, app)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await;
-                    if let Err(e) = served {
-                        tracing::error!(error = %e, "http server stopped");
-                    }
-                });
+                tracker.spawn(serve_http(listener, app, shutdown.clone()));
             }
         }
     }
@@ -251,6 +236,20 @@ async fn serve(
     drop(writer);
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     served.map_err(ServeError::Serve)
+}
+
+/// The dashboard and `/metrics` on `listener` (plain TCP or TLS) until `stop`.
+async fn serve_http<L>(listener: L, app: axum::Router, stop: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "http server stopped");
+    }
 }
 
 #[cfg(test)]
