@@ -129,21 +129,7 @@ pub fn agents(
 /// Live progress: each running sweep's row follows the coordinator's progress stream (server-
 /// sent events) without a reload; then the next runs of the schedules.
 pub fn sweeps(list: &[crate::store::SweepSummary], schedules: &[pb::ScheduleInfo]) -> String {
-    let mut rows = String::new();
-    for s in list {
-        let _ = write!(
-            rows,
-            "<tr data-sweep=\"{id}\" data-state=\"{state}\"><td><a href=\"/sweeps/{id}\">{id}</a></td><td>{name}</td><td class=state>{state}</td><td class=done>{}</td><td class=total>{}</td><td class=passed>{}</td><td class=unsupported>{}</td><td class=simulated>{}</td></tr>",
-            s.done,
-            s.cells,
-            s.passed,
-            s.unsupported,
-            s.simulated,
-            id = esc(&s.sweep_id),
-            name = esc(&s.name),
-            state = esc(&s.state),
-        );
-    }
+    let rows: String = list.iter().map(|s| sweep_row(s, true)).collect();
     let mut next = String::new();
     for s in schedules {
         let name = s.spec.as_ref().map_or("", |p| p.name.as_str());
@@ -159,7 +145,7 @@ pub fn sweeps(list: &[crate::store::SweepSummary], schedules: &[pb::ScheduleInfo
     page(
         "Sweeps",
         &format!(
-            "<table><tr><th>sweep</th><th>name</th><th>state</th><th>done</th><th>cells</th><th>passed</th><th>unsupported</th><th>simulated</th></tr>{rows}</table>\
+            "<table>{SWEEP_HEAD}{rows}</table>\
              <h2>Schedules</h2><table><tr><th>schedule</th><th></th><th>next run</th><th>running</th></tr>{next}</table>\
              <script>{LIVE}</script>"
         ),
@@ -178,20 +164,7 @@ pub fn sweep(
     use crate::scheduler::CellState;
     use quantgrid_matrix::Status;
     let ago = |t: u64| format!("{:.0} s", now.saturating_sub(t) as f64 / 1000.0);
-    let mut head = String::new();
-    let _ = write!(
-        head,
-        "<table><tr><th>sweep</th><th>name</th><th>state</th><th>done</th><th>cells</th><th>passed</th><th>unsupported</th><th>simulated</th></tr>\
-         <tr data-sweep=\"{id}\" data-state=\"{state}\"><td>{id}</td><td>{name}</td><td class=state>{state}</td><td class=done>{}</td><td class=total>{}</td><td class=passed>{}</td><td class=unsupported>{}</td><td class=simulated>{}</td></tr></table>",
-        summary.done,
-        summary.cells,
-        summary.passed,
-        summary.unsupported,
-        summary.simulated,
-        id = esc(&summary.sweep_id),
-        name = esc(&summary.name),
-        state = esc(&summary.state),
-    );
+    let head = format!("<table>{SWEEP_HEAD}{}</table>", sweep_row(summary, false));
     // the accepted result of each cell
     let stored: std::collections::HashMap<&str, &crate::store::ResultRow> = results
         .iter()
@@ -303,6 +276,29 @@ pub fn sweep(
         &format!(
             "{head}{queues}<h2>Cells</h2><table><tr><th>cell</th><th>state</th><th>status</th><th>p50</th></tr>{cells}</table><script>{LIVE}</script>"
         ),
+    )
+}
+
+/// The header of a table of sweeps.
+const SWEEP_HEAD: &str = "<tr><th>sweep</th><th>name</th><th>state</th><th>done</th><th>cells</th><th>passed</th><th>unsupported</th><th>simulated</th></tr>";
+
+/// A sweep's row, which `LIVE` keeps up to date while it runs; `link`: its id leads to its page.
+fn sweep_row(s: &crate::store::SweepSummary, link: bool) -> String {
+    let id = esc(&s.sweep_id);
+    let shown = if link {
+        format!("<a href=\"/sweeps/{id}\">{id}</a>")
+    } else {
+        id.clone()
+    };
+    format!(
+        "<tr data-sweep=\"{id}\" data-state=\"{state}\"><td>{shown}</td><td>{name}</td><td class=state>{state}</td><td class=done>{}</td><td class=total>{}</td><td class=passed>{}</td><td class=unsupported>{}</td><td class=simulated>{}</td></tr>",
+        s.done,
+        s.cells,
+        s.passed,
+        s.unsupported,
+        s.simulated,
+        name = esc(&s.name),
+        state = esc(&s.state),
     )
 }
 
