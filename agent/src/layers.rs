@@ -256,7 +256,8 @@ pub struct Packing {
     pub groups_per_row: u32,
     pub asym: bool,
     /// Where `kernels/gemv.wgsl`'s wide-load batch-1 kernel (`gemv_b{bits}`) takes these
-    /// weights: log2 of the words per quantization group. `None`: `linear.wgsl`'s `gemv`.
+    /// weights: log2 of the words (3-bit: of the 32-code blocks) per quantization group.
+    /// `None`: `linear.wgsl`'s `gemv`.
     pub wide: Option<u32>,
 }
 
@@ -279,11 +280,19 @@ impl Packing {
 fn wide(q: &Quantized) -> Option<u32> {
     use quantgrid_matrix::quant::Bits;
     let bits = q.params.bits;
+    let group = q.params.group_size;
+    if bits == Bits::B3 {
+        // 32-code blocks of 3 words; groups of a power-of-two count of whole blocks
+        let blocks_per_group = group / 32;
+        let fits = q.k.is_multiple_of(32)
+            && group.is_multiple_of(32)
+            && blocks_per_group.is_power_of_two();
+        return fits.then(|| blocks_per_group.trailing_zeros());
+    }
     if !matches!(bits, Bits::B2 | Bits::B4 | Bits::B8) {
         return None;
     }
     let per = 32 / bits.get();
-    let group = q.params.group_size;
     let words_per_group = group / per;
     let fits = q.k.is_multiple_of(4 * per)
         && group.is_multiple_of(per)

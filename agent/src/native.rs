@@ -395,7 +395,7 @@ fn run(
                     KernelName::GemvWide,
                     fast_params(
                         n,
-                        q.words_per_row() as u32 / 4,
+                        wide_units(q.params.bits.get(), q.words_per_row() as u32),
                         groups_per_row,
                         shift,
                         asym,
@@ -433,6 +433,7 @@ fn run(
             &gpu.gemv,
             match q.params.bits {
                 Bits::B2 => "gemv_b2",
+                Bits::B3 => "gemv_b3",
                 Bits::B4 => "gemv_b4",
                 _ => "gemv_b8",
             },
@@ -634,6 +635,15 @@ fn linear_params(
     .iter()
     .flat_map(|v| v.to_le_bytes())
     .collect()
+}
+
+/// `gemv.wgsl`'s per-row unit (`Fast.quads`): 16-byte vectors, or 3-bit's 3-word blocks.
+pub(crate) fn wide_units(bits: u32, words_per_row: u32) -> u32 {
+    if bits == 3 {
+        words_per_row / 3
+    } else {
+        words_per_row / 4
+    }
 }
 
 /// `gemv.wgsl`'s `Fast`, padded to 32 bytes.

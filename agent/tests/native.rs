@@ -54,10 +54,17 @@ async fn every_width_and_scheme_passes_the_kernel_check_natively() {
                     "{m}×{k}×{n} {bits}-bit {scheme:?} on {adapter:?}: {:?}",
                     run.check
                 );
-                // the wide loads take rows of whole 16-byte vectors of 2, 4 or 8-bit codes
-                let whole = |b: u32| k % (128 / b) == 0;
+                // the wide kernels take rows of whole 16-byte vectors of 2, 4 or 8-bit codes,
+                // or of whole 32-code blocks of 3-bit ones
+                let whole = |b: u32| {
+                    if b == 3 {
+                        k % 32 == 0
+                    } else {
+                        k % (128 / b) == 0
+                    }
+                };
                 let expected = match (m, bits) {
-                    (1, Bits::B2 | Bits::B4 | Bits::B8) if whole(bits.get()) => {
+                    (1, Bits::B2 | Bits::B3 | Bits::B4 | Bits::B8) if whole(bits.get()) => {
                         KernelName::GemvWide
                     }
                     (1, _) => KernelName::Gemv,

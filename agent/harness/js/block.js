@@ -1,7 +1,7 @@
 // A cell's graph on WebGPU: every op of the family's block in WGSL (kernels/block.wgsl, the
 // quantized matmuls in kernels/linear.wgsl with their packed weights), in the graph's order,
 // one command encoder per run. The agent checks every tensor the page computed in Rust.
-import { device, lost, clearLost, fastParams, fastGroups } from "./webgpu.js";
+import { device, lost, clearLost, fastParams, fastGroups, whole } from "./webgpu.js";
 import { fetched, base64 } from "./tensors.js";
 import { run as webnnRun } from "./webnn-graph.js";
 import { timed } from "./timing.js";
@@ -196,7 +196,7 @@ async function run(a) {
     new Uint32Array(fast.getMappedRange()).set(L.wide === null || L.wide === undefined ? new Uint32Array(8) : fastParams(L, L));
     fast.unmap();
     made.push(fast);
-    return { ...L, params, fast, w: make(w), s: make(s), z: make(z) };
+    return { ...L, params, fast, w: make(whole(w)), s: make(s), z: make(z) };
   });
   const steps = plan(dev, P, g, bufs, layers);
   const build_ms = performance.now() - t0;

@@ -16,8 +16,17 @@ const wgsl = (name = "linear.wgsl") => {
 };
 
 // kernels/gemv.wgsl's uniform (`Fast`) for packed weights `L` of a batch-1 layer `a`
+// (its per-row unit is a 16-byte vector, or 3-bit's 3-word block)
 export const fastParams = (a, L) =>
-  new Uint32Array([a.n, L.wordsPerRow / 4, L.groupsPerRow, L.wide, L.asym ? 1 : 0, L.bits, 0, 0]);
+  new Uint32Array([a.n, L.wordsPerRow / (L.bits === 3 ? 3 : 4), L.groupsPerRow, L.wide, L.asym ? 1 : 0, L.bits, 0, 0]);
+
+// weights for a vec4 binding: whole 16-byte vectors (3-bit rows end mid-vector)
+export const whole = (bytes) => {
+  if (bytes.byteLength % 16 === 0) return bytes;
+  const padded = new Uint8Array(Math.ceil(bytes.byteLength / 16) * 16);
+  padded.set(bytes);
+  return padded;
+};
 
 // workgroups of kernels/gemv.wgsl's ROWS (4) outputs over n, spilling into y
 export const fastGroups = (n) => {
@@ -113,7 +122,7 @@ async function prepare(dev, a, data) {
       : new Uint32Array([a.m, a.k, a.n, L.bits, L.group, L.wordsPerRow, L.asym ? 1 : 0, L.groupsPerRow]);
   const pbuf = make(new Uint8Array(params.buffer), GPUBufferUsage.UNIFORM);
   const xbuf = make(xdata, S);
-  const wbuf = make(wdata, S), sbuf = make(sdata, S), zbuf = make(zdata, S);
+  const wbuf = make(wide ? whole(wdata) : wdata, S), sbuf = make(sdata, S), zbuf = make(zdata, S);
   const outBytes = a.m * a.n * 4;
   const ybuf = dev.createBuffer({ size: outBytes, usage: S | GPUBufferUsage.COPY_SRC });
   const rbuf = dev.createBuffer({ size: outBytes, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });

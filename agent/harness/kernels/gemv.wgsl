@@ -202,6 +202,46 @@ fn gemv_b2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
   reduce_and_store(j0, lid.x, acc);
 }
 
+// 3-bit: 32 codes a 96-bit block (3 words), code c at bit 3c, so codes 10 and 21 straddle two
+// words; `quads` is blocks per row here and groups are whole blocks. Rows need not start on a
+// vector, so words are read one at a time; the 32 codes' loop has constant bounds, which lets
+// the compiler turn every shift and x index into a constant. x is read once per code for all
+// four rows, whose words, scales and zero points sit in the lanes of vectors.
+fn word_at(i: u32) -> u32 { return w[i / 4u][i % 4u]; }
+
+@compute @workgroup_size(64)
+fn gemv_b3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(num_workgroups) nw: vec3<u32>) {
+  let j0 = first_row(wg, nw);
+  if (j0 >= f.n) { return; }
+  let rows = vec4<u32>(row(j0, 0u), row(j0, 1u), row(j0, 2u), row(j0, 3u));
+  let words_per_row = f.quads * 3u;
+  var acc = vec4<f32>(0.0);
+  for (var b = lid.x; b < f.quads; b += THREADS) {
+    let at = rows * words_per_row + vec4<u32>(b * 3u);
+    let w0 = vec4<u32>(word_at(at.x), word_at(at.y), word_at(at.z), word_at(at.w));
+    let w1 = vec4<u32>(word_at(at.x + 1u), word_at(at.y + 1u), word_at(at.z + 1u), word_at(at.w + 1u));
+    let w2 = vec4<u32>(word_at(at.x + 2u), word_at(at.y + 2u), word_at(at.z + 2u), word_at(at.w + 2u));
+    let g = rows * f.groups_per_row + vec4<u32>(b >> f.word_group_shift);
+    let zm = vec4<f32>(8388608.0) + vec4<f32>(zero_of(g.x), zero_of(g.y), zero_of(g.z), zero_of(g.w));
+    let s = vec4<f32>(scale_of(g.x), scale_of(g.y), scale_of(g.z), scale_of(g.w));
+    var sum = vec4<f32>(0.0);
+    for (var c = 0u; c < 32u; c++) {
+      let bit = 3u * c;
+      let lo = bit / 32u;
+      let off = bit % 32u;
+      var v = select(select(w2, w1, lo == 1u), w0, lo == 0u) >> vec4<u32>(off);
+      if (off > 29u) {
+        v = v | (select(w2, w1, lo == 0u) << vec4<u32>(32u - off));
+      }
+      let xv = x[b * 8u + c / 4u][c % 4u];
+      sum += (bitcast<vec4<f32>>((v & vec4<u32>(7u)) | vec4<u32>(MAGIC)) - zm) * xv;
+    }
+    acc += s * sum;
+  }
+  reduce_and_store(j0, lid.x, acc);
+}
+
 // The f32 baseline at its best: f32 weights (bits 32) read as vec4 and dotted with x.
 @compute @workgroup_size(64)
 fn gemv_f32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,

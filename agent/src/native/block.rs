@@ -513,7 +513,7 @@ fn buffers(
             let params: Vec<u8> = match wide {
                 Some(shift) => super::fast_params(
                     l.n,
-                    pk.words_per_row as u32 / 4,
+                    super::wide_units(pk.bits, pk.words_per_row as u32),
                     pk.groups_per_row,
                     shift,
                     pk.asym,
