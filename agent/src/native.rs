@@ -249,7 +249,7 @@ impl Default for Timing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
 pub enum KernelName {
-    /// `gemv.wgsl`'s wide-load low-bit GEMV (`gemv_b2`, `gemv_b4`, `gemv_b8`).
+    /// `gemv.wgsl`'s wide-load low-bit GEMV (`gemv_b2`, `gemv_b3`, `gemv_b4`, `gemv_b8`).
     GemvWide,
     /// `gemv.wgsl`'s vec4 f32 GEMV.
     GemvF32,
