@@ -10,10 +10,9 @@ use quantgrid_agent::discovery::browser::Found;
 use quantgrid_agent::layers::LayerError;
 use quantgrid_agent::server;
 use quantgrid_agent::webdriver::{Driver, Launch, Session};
-use quantgrid_matrix::block::{BlockCase, block_case, check};
-use quantgrid_matrix::family::resolve;
-use quantgrid_matrix::quant::{Bits, QuantParams, Scheme};
-use quantgrid_matrix::{Browser, Platform, WorkloadSize, graph, reference};
+use quantgrid_matrix::block::{BlockCase, check};
+use quantgrid_matrix::quant::Bits;
+use quantgrid_matrix::{Browser, Platform};
 
 struct Page {
     harness: server::Harness,
@@ -61,22 +60,7 @@ async fn page_of(build: &Found) -> Page {
 }
 
 fn case(model: &str, seq_len: u32, bits: Bits) -> BlockCase {
-    let r = resolve(model).expect(model);
-    let size = WorkloadSize {
-        layers: 1,
-        seq_len,
-        head: false,
-    };
-    let g = graph::lower(r.family.key, r.model, size);
-    let params = vec![
-        QuantParams {
-            bits,
-            scheme: Scheme::Symmetric,
-            group_size: 32,
-        };
-        g.layers.len()
-    ];
-    block_case(g, 11, &params, |l| Ok::<_, ()>(reference::weights(11, l))).expect("case")
+    quantgrid_matrix::fixtures::block_case(model, seq_len, bits)
 }
 
 async fn ran(

@@ -113,30 +113,6 @@ async fn a_wrong_kernel_fails_the_check_natively() {
     assert!(!run.check.passed(), "{:?}", run.check);
 }
 
-/// A family's whole block, lowered as a cell lowers it.
-fn block(model: &str, seq_len: u32, bits: Bits) -> quantgrid_matrix::block::BlockCase {
-    use quantgrid_matrix::{family::resolve, graph, workload::WorkloadSize};
-    let r = resolve(model).expect(model);
-    let size = WorkloadSize {
-        layers: 1,
-        seq_len,
-        head: false,
-    };
-    let g = graph::lower(r.family.key, r.model, size);
-    let params = vec![
-        QuantParams {
-            bits,
-            scheme: Scheme::Symmetric,
-            group_size: 32,
-        };
-        g.layers.len()
-    ];
-    quantgrid_matrix::block::block_case(g, 11, &params, |l| {
-        Ok::<_, ()>(quantgrid_matrix::reference::weights(11, l))
-    })
-    .expect("case")
-}
-
 #[tokio::test]
 async fn whole_blocks_run_natively_and_pass_the_same_checks_as_the_page() {
     let gpu = Gpu::open().await.expect("a Vulkan adapter");
@@ -144,7 +120,7 @@ async fn whole_blocks_run_natively_and_pass_the_same_checks_as_the_page() {
     for (model, seq) in [("bert", 8), ("tinyllama", 8), ("bloom", 6)] {
         let mut cosines = Vec::new();
         for bits in [Bits::B4, Bits::B8] {
-            let c = block(model, seq, bits);
+            let c = quantgrid_matrix::fixtures::block_case(model, seq, bits);
             let run = native::block::run_block(&gpu, &c, 1, 3).expect("the block runs");
             assert_eq!(run.clock.samples_ms.len(), 3);
             assert!(run.clock.samples_ms.iter().all(|t| *t > 0.0));

@@ -83,3 +83,29 @@ pub fn chromium_capabilities(slots: u32) -> Capabilities {
         native: None,
     }
 }
+
+/// A model's one-layer block at `seq_len` positions, every layer at `bits` symmetric g32,
+/// with seeded synthetic weights: what the block tests of the page and of the native runner
+/// check.
+pub fn block_case(model: &str, seq_len: u32, bits: crate::quant::Bits) -> crate::block::BlockCase {
+    use crate::quant::{QuantParams, Scheme};
+    let r = crate::family::resolve(model).expect("a registry model");
+    let size = crate::WorkloadSize {
+        layers: 1,
+        seq_len,
+        head: false,
+    };
+    let g = crate::graph::lower(r.family.key, r.model, size);
+    let params = vec![
+        QuantParams {
+            bits,
+            scheme: Scheme::Symmetric,
+            group_size: 32,
+        };
+        g.layers.len()
+    ];
+    crate::block::block_case(g, 11, &params, |l| {
+        Ok::<_, ()>(crate::reference::weights(11, l))
+    })
+    .expect("synthetic weights cannot fail")
+}
