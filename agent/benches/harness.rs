@@ -4,6 +4,8 @@
 //! - the non-kernel overhead per cell: wall time minus the time the page spent building and
 //!   running the kernels (weights generation, packing, transfer, references, checks);
 //! - 4-bit vs f32 GEMV time at BERT-base shapes on that adapter.
+//!
+//! `QG_HARNESS_GEMV_ONLY=1` measures the GEMV pair alone (no sweeps), for kernel work.
 
 use quantgrid_agent::browser_executor::BrowserExecutor;
 use quantgrid_agent::executor::{Executor, Job};
@@ -131,7 +133,18 @@ async fn main() {
         "| build | adapter | cells | reused: cells/min | fresh: cells/min | reuse speed-up | overhead/cell p50 (reused) | GEMV 768→3072 4-bit p50 | f32 p50 | 4-bit / f32 |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    let gemv_only = std::env::var_os("QG_HARNESS_GEMV_ONLY").is_some();
     for p in &builds {
+        if gemv_only {
+            let (q4, f32_ms) = gemv_4_vs_f32(p).await;
+            println!(
+                "{} {}: GEMV 768→3072 4-bit p50 {q4:.2} ms, f32 p50 {f32_ms:.2} ms, 4-bit / f32 {:.2}",
+                p.found.candidate.browser,
+                p.found.version,
+                q4 / f32_ms
+            );
+            continue;
+        }
         let cells: Vec<Cell> = all
             .iter()
             .filter(|c| c.browser == p.found.candidate.browser && c.platform == Platform::Webgpu)

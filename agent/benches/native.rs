@@ -11,8 +11,12 @@
 //!
 //! `cargo bench -p quantgrid-agent --bench native` (QG_NATIVE_SHAPES=768x3072,4096x4096,...
 //! picks the shapes; the default is BERT's ffn.down and 4096², plus 16384² on a real GPU).
+//!
+//! `QG_NATIVE_CANDIDATES=a.wgsl,b.wgsl` also times candidate kernels against the landed ones:
+//! every entry point named `c<bits>_r<rows>_…` (WGSL with `gemv.wgsl`'s bindings, `rows`
+//! outputs per workgroup) runs at each shape, sym and for 4-bit asym, with the same check.
 
-use quantgrid_agent::native::{self, Gpu, NativeRun, Timing};
+use quantgrid_agent::native::{self, Candidate, Gpu, NativeRun, Timing};
 use quantgrid_matrix::quant::{Bits, QuantParams, Scheme};
 use quantgrid_matrix::reference::{LayerCase, layer_case, weights};
 use quantgrid_matrix::workload::{Layer, Role};
@@ -79,6 +83,24 @@ fn timed(
     Some(r)
 }
 
+/// Candidate entry points of a WGSL source: `(name, bits, rows)` of each `fn c<bits>_r<rows>_…`.
+fn candidates(source: &str) -> Vec<(String, u8, u32)> {
+    source
+        .split("fn ")
+        .skip(1)
+        .filter_map(|rest| {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let mut parts = name.strip_prefix('c')?.split('_');
+            let bits = parts.next()?.parse().ok()?;
+            let rows = parts.next()?.strip_prefix('r')?.parse().ok()?;
+            Some((name, bits, rows))
+        })
+        .collect()
+}
+
 fn case(l: &Layer, bits: Bits, scheme: Scheme) -> LayerCase {
     layer_case(
         11,
@@ -117,6 +139,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stream / 1e9,
         stream_bytes >> 20
     );
+    let mut modules = Vec::new();
+    for path in std::env::var("QG_NATIVE_CANDIDATES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.is_empty())
+    {
+        let source = std::fs::read_to_string(path)?;
+        if source.contains("subgroupAdd") && !gpu.has_subgroups() {
+            println!("{path}: skipped, the adapter has no subgroups");
+            continue;
+        }
+        match gpu.candidate_module(&source) {
+            Ok(m) => modules.push((m, candidates(&source))),
+            Err(e) => println!("{path}: {e}"),
+        }
+    }
     let shapes: Vec<(u32, u32)> = match std::env::var("QG_NATIVE_SHAPES") {
         Ok(v) => v
             .split(',')
@@ -179,6 +217,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     r.median_us() / best_f32,
                     best_f32 / r.median_us()
                 );
+            }
+            for (module, entries) in &modules {
+                for (entry, _, rows) in entries.iter().filter(|e| u32::from(e.1) == bits.get()) {
+                    let candidate = Candidate {
+                        module,
+                        entry,
+                        rows: *rows,
+                    };
+                    timed(
+                        &format!("  {entry}"),
+                        &|t| native::run_candidate(&gpu, &c, candidate, t),
+                        stream,
+                    );
+                }
             }
         }
     }

@@ -76,6 +76,8 @@ impl Gpu {
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("quantgrid native"),
                 required_limits: adapter.limits(),
+                // subgroup operations where the adapter has them (candidate kernels use them)
+                required_features: adapter.features() & wgpu::Features::SUBGROUP,
                 ..Default::default()
             })
             .await
@@ -114,6 +116,23 @@ impl Gpu {
     /// The adapter's driver and its own version text (e.g. `NVIDIA`, `580.159.03`).
     pub fn driver(&self) -> (String, String) {
         (self.info.driver.clone(), self.info.driver_info.clone())
+    }
+
+    /// Whether kernels may use subgroup operations (`enable subgroups;`).
+    pub fn has_subgroups(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// Compiles a candidate kernel module: WGSL with `gemv.wgsl`'s bindings, for the bench to
+    /// time against the landed kernels before one replaces them.
+    pub fn candidate_module(&self, source: &str) -> Result<wgpu::ShaderModule, NativeError> {
+        self.checked(|| {
+            self.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some("candidate"),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                })
+        })
     }
 
     /// The largest storage buffer a kernel can bind on this device.
@@ -296,7 +315,34 @@ pub fn run_layer(
     case: &LayerCase,
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(gpu, m, case, Weights::Packed(&case.quantized), timing, true)
+    run(gpu, m, case, Weights::Packed(&case.quantized), timing, true, None)
+}
+
+/// A wide kernel to try in place of `gemv.wgsl`'s: an entry point of a candidate module with
+/// the same bindings and uniform, computing `rows` outputs per workgroup.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub module: &'a wgpu::ShaderModule,
+    pub entry: &'a str,
+    pub rows: u32,
+}
+
+/// [`run_layer`] (batch 1, a layer the wide kernels take) through a candidate kernel.
+pub fn run_candidate(
+    gpu: &Gpu,
+    case: &LayerCase,
+    candidate: Candidate<'_>,
+    timing: Timing,
+) -> Result<NativeRun, NativeError> {
+    run(
+        gpu,
+        1,
+        case,
+        Weights::Packed(&case.quantized),
+        timing,
+        true,
+        Some(candidate),
+    )
 }
 
 /// [`run_layer`] through `linear.wgsl`'s general kernels only, whatever the shape: what the
@@ -314,6 +360,7 @@ pub fn run_layer_general(
         Weights::Packed(&case.quantized),
         timing,
         false,
+        None,
     )
 }
 
@@ -326,7 +373,7 @@ pub fn run_f32_layer(
     weights: &[f32],
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(gpu, m, case, Weights::F32(weights), timing, true)
+    run(gpu, m, case, Weights::F32(weights), timing, true, None)
 }
 
 /// [`run_f32_layer`] through `linear.wgsl`'s general kernels only.
@@ -337,7 +384,7 @@ pub fn run_f32_layer_general(
     weights: &[f32],
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(gpu, m, case, Weights::F32(weights), timing, false)
+    run(gpu, m, case, Weights::F32(weights), timing, false, None)
 }
 
 fn run(
@@ -347,6 +394,7 @@ fn run(
     weights: Weights<'_>,
     timing: Timing,
     wide: bool,
+    candidate: Option<Candidate<'_>>,
 ) -> Result<NativeRun, NativeError> {
     let q = &case.quantized;
     let (k, n) = (q.k, q.n);
@@ -428,6 +476,11 @@ fn run(
             }
         }
     };
+    if candidate.is_some() && kernel != KernelName::GemvWide {
+        return Err(NativeError::Shape(format!(
+            "a candidate replaces the wide kernel, and {kernel} runs this layer"
+        )));
+    }
     let (module, entry) = match kernel {
         KernelName::GemvWide => (
             &gpu.gemv,
@@ -442,10 +495,14 @@ fn run(
         KernelName::Gemv => (&gpu.linear, "gemv"),
         KernelName::Gemm => (&gpu.linear, "gemm"),
     };
+    let (module, entry, rows) = match candidate {
+        Some(c) => (c.module, c.entry, c.rows),
+        None => (module, entry, ROWS),
+    };
     let weight_bytes = (w_bytes.len() + s_bytes.len() + z_bytes.len()) as u64;
     let copies = copies_for(weight_bytes, timing.working_set_bytes);
     let groups = match kernel {
-        KernelName::GemvWide | KernelName::GemvF32 => n.div_ceil(ROWS),
+        KernelName::GemvWide | KernelName::GemvF32 => n.div_ceil(rows),
         KernelName::Gemv => n,
         KernelName::Gemm => 0,
     };
