@@ -5,7 +5,8 @@
 //!   running the kernels (weights generation, packing, transfer, references, checks);
 //! - 4-bit vs f32 GEMV time at BERT-base shapes on that adapter.
 //!
-//! `QG_HARNESS_GEMV_ONLY=1` measures the GEMV pair alone (no sweeps), for kernel work.
+//! `QG_HARNESS_GEMV_ONLY=1` measures the GEMV pair alone (no sweeps), for kernel work;
+//! `QG_HARNESS_BROWSER=firefox` (or `chromium`) keeps one browser's builds.
 
 use quantgrid_agent::browser_executor::BrowserExecutor;
 use quantgrid_agent::executor::{Executor, Job};
@@ -119,7 +120,14 @@ async fn gemv_4_vs_f32(p: &Probed) -> (f64, f64) {
 async fn main() {
     let all = spec::parse(CELLS, "bench.yaml").expect("spec").expand();
     let mut builds = Vec::new();
+    let only = std::env::var("QG_HARNESS_BROWSER").ok();
     for found in quantgrid_agent::discovery::browsers() {
+        if only
+            .as_deref()
+            .is_some_and(|b| b != found.candidate.browser.to_string())
+        {
+            continue;
+        }
         match probe(&found).await {
             Ok(p) if p.capability().webgpu.is_some() => builds.push(p),
             Ok(_) => println!(

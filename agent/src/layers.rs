@@ -256,9 +256,62 @@ pub struct Packing {
     pub groups_per_row: u32,
     pub asym: bool,
     /// Where `kernels/gemv.wgsl`'s wide-load batch-1 kernel (`gemv_b{bits}`) takes these
-    /// weights: log2 of the words (3-bit: of the 32-code blocks) per quantization group.
-    /// `None`: `linear.wgsl`'s `gemv`.
-    pub wide: Option<u32>,
+    /// weights, how it lays them out. `None`: `linear.wgsl`'s `gemv`.
+    pub wide: Option<Wide>,
+}
+
+/// How `kernels/gemv.wgsl`'s wide-load batch-1 kernels lay a layer over workgroups: the one
+/// rule for the page (`fastParams`, `fastGroups`) and the native runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wide {
+    /// log2 of the words (3-bit: of the 32-code blocks) per quantization group.
+    pub shift: u32,
+    /// A row's units (`Fast.quads`): 16-byte vectors, or 3-bit's 3-word blocks.
+    pub units: u32,
+    /// Threads per row (`Fast.lanes`).
+    pub lanes: u32,
+    /// Rows per workgroup, what a dispatch counts its workgroups in.
+    pub rows: u32,
+}
+
+impl Wide {
+    /// `gemv.wgsl`'s workgroup size and rows per thread (its `THREADS` and `ROWS`).
+    pub const THREADS: u32 = 128;
+    pub const ROWS: u32 = 4;
+
+    /// A row of `units` split over as many threads as keeps each at four units or more: a
+    /// power of two from 32 to the workgroup's 128 (a 16384-wide row is 512 units at 4 bits).
+    /// Fewer threads a row kept CPU adapters busier on BERT's 768-wide rows (24 units), but
+    /// left a real GPU too few threads to hide its latency (measured on an H200:
+    /// docs/BENCHMARKS.md); 32 is what both tolerate.
+    pub fn over(shift: u32, units: u32) -> Wide {
+        let want = (units / 4).max(1);
+        let lanes = (1u32 << want.ilog2()).clamp(32, Self::THREADS);
+        Wide {
+            shift,
+            units,
+            lanes,
+            rows: Self::THREADS / lanes * Self::ROWS,
+        }
+    }
+
+    /// `gemv.wgsl`'s `Fast` uniform for a layer of `n` rows, 32 bytes.
+    pub fn params(&self, n: u32, groups_per_row: u32, asym: bool, bits: u32) -> Vec<u8> {
+        [
+            n,
+            self.units,
+            groups_per_row,
+            self.shift,
+            u32::from(asym),
+            bits,
+            self.lanes,
+            0,
+        ]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+    }
 }
 
 impl Packing {
@@ -276,8 +329,9 @@ impl Packing {
 }
 
 /// Whether `gemv.wgsl`'s kernel takes these weights: 2, 4 or 8 bits, rows of whole 16-byte
-/// vectors, and groups of a power-of-two count of whole words (its group index is a shift).
-fn wide(q: &Quantized) -> Option<u32> {
+/// vectors, and groups of a power-of-two count of whole words (its group index is a shift),
+/// whole vectors of them at 4 and 8 bits; 3 bits in whole 32-code blocks.
+fn wide(q: &Quantized) -> Option<Wide> {
     use quantgrid_matrix::quant::Bits;
     let bits = q.params.bits;
     let group = q.params.group_size;
@@ -287,17 +341,22 @@ fn wide(q: &Quantized) -> Option<u32> {
         let fits = q.k.is_multiple_of(32)
             && group.is_multiple_of(32)
             && blocks_per_group.is_power_of_two();
-        return fits.then(|| blocks_per_group.trailing_zeros());
+        let blocks = (q.words_per_row() / 3) as u32;
+        return fits.then(|| Wide::over(blocks_per_group.trailing_zeros(), blocks));
     }
     if !matches!(bits, Bits::B2 | Bits::B4 | Bits::B8) {
         return None;
     }
     let per = 32 / bits.get();
     let words_per_group = group / per;
+    // 4 and 8 bits scale once per 16-byte vector: a vector must be one group
+    let whole_vectors = bits == Bits::B2 || words_per_group >= 4;
     let fits = q.k.is_multiple_of(4 * per)
         && group.is_multiple_of(per)
-        && words_per_group.is_power_of_two();
-    fits.then(|| words_per_group.trailing_zeros())
+        && words_per_group.is_power_of_two()
+        && whole_vectors;
+    let quads = (q.words_per_row() / 4) as u32;
+    fits.then(|| Wide::over(words_per_group.trailing_zeros(), quads))
 }
 
 /// Serves `q`'s packed words, scales and zero points (unserved when dropped).
@@ -422,6 +481,32 @@ pub(crate) fn read_run(out: &serde_json::Value, case: &LayerCase) -> Result<Laye
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_rows_keep_every_thread_busy_on_short_rows_and_use_the_whole_workgroup_on_long_ones() {
+        // BERT's 768-wide rows at 4 bits: 24 vectors, 32 threads a row, 4 slices of 4 rows
+        assert_eq!(
+            Wide::over(2, 24),
+            Wide {
+                shift: 2,
+                units: 24,
+                lanes: 32,
+                rows: 16
+            }
+        );
+        assert_eq!((Wide::over(2, 256).lanes, Wide::over(2, 256).rows), (64, 8));
+        assert_eq!(
+            (Wide::over(2, 512).lanes, Wide::over(2, 512).rows),
+            (128, 4)
+        );
+        assert_eq!(
+            (Wide::over(0, 4096).lanes, Wide::over(0, 4096).rows),
+            (128, 4)
+        );
+        let p = Wide::over(2, 512).params(16384, 512, true, 4);
+        assert_eq!(p.len(), 32);
+        assert_eq!(&p[24..28], &128u32.to_le_bytes());
+    }
     use quantgrid_matrix::quant::{Bits, QuantParams};
     use quantgrid_matrix::reference::layer_case;
     use quantgrid_matrix::workload::Role;
@@ -446,12 +531,13 @@ mod tests {
             words_per_row: 8,
             groups_per_row: 2,
             asym: false,
-            wide: Some(2),
+            wide: Some(Wide::over(2, 2)),
         }))
         .to_value();
         assert_eq!(
             packed["layout"],
-            serde_json::json!({"kind": "packed", "bits": 4, "group": 32, "wordsPerRow": 8, "groupsPerRow": 2, "asym": false, "wide": 2})
+            serde_json::json!({"kind": "packed", "bits": 4, "group": 32, "wordsPerRow": 8, "groupsPerRow": 2, "asym": false,
+                "wide": {"shift": 2, "units": 2, "lanes": 32, "rows": 16}})
         );
         assert_eq!(packed["repetitions"], serde_json::json!(3));
         let f32 = args(Layout::F32).to_value();

@@ -12,7 +12,7 @@
 
 pub mod block;
 
-use crate::layers::{float_bytes, scale_bytes, word_bytes, zero_bytes};
+use crate::layers::{Wide, float_bytes, scale_bytes, word_bytes, zero_bytes};
 use quantgrid_matrix::quant::Bits;
 use quantgrid_matrix::reference::{Comparison, KernelCheck, LayerCase, check_kernel, compare};
 use quantgrid_matrix::result::AdapterInfo;
@@ -25,8 +25,7 @@ pub const WGPU_MAJOR: u32 = 30;
 const LINEAR: &str = include_str!("../harness/kernels/linear.wgsl");
 const GEMV: &str = include_str!("../harness/kernels/gemv.wgsl");
 
-/// Outputs per workgroup of `gemv.wgsl` (its `ROWS`) and threads of `stream_read`.
-const ROWS: u32 = 4;
+/// Threads of `gemv.wgsl`'s `stream_read`.
 const STREAM_THREADS: u32 = 256;
 /// One dispatch dimension holds at most this many workgroups (WebGPU's default limit).
 const MAX_GROUPS_PER_DIM: u32 = 65_535;
@@ -315,11 +314,20 @@ pub fn run_layer(
     case: &LayerCase,
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(gpu, m, case, Weights::Packed(&case.quantized), timing, true, None)
+    run(
+        gpu,
+        m,
+        case,
+        Weights::Packed(&case.quantized),
+        timing,
+        true,
+        None,
+    )
 }
 
 /// A wide kernel to try in place of `gemv.wgsl`'s: an entry point of a candidate module with
-/// the same bindings and uniform, computing `rows` outputs per workgroup.
+/// the same bindings and uniform (its `lanes` as the landed kernels get it), computing `rows`
+/// outputs per workgroup.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
     pub module: &'a wgpu::ShaderModule,
@@ -409,13 +417,14 @@ fn run(
             want.len()
         )));
     }
-    // the kernel, its uniform and its weight buffers
-    let (kernel, params, w_bytes, s_bytes, z_bytes) = match weights {
+    // the kernel, its uniform, its rows per workgroup and its weight buffers
+    let (kernel, params, rows, w_bytes, s_bytes, z_bytes) = match weights {
         Weights::F32(w) if wide && m == 1 && k.is_multiple_of(4) => {
-            let params = fast_params(n, k / 4, 0, 0, false, 32);
+            let layout = Wide::over(0, k / 4);
             (
                 KernelName::GemvF32,
-                params,
+                layout.params(n, 0, false, 32),
+                layout.rows,
                 float_bytes(w),
                 vec![0u8; 4],
                 vec![0u8; 4],
@@ -428,7 +437,14 @@ fn run(
             } else {
                 KernelName::Gemm
             };
-            (kernel, params, float_bytes(w), vec![0u8; 4], vec![0u8; 4])
+            (
+                kernel,
+                params,
+                1,
+                float_bytes(w),
+                vec![0u8; 4],
+                vec![0u8; 4],
+            )
         }
         Weights::Packed(q) => {
             let asym = q.params.scheme == quantgrid_matrix::quant::Scheme::Asymmetric
@@ -439,16 +455,10 @@ fn run(
                 .wide
                 .filter(|_| wide && m == 1)
             {
-                Some(shift) => (
+                Some(layout) => (
                     KernelName::GemvWide,
-                    fast_params(
-                        n,
-                        wide_units(q.params.bits.get(), q.words_per_row() as u32),
-                        groups_per_row,
-                        shift,
-                        asym,
-                        q.params.bits.get(),
-                    ),
+                    layout.params(n, groups_per_row, asym, q.params.bits.get()),
+                    layout.rows,
                     word_bytes(&q.packed),
                     scale_bytes(q),
                     zero_bytes(q),
@@ -469,6 +479,7 @@ fn run(
                         asym,
                         groups_per_row,
                     ),
+                    1,
                     word_bytes(&q.packed),
                     scale_bytes(q),
                     zero_bytes(q),
@@ -497,7 +508,7 @@ fn run(
     };
     let (module, entry, rows) = match candidate {
         Some(c) => (c.module, c.entry, c.rows),
-        None => (module, entry, ROWS),
+        None => (module, entry, rows),
     };
     let weight_bytes = (w_bytes.len() + s_bytes.len() + z_bytes.len()) as u64;
     let copies = copies_for(weight_bytes, timing.working_set_bytes);
@@ -605,7 +616,7 @@ pub fn stream_read(gpu: &Gpu, bytes: u64, timing: Timing) -> Result<f64, NativeE
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("params"),
-                contents: &fast_params(0, quads, 0, 0, false, 32),
+                contents: &Wide::over(0, quads).params(0, 0, false, 32),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
         let src = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -692,30 +703,6 @@ fn linear_params(
     .iter()
     .flat_map(|v| v.to_le_bytes())
     .collect()
-}
-
-/// `gemv.wgsl`'s per-row unit (`Fast.quads`): 16-byte vectors, or 3-bit's 3-word blocks.
-pub(crate) fn wide_units(bits: u32, words_per_row: u32) -> u32 {
-    if bits == 3 {
-        words_per_row / 3
-    } else {
-        words_per_row / 4
-    }
-}
-
-/// `gemv.wgsl`'s `Fast`, padded to 32 bytes.
-fn fast_params(
-    n: u32,
-    quads: u32,
-    groups_per_row: u32,
-    shift: u32,
-    asym: bool,
-    bits: u32,
-) -> Vec<u8> {
-    [n, quads, groups_per_row, shift, u32::from(asym), bits, 0, 0]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect()
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ function plan(dev, P, g, bufs, layers) {
           layout: pipeline.getBindGroupLayout(0),
           entries: [wide ? L.fast : L.params, bufs.t[op.x], L.w, L.s, L.z, bufs.t[op.y]].map((buffer, binding) => ({ binding, resource: { buffer } })),
         });
-        const groups = wide ? fastGroups(L.n) : L.m > 1 ? [Math.ceil(L.n / 16), Math.ceil(L.m / 16)] : [Math.min(L.n, 65535), Math.ceil(L.n / 65535)];
+        const groups = wide ? fastGroups(L.n, L) : L.m > 1 ? [Math.ceil(L.n / 16), Math.ceil(L.m / 16)] : [Math.min(L.n, 65535), Math.ceil(L.n / 65535)];
         steps.push({ pipeline, bind, groups });
         break;
       }

@@ -15,10 +15,10 @@ const wgsl = (name = "linear.wgsl") => {
   return sources.get(name);
 };
 
-// kernels/gemv.wgsl's uniform (`Fast`) for packed weights `L` of a batch-1 layer `a`
-// (its per-row unit is a 16-byte vector, or 3-bit's 3-word block)
+// kernels/gemv.wgsl's uniform (`Fast`) for packed weights `L` of a batch-1 layer `a`, laid
+// out as the agent's `layers::Wide` says (units per row, threads per row, rows per workgroup)
 export const fastParams = (a, L) =>
-  new Uint32Array([a.n, L.wordsPerRow / (L.bits === 3 ? 3 : 4), L.groupsPerRow, L.wide, L.asym ? 1 : 0, L.bits, 0, 0]);
+  new Uint32Array([a.n, L.wide.units, L.groupsPerRow, L.wide.shift, L.asym ? 1 : 0, L.bits, L.wide.lanes, 0]);
 
 // weights for a vec4 binding: whole 16-byte vectors (3-bit rows end mid-vector)
 export const whole = (bytes) => {
@@ -28,9 +28,9 @@ export const whole = (bytes) => {
   return padded;
 };
 
-// workgroups of kernels/gemv.wgsl's ROWS (4) outputs over n, spilling into y
-export const fastGroups = (n) => {
-  const g = Math.max(1, Math.ceil(n / 4));
+// workgroups of `L.wide.rows` outputs over n, spilling into y
+export const fastGroups = (n, L) => {
+  const g = Math.max(1, Math.ceil(n / L.wide.rows));
   return [Math.min(g, 65535), Math.ceil(g / 65535)];
 };
 
@@ -43,7 +43,10 @@ async function completionLatency(dev) {
     // wait about one period, since each starts right after the previous poll
     latencyMs = Infinity;
     for (let i = 0; i < 4; i++) {
+      // with work submitted: an idle queue can answer at once where finished work waits
+      // for the poll
       const s = performance.now();
+      dev.queue.submit([dev.createCommandEncoder().finish()]);
       await dev.queue.onSubmittedWorkDone();
       if (i > 0) latencyMs = Math.min(latencyMs, performance.now() - s);
     }
@@ -131,7 +134,7 @@ async function prepare(dev, a, data) {
     entries: [pbuf, xbuf, wbuf, sbuf, zbuf, ybuf].map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
   const groups = wide
-    ? fastGroups(a.n)
+    ? fastGroups(a.n, L)
     : tiled
       ? [Math.ceil(a.n / 16), Math.ceil(a.m / 16)]
       : [Math.min(a.n, 65535), Math.ceil(a.n / 65535)];

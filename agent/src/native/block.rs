@@ -302,14 +302,14 @@ fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u6
             Op::Linear { x, layer, y: out } => {
                 let ((l, wide), params, w, s, z) = &layers[layer as usize];
                 let pipeline = match wide {
-                    Some(bits) => &p.wide[bits],
+                    Some((bits, _)) => &p.wide[bits],
                     None if l.m > 1 => &p.gemm,
                     None => &p.gemv,
                 };
                 let layout = pipeline.get_bind_group_layout(0);
                 let b = bind(&layout, [params, buf(x), w, s, z, buf(out)]);
                 let groups = match wide {
-                    Some(_) => super::spill(l.n.div_ceil(super::ROWS)),
+                    Some((_, rows)) => super::spill(l.n.div_ceil(*rows)),
                     None if l.m > 1 => (l.n.div_ceil(16), l.m.div_ceil(16)),
                     None => (l.n.min(65_535), l.n.div_ceil(65_535)),
                 };
@@ -449,9 +449,9 @@ fn plan(gpu: &Gpu, case: &BlockCase) -> Result<(Vec<Step>, Vec<wgpu::Buffer>, u6
 }
 
 /// A layer's uniform (`linear.wgsl`'s, or `gemv.wgsl`'s where it takes the layer), its wide
-/// width if any, and its weight, scale and zero-point buffers.
+/// width and rows per workgroup if any, and its weight, scale and zero-point buffers.
 type LayerBuffers = (
-    (quantgrid_matrix::workload::Layer, Option<u32>),
+    (quantgrid_matrix::workload::Layer, Option<(u32, u32)>),
     wgpu::Buffer,
     wgpu::Buffer,
     wgpu::Buffer,
@@ -511,14 +511,7 @@ fn buffers(
             // batch 1 on gemv.wgsl's wide loads where the weights fit it, as block.js does
             let wide = pk.wide.filter(|_| l.m == 1);
             let params: Vec<u8> = match wide {
-                Some(shift) => super::fast_params(
-                    l.n,
-                    super::wide_units(pk.bits, pk.words_per_row as u32),
-                    pk.groups_per_row,
-                    shift,
-                    pk.asym,
-                    pk.bits,
-                ),
+                Some(layout) => layout.params(l.n, pk.groups_per_row, pk.asym, pk.bits),
                 None => [
                     l.m,
                     l.k,
@@ -541,7 +534,7 @@ fn buffers(
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
             (
-                (l.clone(), wide.map(|_| pk.bits)),
+                (l.clone(), wide.map(|layout| (pk.bits, layout.rows))),
                 params,
                 make(Some(&w), w.len() as u64),
                 make(Some(&s), s.len() as u64),
