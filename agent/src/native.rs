@@ -314,15 +314,19 @@ pub fn run_layer(
     case: &LayerCase,
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(
-        gpu,
-        m,
-        case,
-        Weights::Packed(&case.quantized),
-        timing,
-        true,
-        None,
-    )
+    let weights = Weights::Packed(&case.quantized);
+    run(gpu, m, case, weights, timing, Route::Best)
+}
+
+/// Which kernels may run a layer.
+#[derive(Debug, Clone, Copy)]
+enum Route<'a> {
+    /// The wide-load GEMV where the layer fits it, else `linear.wgsl`'s.
+    Best,
+    /// `linear.wgsl`'s general kernels only.
+    General,
+    /// A candidate in place of the wide-load GEMV.
+    Candidate(Candidate<'a>),
 }
 
 /// A wide kernel to try in place of `gemv.wgsl`'s: an entry point of a candidate module with
@@ -342,15 +346,8 @@ pub fn run_candidate(
     candidate: Candidate<'_>,
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(
-        gpu,
-        1,
-        case,
-        Weights::Packed(&case.quantized),
-        timing,
-        true,
-        Some(candidate),
-    )
+    let weights = Weights::Packed(&case.quantized);
+    run(gpu, 1, case, weights, timing, Route::Candidate(candidate))
 }
 
 /// [`run_layer`] through `linear.wgsl`'s general kernels only, whatever the shape: what the
@@ -361,15 +358,8 @@ pub fn run_layer_general(
     case: &LayerCase,
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(
-        gpu,
-        m,
-        case,
-        Weights::Packed(&case.quantized),
-        timing,
-        false,
-        None,
-    )
+    let weights = Weights::Packed(&case.quantized);
+    run(gpu, m, case, weights, timing, Route::General)
 }
 
 /// The same layer with its fp32 weights, checked against the fp32 reference: the baseline a
@@ -381,7 +371,7 @@ pub fn run_f32_layer(
     weights: &[f32],
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(gpu, m, case, Weights::F32(weights), timing, true, None)
+    run(gpu, m, case, Weights::F32(weights), timing, Route::Best)
 }
 
 /// [`run_f32_layer`] through `linear.wgsl`'s general kernels only.
@@ -392,7 +382,7 @@ pub fn run_f32_layer_general(
     weights: &[f32],
     timing: Timing,
 ) -> Result<NativeRun, NativeError> {
-    run(gpu, m, case, Weights::F32(weights), timing, false, None)
+    run(gpu, m, case, Weights::F32(weights), timing, Route::General)
 }
 
 fn run(
@@ -401,9 +391,9 @@ fn run(
     case: &LayerCase,
     weights: Weights<'_>,
     timing: Timing,
-    wide: bool,
-    candidate: Option<Candidate<'_>>,
+    route: Route<'_>,
 ) -> Result<NativeRun, NativeError> {
+    let wide = !matches!(route, Route::General);
     let q = &case.quantized;
     let (k, n) = (q.k, q.n);
     let (want, magnitude) = match weights {
@@ -487,7 +477,7 @@ fn run(
             }
         }
     };
-    if candidate.is_some() && kernel != KernelName::GemvWide {
+    if matches!(route, Route::Candidate(_)) && kernel != KernelName::GemvWide {
         return Err(NativeError::Shape(format!(
             "a candidate replaces the wide kernel, and {kernel} runs this layer"
         )));
@@ -506,9 +496,9 @@ fn run(
         KernelName::Gemv => (&gpu.linear, "gemv"),
         KernelName::Gemm => (&gpu.linear, "gemm"),
     };
-    let (module, entry, rows) = match candidate {
-        Some(c) => (c.module, c.entry, c.rows),
-        None => (module, entry, rows),
+    let (module, entry, rows) = match route {
+        Route::Candidate(c) => (c.module, c.entry, c.rows),
+        _ => (module, entry, rows),
     };
     let weight_bytes = (w_bytes.len() + s_bytes.len() + z_bytes.len()) as u64;
     let copies = copies_for(weight_bytes, timing.working_set_bytes);
