@@ -34,9 +34,13 @@ fn layer(n: u32, k: u32) -> Layer {
     }
 }
 
-/// Timing whose samples last about [`SAMPLE_SECS`], from one dispatch's time.
+/// Timing whose samples last about [`SAMPLE_SECS`], from one dispatch's time, after ten
+/// untimed ones: about half a second of warm-up, since a row's first kernel on a new case
+/// follows seconds of CPU work on its references, and on a GPU that had idled the first row
+/// read up to 4× slow (docs/BENCHMARKS.md).
 fn timing_for(one_us: f64) -> Timing {
     Timing {
+        warmup: 10,
         dispatches: ((SAMPLE_SECS * 1e6 / one_us.max(0.1)) as u32).clamp(1, 2000),
         ..Timing::default()
     }
