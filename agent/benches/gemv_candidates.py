@@ -11,31 +11,8 @@ OUT = sys.argv[1] if len(sys.argv) > 1 else '.'
 PRE = open(os.path.join(HERE, '..', 'harness', 'kernels', 'gemv.wgsl')).read()
 # keep the preamble up to the 'const ROWS' line (struct, bindings) and the helpers
 head = PRE.split('const ROWS = ')[0]
-helpers = '''
-const MAGIC = 0x4B000000u;
-fn scale_of(g: u32) -> f32 {
-  let sp = unpack2x16float(scales[g / 2u]);
-  return select(sp.x, sp.y, (g % 2u) == 1u);
-}
-fn zero_of(g: u32) -> f32 {
-  if (f.asym == 1u) { return f32((zeros[g / 4u] >> ((g % 4u) * 8u)) & 255u); }
-  return f32(1u << (f.bits - 1u));
-}
-fn lanes(word: u32, shift: u32, mask: u32, z: f32) -> vec4<f32> {
-  let codes = (vec4<u32>(word, word >> 8u, word >> 16u, word >> 24u) >> vec4<u32>(shift)) & vec4<u32>(mask);
-  return bitcast<vec4<f32>>(codes | vec4<u32>(MAGIC)) - vec4<f32>(8388608.0 + z);
-}
-fn dot_b8(word: u32, a: vec4<f32>, z: f32) -> f32 { return dot(lanes(word, 0u, 255u, z), a); }
-fn dot_b4(word: u32, a: vec4<f32>, b: vec4<f32>, z: f32) -> f32 {
-  return dot(lanes(word, 0u, 15u, z), vec4<f32>(a.x, a.z, b.x, b.z))
-       + dot(lanes(word, 4u, 15u, z), vec4<f32>(a.y, a.w, b.y, b.w));
-}
-fn dot_b2(word: u32, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>, z: f32) -> f32 {
-  return dot(lanes(word, 0u, 3u, z), vec4<f32>(a.x, b.x, c.x, d.x))
-       + dot(lanes(word, 2u, 3u, z), vec4<f32>(a.y, b.y, c.y, d.y))
-       + dot(lanes(word, 4u, 3u, z), vec4<f32>(a.z, b.z, c.z, d.z))
-       + dot(lanes(word, 6u, 3u, z), vec4<f32>(a.w, b.w, c.w, d.w));
-}
+# the landed kernel's own helpers (scale_of, zero_of, byte_lanes, dot_b8, dot_b4, dot_b2)
+helpers = PRE[PRE.index('fn scale_of('):PRE.index('// The quantization group of word')] + '''
 // 16 + code for the 8 nibbles of a word, the code put in the mantissa of 16.0 (bits 19..22)
 fn off_b4(word: u32, a: vec4<f32>, b: vec4<f32>) -> f32 {
   let v = vec4<u32>(word);
