@@ -236,3 +236,44 @@ async fn a_wrong_softmax_layer_norm_or_gelu_in_the_page_fails() {
         .expect("restored");
     assert_eq!(verdict(&p, &c).await.failure, None);
 }
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The page clock's samples time the runs, not how the browser notices that they finished:
+/// Firefox notices finished GPU work by polling (~100 ms) yet can answer an idle probe at once,
+/// and a block whose runs take milliseconds was timed one run a sample, reading the poll
+/// (100.0 ms). Each sample's page time per run is checked against the GPU's own timestamps of
+/// the same sample: within 2× and a millisecond (the page also pays for encoding each run).
+async fn samples_time_the_runs(browser: Browser, what: &str) {
+    let p = page(browser, what).await;
+    for bits in [Bits::B4, Bits::B8] {
+        let run = ran(&p, Platform::Webgpu, &case("bert", 1, bits))
+            .await
+            .expect("the block runs");
+        assert!(!run.gpu_samples_ms.is_empty(), "{what} has timestamp-query");
+        let (page, gpu) = (median(&run.clock.samples_ms), median(&run.gpu_samples_ms));
+        eprintln!(
+            "{what} {bits}-bit: page {page:.3} ms/run over {} runs a sample, gpu {gpu:.3} ms",
+            run.clock.runs_per_sample
+        );
+        assert!(
+            page <= 2.0 * gpu + 1.0,
+            "{what} {bits}-bit: the page read {page:.2} ms a run over {} runs a sample, the GPU {gpu:.2} ms",
+            run.clock.runs_per_sample
+        );
+    }
+}
+
+#[tokio::test]
+async fn firefox_samples_time_the_runs_not_the_completion_poll() {
+    samples_time_the_runs(Browser::Firefox, "Firefox ESR and geckodriver").await;
+}
+
+#[tokio::test]
+async fn chromium_samples_time_the_runs() {
+    samples_time_the_runs(Browser::Chromium, "Chromium and chromedriver").await;
+}

@@ -20,6 +20,12 @@ async fn every_bit_width_matches_the_rust_reference_in_firefox() {
     every_bit_width_matches(Browser::Firefox, "Firefox ESR and geckodriver").await;
 }
 
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 async fn every_bit_width_matches(browser: Browser, what: &str) {
     let found = quantgrid_agent::discovery::browsers();
     // the newest build: the one the executor picks for WebGPU
@@ -87,6 +93,15 @@ async fn every_bit_width_matches(browser: Browser, what: &str) {
                         .iter()
                         .all(|t| t.is_finite() && *t >= 0.0),
                     "{run:?}"
+                );
+                // and the page's samples time the runs, not how the browser notices that they
+                // finished (a poller, Firefox, can answer an idle probe at once): within 2× the
+                // GPU's time of the same samples and a millisecond of encoding and submitting
+                let (page, gpu) = (median(&cell.clock.samples_ms), median(&run.gpu_samples_ms));
+                assert!(
+                    page <= 2.0 * gpu + 1.0,
+                    "m = {m}, k = {k}, {bits}-bit {scheme}: the page read {page:.3} ms a run over {} runs a sample, the GPU {gpu:.3} ms",
+                    cell.clock.runs_per_sample
                 );
                 // the page allocated exactly the packed bytes (buffers are at least 4 bytes)
                 let b = case.quantized.bytes();

@@ -1,7 +1,7 @@
 // A cell's graph on WebGPU: every op of the family's block in WGSL (kernels/block.wgsl, the
 // quantized matmuls in kernels/linear.wgsl with their packed weights), in the graph's order,
 // one command encoder per run. The agent checks every tensor the page computed in Rust.
-import { device, lost, clearLost, fastParams, fastGroups, whole } from "./webgpu.js";
+import { device, lost, clearLost, fastParams, fastGroups, whole, completionLatency, durations } from "./webgpu.js";
 import { fetched, base64 } from "./tensors.js";
 import { run as webnnRun } from "./webnn-graph.js";
 import { timed } from "./timing.js";
@@ -209,7 +209,11 @@ async function run(a) {
   dev.queue.submit([encode(dev, steps, qs, 0)]);
   await dev.queue.onSubmittedWorkDone();
   const first_run_ms = performance.now() - f0;
-  const { samples_ms, runs_per_sample } = await timed(runs, first_run_ms, a.warmup, a.repetitions);
+  // how long the browser takes to say a run finished (Firefox polls), and the first run's GPU
+  // time, which together size the samples
+  const latency = await completionLatency(dev);
+  const perRunMs = qs ? (await durations(dev, qs, [0]))[0] : null;
+  const { samples_ms, runs_per_sample } = await timed(runs, first_run_ms, a.warmup, a.repetitions, latency, perRunMs);
   // every computed tensor, read back once (the timed runs compute the same values)
   const computed = g.tensors.map((t, i) => (t.init ? null : i)).filter((i) => i !== null);
   const back = computed.map((i) => {

@@ -21,28 +21,39 @@ export function clockTick() {
 
 // Times `runs(n, sample)` (n back-to-back runs, awaited once; `sample` is the sample's index,
 // -1 for untimed runs) so each sample spans at least 50 clock ticks and 5 completion latencies
-// (`latency`: how long the browser takes to say that nothing finished; Firefox polls for
-// completion, so it is tens of milliseconds there): one run per sample when both are small,
-// more otherwise. `perRunMs` (a GPU timestamp of one run, where known) sizes the samples at
-// once; else the last untimed run (the first run, or the last warm-up) does, doubling. Returns
-// the per-run mean of each sample and how many runs each averaged.
+// on the page clock: one run per sample when both are small, more otherwise. The latency is
+// `latency` (webgpu.js's probe) or, where `perRunMs` (the GPU's timestamp of the first run)
+// says how long a run takes, what the warm-ups waited beyond it if that is longer. A poller
+// (Firefox, ~100 ms) notices finished work only at its next poll, so a sample sized below it
+// reads the poll: Firefox read 97 ms a run for a block of 30 ms. Returns the per-run mean of
+// each sample and how many runs each averaged.
 export async function timed(runs, firstMs, warmup, repetitions, latency = 0, perRunMs = null) {
-  const floor = Math.max(50 * clockTick(), 5 * latency);
   const time = async (n, sample = -1) => {
     const s = performance.now();
     await runs(n, sample);
     return performance.now() - s;
   };
-  let t = firstMs;
-  for (let i = 0; i < warmup; i++) t = await time(1);
+  const singles = [firstMs];
+  for (let i = 0; i < warmup; i++) singles.push(await time(1));
+  const gpuKnown = perRunMs !== null && perRunMs > 0;
+  if (gpuKnown) {
+    // the warm-ups' waits where there are any; the first run's (an over-estimate: it also
+    // pays for uploads and cold caches) otherwise
+    const waited = Math.max(...(singles.length > 1 ? singles.slice(1) : singles)) - perRunMs;
+    latency = Math.max(latency, waited);
+  }
+  const floor = Math.max(50 * clockTick(), 5 * latency);
+  let t = singles[singles.length - 1];
   let n = 1;
-  if (perRunMs !== null && perRunMs > 0 && t < floor) {
+  if (gpuKnown && latency > 20 && t < floor) {
+    // a first guess, saving doublings of slow samples; checked below, since the first
+    // run's GPU time includes its cold start
     while (n * perRunMs < floor && n < 1 << 16) n *= 2;
-  } else {
-    while (t < floor && n < 1 << 16) {
-      n *= 2;
-      t = await time(n);
-    }
+    t = await time(n);
+  }
+  while (t < floor && n < 1 << 16) {
+    n *= 2;
+    t = await time(n);
   }
   const samples_ms = [];
   for (let i = 0; i < repetitions; i++) samples_ms.push((await time(n, i)) / n);

@@ -34,22 +34,26 @@ export const fastGroups = (n, L) => {
   return [Math.min(g, 65535), Math.ceil(g / 65535)];
 };
 
-// How long the browser takes to report that nothing is running: microseconds where it is
-// notified, up to its polling period where it polls (Firefox: ~100 ms). Measured once.
+// How long the browser takes to say that submitted work finished: microseconds where it is
+// notified, up to its polling period where it polls (Firefox: ~100 ms). Measured once, with
+// real work (a buffer cleared): Firefox answered an empty submission at once, since the
+// submit itself polls, while real work waits for the next period. The longest of the probes
+// after the first (which can include the queue's cold start) counts: a poller's waits depend
+// on where in its period the work ends.
 let latencyMs = null;
-async function completionLatency(dev) {
+export async function completionLatency(dev) {
   if (latencyMs === null) {
-    // the first probe can include the queue's cold start; a poller makes every later probe
-    // wait about one period, since each starts right after the previous poll
-    latencyMs = Infinity;
+    const buf = dev.createBuffer({ size: 1 << 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    latencyMs = 0;
     for (let i = 0; i < 4; i++) {
-      // with work submitted: an idle queue can answer at once where finished work waits
-      // for the poll
       const s = performance.now();
-      dev.queue.submit([dev.createCommandEncoder().finish()]);
+      const enc = dev.createCommandEncoder();
+      enc.clearBuffer(buf);
+      dev.queue.submit([enc.finish()]);
       await dev.queue.onSubmittedWorkDone();
-      if (i > 0) latencyMs = Math.min(latencyMs, performance.now() - s);
+      if (i > 0) latencyMs = Math.max(latencyMs, performance.now() - s);
     }
+    buf.destroy();
   }
   return latencyMs;
 }
@@ -158,7 +162,7 @@ async function prepare(dev, a, data) {
 }
 
 // Resolves timestamp pairs `slots` of `qs` and returns each one's duration in ms.
-async function durations(dev, qs, slots) {
+export async function durations(dev, qs, slots) {
   const bytes = 256 * slots.length;
   const resolved = dev.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
   const back = dev.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
@@ -218,9 +222,10 @@ export async function cell(list, all) {
   for (const [l, L] of layers.entries()) dev.queue.submit([L.encode(qs, l * perLayer).finish()]);
   await dev.queue.onSubmittedWorkDone();
   const first_run_ms = performance.now() - f0;
-  // a poller's first run says little on the page clock; its GPU time sizes the samples
+  // the first run's GPU time: what a run waited beyond it is completion latency too, and
+  // where that is large (a poller) it sizes the samples
   let perRunMs = null;
-  if (qs && latency > 20) {
+  if (qs) {
     const firsts = await durations(dev, qs, layers.map((_, l) => l * perLayer));
     perRunMs = firsts.reduce((x, y) => x + y, 0);
   }
