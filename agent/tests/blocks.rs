@@ -2,8 +2,9 @@
 //! decode step (after 7 cached positions) at 4 and 8 bits on WebGPU in Chromium 156
 //! (SwiftShader) and Firefox (lavapipe) and on WebNN in Chromium 153 (one MLGraph, CPU),
 //! every tensor the page computed checked in Rust; planted mistakes in the page's softmax,
-//! LayerNorm and GELU each fail, naming the op; and a WebNN build without `gelu` answers
-//! `unsupported` in its own words.
+//! LayerNorm and GELU each fail, naming the op; a WebNN build without `gelu` answers
+//! `unsupported` in its own words; and the page clock's samples time the runs, not the
+//! browser's completion poll.
 
 use quantgrid_agent::block::{block_args, run_block};
 use quantgrid_agent::discovery::browser::Found;
@@ -11,6 +12,7 @@ use quantgrid_agent::layers::LayerError;
 use quantgrid_agent::server;
 use quantgrid_agent::webdriver::{Driver, Launch, Session};
 use quantgrid_matrix::block::{BlockCase, check};
+use quantgrid_matrix::compare::median;
 use quantgrid_matrix::quant::Bits;
 use quantgrid_matrix::{Browser, Platform};
 
@@ -235,12 +237,6 @@ async fn a_wrong_softmax_layer_norm_or_gelu_in_the_page_fails() {
         .await
         .expect("restored");
     assert_eq!(verdict(&p, &c).await.failure, None);
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The page clock's samples time the runs, not how the browser notices that they finished:

@@ -1,11 +1,13 @@
 //! The WebGPU layer kernel in real Chromium (SwiftShader here) and Firefox (lavapipe here):
-//! every bit width and both schemes must match the dequantized reference computed in Rust, and
-//! a lost device is replaced by a new one.
+//! every bit width and both schemes must match the dequantized reference computed in Rust,
+//! with page-clock samples that time the runs (against the GPU's timestamps), and a lost
+//! device is replaced by a new one.
 
 use quantgrid_agent::layers::run_layer;
 use quantgrid_agent::server;
 use quantgrid_agent::webdriver::{Driver, Launch, Session};
 use quantgrid_matrix::Browser;
+use quantgrid_matrix::compare::median;
 use quantgrid_matrix::quant::{Bits, QuantParams, Scheme};
 use quantgrid_matrix::reference::layer_case;
 use quantgrid_matrix::workload::{Layer, Role};
@@ -18,12 +20,6 @@ async fn every_bit_width_matches_the_rust_reference_in_chromium() {
 #[tokio::test]
 async fn every_bit_width_matches_the_rust_reference_in_firefox() {
     every_bit_width_matches(Browser::Firefox, "Firefox ESR and geckodriver").await;
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 async fn every_bit_width_matches(browser: Browser, what: &str) {
