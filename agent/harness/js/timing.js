@@ -36,11 +36,10 @@ export async function timed(runs, firstMs, warmup, repetitions, latency = 0, per
   const singles = [firstMs];
   for (let i = 0; i < warmup; i++) singles.push(await time(1));
   const gpuKnown = perRunMs !== null && perRunMs > 0;
-  if (gpuKnown) {
-    // the warm-ups' waits where there are any; the first run's (an over-estimate: it also
-    // pays for uploads and cold caches) otherwise
-    const waited = Math.max(...(singles.length > 1 ? singles.slice(1) : singles)) - perRunMs;
-    latency = Math.max(latency, waited);
+  if (gpuKnown && warmup > 0) {
+    // not the first run's: it also pays for compiles and cold caches, which would size every
+    // sample of a seconds-long model at several runs
+    latency = Math.max(latency, Math.max(...singles.slice(1)) - perRunMs);
   }
   const floor = Math.max(50 * clockTick(), 5 * latency);
   let t = singles[singles.length - 1];
