@@ -688,6 +688,7 @@ mod tests {
                 first_run_ms: 2.0,
                 samples_ms: vec![4.0, 6.0],
                 runs_per_sample: 1,
+                latency_ms: None,
                 kernel_ms: 20.0,
                 timer: "performance.now".into(),
             },

@@ -28,6 +28,11 @@ pub struct CellClock {
     /// Back-to-back repetitions each sample averages (more than 1 on a coarse clock or a
     /// browser that polls for completion).
     pub runs_per_sample: u32,
+    /// The completion latency the samples were sized to span five of (`js/timing.js`: a
+    /// WebGPU probe of real work, or warm-ups beyond their GPU time; WebNN reading back a
+    /// finished output); `None` where nothing was measured (native runs).
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
     /// Time the page spent building and running the cell's kernels, timed runs or not.
     pub kernel_ms: f64,
     /// What timed `samples_ms`: the page's clock (`performance.now`).

@@ -8,7 +8,7 @@
 
 use quantgrid_agent::block::{block_args, run_block};
 use quantgrid_agent::discovery::browser::Found;
-use quantgrid_agent::layers::LayerError;
+use quantgrid_agent::layers::{CellClock, LayerError};
 use quantgrid_agent::server;
 use quantgrid_agent::webdriver::{Driver, Launch, Session};
 use quantgrid_matrix::block::{BlockCase, check};
@@ -81,6 +81,10 @@ async fn verdict_on(
 ) -> quantgrid_matrix::block::BlockVerdict {
     let run = ran(p, platform, case).await.expect("the block runs");
     assert_eq!(run.clock.samples_ms.len(), 2);
+    spans_its_latency(
+        &run.clock,
+        &format!("{platform}, {} layers", case.graph.layers.len()),
+    );
     check(case, &run.values).expect("every tensor read back")
 }
 
@@ -237,6 +241,23 @@ async fn a_wrong_softmax_layer_norm_or_gelu_in_the_page_fails() {
         .await
         .expect("restored");
     assert_eq!(verdict(&p, &c).await.failure, None);
+}
+
+/// Every sample spans the completion latency the page measured five times over (four here: a
+/// timed sample can run a little faster than the one that sized it), on both platforms.
+fn spans_its_latency(clock: &CellClock, what: &str) {
+    let latency = clock
+        .latency_ms
+        .expect("the page says what latency it sized the samples for");
+    let span = f64::from(clock.runs_per_sample) * median(&clock.samples_ms);
+    eprintln!(
+        "{what}: {} runs a sample, {span:.1} ms, latency {latency:.2} ms",
+        clock.runs_per_sample
+    );
+    assert!(
+        span >= 4.0 * latency,
+        "{what}: samples of {span:.1} ms against a completion latency of {latency:.1} ms"
+    );
 }
 
 /// The page clock's samples time the runs, not how the browser notices that they finished:

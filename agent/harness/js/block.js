@@ -213,7 +213,7 @@ async function run(a) {
   // time, which together size the samples
   const latency = await completionLatency(dev);
   const perRunMs = qs ? (await durations(dev, qs, [0]))[0] : null;
-  const { samples_ms, runs_per_sample } = await timed(runs, first_run_ms, a.warmup, a.repetitions, latency, perRunMs);
+  const { samples_ms, runs_per_sample, latency_ms } = await timed(runs, first_run_ms, a.warmup, a.repetitions, latency, perRunMs);
   // every computed tensor, read back once (the timed runs compute the same values)
   const computed = g.tensors.map((t, i) => (t.init ? null : i)).filter((i) => i !== null);
   const back = computed.map((i) => {
@@ -258,7 +258,7 @@ async function run(a) {
   if (qs) qs.destroy();
   if (errors.length) throw new Error(errors.join("; "));
   return {
-    cell: { first_run_ms, samples_ms, runs_per_sample, kernel_ms, timer: "performance.now" },
+    cell: { first_run_ms, samples_ms, runs_per_sample, latency_ms, kernel_ms, timer: "performance.now" },
     values, build_ms, weight_bytes, gpu_samples_ms,
   };
 }

@@ -26,7 +26,7 @@ export function clockTick() {
 // says how long a run takes, what the warm-ups waited beyond it if that is longer. A poller
 // (Firefox, ~100 ms) notices finished work only at its next poll, so a sample sized below it
 // reads the poll: Firefox read 97 ms a run for a block of 30 ms. Returns the per-run mean of
-// each sample and how many runs each averaged.
+// each sample, how many runs each averaged and the latency they were sized to span.
 export async function timed(runs, firstMs, warmup, repetitions, latency = 0, perRunMs = null) {
   const time = async (n, sample = -1) => {
     const s = performance.now();
@@ -56,5 +56,18 @@ export async function timed(runs, firstMs, warmup, repetitions, latency = 0, per
   }
   const samples_ms = [];
   for (let i = 0; i < repetitions; i++) samples_ms.push((await time(n, i)) / n);
-  return { samples_ms, runs_per_sample: n };
+  return { samples_ms, runs_per_sample: n, latency_ms: latency };
+}
+
+// The longest of three `wait()`s, each an await that starts no new work (reading back a
+// tensor already computed): what every sample pays to learn that its runs finished, for APIs
+// without a submission queue to probe (WebNN).
+export async function waitLatency(wait) {
+  let most = 0;
+  for (let i = 0; i < 3; i++) {
+    const s = performance.now();
+    await wait();
+    most = Math.max(most, performance.now() - s);
+  }
+  return most;
 }

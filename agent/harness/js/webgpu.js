@@ -229,7 +229,7 @@ export async function cell(list, all) {
     const firsts = await durations(dev, qs, layers.map((_, l) => l * perLayer));
     perRunMs = firsts.reduce((x, y) => x + y, 0);
   }
-  const { samples_ms, runs_per_sample } =
+  const { samples_ms, runs_per_sample, latency_ms } =
     await timed(runs, first_run_ms, warmup, repetitions, latency, perRunMs);
   // the outputs, and the GPU timestamps of every layer's stamped runs
   const stamped = [];
@@ -265,5 +265,5 @@ export async function cell(list, all) {
   for (const L of layers) for (const b of L.buffers) b.destroy();
   if (qs) qs.destroy();
   if (errors.length) throw new Error(errors.join("; "));
-  return { cell: { first_run_ms, samples_ms, runs_per_sample, kernel_ms, timer: "performance.now" }, layers: answer };
+  return { cell: { first_run_ms, samples_ms, runs_per_sample, latency_ms, kernel_ms, timer: "performance.now" }, layers: answer };
 }

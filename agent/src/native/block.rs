@@ -230,6 +230,7 @@ pub fn run_block(
             first_run_ms,
             samples_ms,
             runs_per_sample: 1,
+            latency_ms: None,
             kernel_ms: c0.elapsed().as_secs_f64() * 1e3,
             timer: quantgrid_matrix::result::NATIVE_TIMER.into(),
         },
