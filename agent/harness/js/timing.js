@@ -59,9 +59,9 @@ export async function timed(runs, firstMs, warmup, repetitions, latency = 0, per
   return { samples_ms, runs_per_sample: n, latency_ms: latency };
 }
 
-// The longest of three `wait()`s, each an await that starts no new work (reading back a
-// tensor already computed): what every sample pays to learn that its runs finished, for APIs
-// without a submission queue to probe (WebNN).
+// The longest of three `wait()`s, each an await of next to no work (a small buffer cleared on
+// WebGPU, a finished tensor read back on WebNN): what every sample pays to learn that its
+// runs finished.
 export async function waitLatency(wait) {
   let most = 0;
   for (let i = 0; i < 3; i++) {

@@ -1,6 +1,6 @@
 // The WebGPU side of a layer: the device, the kernels of kernels/linear.wgsl (and, at batch 1
 // where the weights fit it, kernels/gemv.wgsl's wide-load GEMV), both clocks.
-import { timed } from "./timing.js";
+import { timed, waitLatency } from "./timing.js";
 import { Unavailable } from "./answer.js";
 
 // the kernels, fetched once from the harness server, next to this module
@@ -44,15 +44,14 @@ let latencyMs = null;
 export async function completionLatency(dev) {
   if (latencyMs === null) {
     const buf = dev.createBuffer({ size: 1 << 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    latencyMs = 0;
-    for (let i = 0; i < 4; i++) {
-      const s = performance.now();
+    const cleared = async () => {
       const enc = dev.createCommandEncoder();
       enc.clearBuffer(buf);
       dev.queue.submit([enc.finish()]);
       await dev.queue.onSubmittedWorkDone();
-      if (i > 0) latencyMs = Math.max(latencyMs, performance.now() - s);
-    }
+    };
+    await cleared();
+    latencyMs = await waitLatency(cleared);
     buf.destroy();
   }
   return latencyMs;
