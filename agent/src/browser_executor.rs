@@ -585,6 +585,7 @@ fn block_verdict(
         kernel_ms: run.clock.kernel_ms,
         timer: run.clock.timer.clone(),
         gpu_samples_ms: run.gpu_samples_ms.clone(),
+        latency_ms: run.clock.latency_ms,
         weights_sha256: None,
         weights_source: None,
         weight_bytes: run.weight_bytes,

@@ -53,6 +53,7 @@ fn result(cells: &[Cell], envs: &[Environment], i: usize) -> Record {
                 weights_source: None,
                 ops: Vec::new(),
                 gpu_samples_ms: Vec::new(),
+                latency_ms: None,
                 kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
                 kernel_err_ratio: 0.01,
                 accuracy_cosine: None,

@@ -131,6 +131,7 @@ fn stored_result(store_path: &Path) {
                     weights_source: None,
                     ops: Vec::new(),
                     gpu_samples_ms: Vec::new(),
+                    latency_ms: None,
                     kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
                     kernel_err_ratio: 0.01,
                     accuracy_cosine: None,

@@ -44,6 +44,7 @@ fn stock_python_duckdb_reads_the_file_with_plain_sql() {
                             weights_source: None,
                             ops: Vec::new(),
                             gpu_samples_ms: Vec::new(),
+                            latency_ms: None,
                             kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
                             kernel_err_ratio: 0.01,
                             accuracy_cosine: None,

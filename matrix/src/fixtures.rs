@@ -46,6 +46,7 @@ pub fn measurement(repetitions: u32) -> Measurement {
         kernel_ms: 9.0,
         timer: "performance.now".into(),
         gpu_samples_ms: Vec::new(),
+        latency_ms: None,
         weights_sha256: None,
         weights_source: None,
         ops: Vec::new(),

@@ -315,6 +315,12 @@ pub struct Measurement {
     /// WebNN). A different clock from `samples_ms`: never compared with it.
     #[serde(default)]
     pub gpu_samples_ms: Vec<f64>,
+    /// How long the browser took to say that finished work finished (a WebGPU probe of real
+    /// work, or warm-ups beyond their GPU time; WebNN reading back a finished output), which
+    /// every sample pays once and was sized to span five of; `None` where nothing was measured
+    /// (native runs, older agents). Firefox polls: ~100 ms here.
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
     /// SHA-256 of the cell's safetensors file, as the agent read it; `None` for synthetic
     /// weights.
     #[serde(default)]
@@ -467,6 +473,23 @@ pub struct OpFigure {
     pub bound_ratio: f64,
 }
 
+/// A sample (its runs together) pays one completion latency, so one that spans less than two
+/// of them times the browser noticing, not the runs: Firefox's poll once read 100 ms for a
+/// 12 ms model. The page sizes them to span five.
+fn spans_its_latency(m: &Measurement, latency: f64) -> Result<(), String> {
+    let Some(p50) = m.p50_ms() else {
+        return Ok(());
+    };
+    let sample = p50 * f64::from(m.runs_per_sample);
+    if sample < 2.0 * latency {
+        return Err(format!(
+            "samples of {} run(s) took {sample:.3} ms at the median, under twice the {latency:.3} ms the browser took to say work finished: they time that, not the runs",
+            m.runs_per_sample
+        ));
+    }
+    Ok(())
+}
+
 /// Why a report cannot count, in words for the stored `error` result.
 pub fn check_report(result: &CellResult, repetitions: u32) -> Result<(), String> {
     let ran = matches!(result.status, Status::Pass | Status::Fail);
@@ -509,6 +532,10 @@ pub fn check_report(result: &CellResult, repetitions: u32) -> Result<(), String>
     }
     if m.runs_per_sample == 0 {
         return Err("runs_per_sample is 0".into());
+    }
+    if let Some(latency) = m.latency_ms {
+        time("latency_ms", latency)?;
+        spans_its_latency(m, latency)?;
     }
     // a failing kernel may be infinitely wrong (a NaN output); nothing is negative or NaN
     for (name, v) in [
@@ -649,6 +676,7 @@ mod tests {
                 kernel_ms: 9.0,
                 timer: "performance.now".into(),
                 gpu_samples_ms: vec![0.5, 0.6, 0.7],
+                latency_ms: None,
                 weights_sha256: None,
                 weights_source: None,
                 ops: Vec::new(),
@@ -745,6 +773,21 @@ mod tests {
             )
             .contains("GPU samples")
         );
+        assert!(bad(|m| m.latency_ms = Some(f64::NAN), Status::Pass).contains("latency_ms"));
+        // samples of 2 ms at the median against a 1.5 ms completion latency: a poll's reading
+        assert!(
+            bad(|m| m.latency_ms = Some(1.5), Status::Pass).contains("under twice the 1.500 ms")
+        );
+        let spanned = |latency, runs| {
+            let mut r = measured(Status::Pass);
+            if let Some(m) = r.measurement.as_mut() {
+                (m.latency_ms, m.runs_per_sample) = (Some(latency), runs);
+            }
+            check_report(&r, 3)
+        };
+        // 1 ms, or 1.5 ms over 4 runs a sample (8 ms): spanned
+        assert_eq!(spanned(1.0, 1), Ok(()));
+        assert_eq!(spanned(1.5, 4), Ok(()));
         // a failing kernel's output may be NaN: its error is infinite, and that is the verdict
         let mut fail = measured(Status::Fail);
         if let Some(m) = fail.measurement.as_mut() {

@@ -13,10 +13,17 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
     (7, V7),
     (8, V8),
     (9, V9),
+    (10, V10),
 ];
 
 /// The schema version this quantgrid writes and reads.
-pub(super) const LATEST: i32 = 9;
+pub(super) const LATEST: i32 = 10;
+
+/// The completion latency each result's samples were sized to span (NULL: not measured, or
+/// stored before v10).
+const V10: &str = r#"
+ALTER TABLE results ADD COLUMN latency_ms DOUBLE;
+"#;
 
 /// A token's kind in words: `agent`, `admin`, or `viewer` (reads the dashboard and
 /// `/metrics`, nothing else). `admin` stays, true for admin tokens only.

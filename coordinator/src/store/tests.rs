@@ -69,6 +69,7 @@ pub(crate) fn result(cell: &Cell, n: usize, status: Status, simulated: bool) -> 
             weights_source: None,
             ops: Vec::new(),
             gpu_samples_ms: vec![0.5, 0.25, 0.75],
+            latency_ms: Some(0.25),
             kernel_bound_c: quantgrid_matrix::reference::KERNEL_BOUND_C,
             kernel_err_ratio: 0.01,
             accuracy_cosine: Some(0.995),
@@ -204,6 +205,16 @@ fn round_trip_on_a_real_file_survives_reopening() {
             (1, "attention".to_string(), 0.5)
         ]
     );
+    // the completion latency the samples spanned, beside them (NULL where not measured)
+    let latencies: Vec<Option<f64>> = store
+        .conn
+        .prepare("SELECT latency_ms FROM results ORDER BY latency_ms NULLS LAST")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("latencies");
+    assert_eq!(latencies, vec![Some(0.25), None]);
     let unsupported = by_id(&cells[1].id).outcome.clone().expect("outcome");
     assert_eq!(
         unsupported.error_text.as_deref(),

@@ -431,6 +431,8 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
                     .collect::<BinaryArray>(),
             ),
         ),
+        // migration 10
+        ("latency_ms", floats(&|r| meas(r).and_then(|m| m.latency_ms))),
     ];
     RecordBatch::try_from_iter(columns)
         .map_err(|e| StoreError::Corrupt(format!("results batch: {e}")))
