@@ -6,7 +6,8 @@
 //! an LM head runs) as the executor measured them.
 //!
 //! `QUANTGRID_BENCH_FAMILIES=bert,gpt2` narrows the families (default: one or two per
-//! modality, each small enough for a software adapter).
+//! modality, each small enough for a software adapter), `QUANTGRID_BENCH_BROWSERS=firefox`
+//! the browsers (default: both).
 
 use quantgrid_agent::browser_executor::BrowserExecutor;
 use quantgrid_agent::executor::{Executor, Job};
@@ -71,12 +72,18 @@ fn figure(r: &CellResult) -> String {
 #[tokio::main]
 async fn main() {
     let families = std::env::var("QUANTGRID_BENCH_FAMILIES").unwrap_or_else(|_| FAMILIES.into());
+    let browsers =
+        std::env::var("QUANTGRID_BENCH_BROWSERS").unwrap_or_else(|_| "chromium, firefox".into());
     let yaml = format!(
-        "version: 1\nname: bench\nfamilies: [{families}]\nmodels: [minilm]\nbrowsers: [chromium, firefox]\nplatforms: both\nbits: [2, 3, 4, 8, 16]\nexperimental_precision: [true]\nworkload: {{layers: 1, seq_len: 1}}\n"
+        "version: 1\nname: bench\nfamilies: [{families}]\nmodels: [minilm]\nbrowsers: [{browsers}]\nplatforms: both\nbits: [2, 3, 4, 8, 16]\nexperimental_precision: [true]\nworkload: {{layers: 1, seq_len: 1}}\n"
     );
     let cells = spec::parse(&yaml, "bench.yaml").expect("spec").expand();
     let mut builds = Vec::new();
+    let wanted = |b: quantgrid_matrix::Browser| cells.iter().any(|c| c.browser == b);
     for found in quantgrid_agent::discovery::browsers() {
+        if !wanted(found.candidate.browser) {
+            continue;
+        }
         match probe(&found).await {
             Ok(p) => builds.push(p),
             Err(e) => println!("{} {}: {e}", found.candidate.browser, found.version),
