@@ -432,7 +432,10 @@ fn results_batch(with_env: &[(&ResultRecord, Option<String>)]) -> Result<RecordB
             ),
         ),
         // migration 10
-        ("latency_ms", floats(&|r| meas(r).and_then(|m| m.latency_ms))),
+        (
+            "latency_ms",
+            floats(&|r| meas(r).and_then(|m| m.latency_ms)),
+        ),
     ];
     RecordBatch::try_from_iter(columns)
         .map_err(|e| StoreError::Corrupt(format!("results batch: {e}")))
