@@ -167,10 +167,11 @@ async fn a_fixed_part_the_probe_missed_is_sampled_past(session: &Session, what: 
     let samples: Vec<f64> = serde_json::from_value(answer["samples_ms"].clone())
         .unwrap_or_else(|e| panic!("{what}: {answer}: {e}"));
     let per_run = median(&samples);
-    // a quarter of a sample at most is the wait: 1 ms of work reads ≤ 1.33 ms, and 21 ms
-    // where the wait is not found
+    // a quarter of a sample at most is the wait when it is sized: 1 ms of work reads ≤ 1.33
+    // ms, and 21 ms where the wait is not found; the bound leaves room for a loaded machine's
+    // timers firing late in the timed samples
     assert!(
-        per_run < 2.0,
+        per_run < 3.0,
         "{what}: 1 ms runs read {per_run:.3} ms over {} runs a sample",
         answer["runs_per_sample"]
     );
