@@ -769,3 +769,52 @@ fn short_cells_never_wait_for_a_faster_agent() {
     // b takes 3 ms: 50 ms from a is not worth waiting for, so b takes the last cell
     assert_eq!(offers(&report(&mut s, "b", &b, Status::Pass, 3)).len(), 1);
 }
+
+/// Whatever time passes and however often the agent drops and comes back, a report on a
+/// lease the scheduler offered is stored (accepted, late or as a duplicate's first copy),
+/// never ignored as unknown: a full test run once saw the coordinator call an offered
+/// lease unknown, and this rules the scheduler out (500 seeded schedules of ticks up to
+/// 40 s apart, sessions ending and reopening).
+#[test]
+fn an_offered_lease_is_never_unknown_to_its_agent() {
+    let yaml =
+        "families: [bert, gpt2, vit]\nbrowsers: [chromium]\nplatforms: webgpu\nbits: [4, 8]\n";
+    let mut seed = 12345u64;
+    let mut rnd = move |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    let agent = || quantgrid_matrix::fixtures::chromium_capabilities(8);
+    for round in 0..500 {
+        let mut s = Scheduler::new(config());
+        let mut now: Millis = 1_000;
+        let mut acts = s.handle(Event::Submit(sweep("sw", 0, yaml)), now);
+        acts.extend(up(&mut s, "a1", agent(), now));
+        let got: Vec<Offer> = offers(&acts).into_iter().map(|(_, o)| o).collect();
+        assert_eq!(got.len(), 6, "round {round}");
+        for o in &got {
+            let most = if rnd(10) == 0 { 40_000 } else { 200 };
+            now += rnd(most);
+            match rnd(4) {
+                0 => drop(s.handle(Event::AgentDown { agent: "a1".into() }, now)),
+                1 => drop(up(&mut s, "a1", agent(), now)),
+                _ => {}
+            }
+            s.handle(Event::Tick, now);
+            let unknown = report(&mut s, "a1", o, Status::Pass, now)
+                .into_iter()
+                .any(|a| {
+                    matches!(
+                        a,
+                        Action::Ignored {
+                            why: "unknown lease",
+                            ..
+                        }
+                    )
+                });
+            assert!(!unknown, "round {round}: {} called unknown", o.lease_id);
+        }
+    }
+}
