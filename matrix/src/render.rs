@@ -660,7 +660,7 @@ fn timing(out: &mut String, entries: &[Entry], tolerance: &Thresholds) {
     let _ = writeln!(out, "## Timing\n");
     let _ = writeln!(
         out,
-        "Times are medians on the page's clock (`performance.now` around runs the page awaited, submission included): every browser and platform has it, so it is the only clock times are compared on. On WebGPU a sample is enough back-to-back runs to span five of the browser's completion latencies, measured with real work (Firefox notices finished work by polling, every ~100 ms), so the wait for that notice is at most a fifth of a time."
+        "Times are medians on the page's clock (`performance.now` around runs the page awaited, submission included): every browser and platform has it, so it is the only clock times are compared on. On WebGPU a sample is enough back-to-back runs to span five of the browser's completion latencies, measured with real work (Firefox notices finished work by polling, every ~100 ms), and runs double until the part of a sample that does not grow with its runs (that wait) measures at most a quarter of it."
     );
     if entries.iter().any(|e| {
         e.cell.platform == Platform::Native
